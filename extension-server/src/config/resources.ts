@@ -1,0 +1,79 @@
+// Schemas of the Kubernetes resources infergate reads, in every API version users have in hand:
+// InferencePool (inference.networking.x-k8s.io v1alpha1/v1alpha2, inference.networking.k8s.io v1),
+// InferenceModel (x-k8s v1alpha1/v1alpha2) and core v1 Pod (the pool's members). Only the fields
+// routing needs are modelled; unknown fields are allowed (users paste whole manifests).
+import { z } from "zod";
+
+export const GROUP_X_K8S = "inference.networking.x-k8s.io";
+export const GROUP_K8S = "inference.networking.k8s.io";
+export const ATTACH_TO_ANNOTATION = "inference.networking.x-k8s.io/attach-to";
+
+/** A DNS-1123 label-ish name: model and pool names go into the snapshot, which forbids whitespace. */
+const noWhitespace = z.string().min(1).regex(/^\S+$/, "must not contain whitespace");
+
+const metadata = z.object({
+  name: noWhitespace,
+  namespace: z.string().min(1).optional(),
+  labels: z.record(z.string(), z.string()).optional(),
+  annotations: z.record(z.string(), z.string()).optional(),
+  deletionTimestamp: z.string().optional(),
+});
+
+const port = z.number().int().min(1).max(65535);
+
+export const inferencePoolV1alpha = z.object({
+  apiVersion: z.enum([`${GROUP_X_K8S}/v1alpha1`, `${GROUP_X_K8S}/v1alpha2`]),
+  kind: z.literal("InferencePool"),
+  metadata,
+  spec: z.object({
+    selector: z.record(z.string(), z.string()).refine((s) => Object.keys(s).length > 0, "must select at least one label"),
+    targetPortNumber: port,
+  }).passthrough(),
+}).passthrough();
+
+export const inferencePoolV1 = z.object({
+  apiVersion: z.literal(`${GROUP_K8S}/v1`),
+  kind: z.literal("InferencePool"),
+  metadata,
+  spec: z.object({
+    selector: z.object({ matchLabels: z.record(z.string(), z.string()) }).passthrough()
+      .refine((s) => Object.keys(s.matchLabels).length > 0, "matchLabels must have at least one label"),
+    targetPorts: z.array(z.object({ number: port })).min(1).max(8),
+  }).passthrough(),
+}).passthrough();
+
+export const inferenceModel = z.object({
+  apiVersion: z.enum([`${GROUP_X_K8S}/v1alpha1`, `${GROUP_X_K8S}/v1alpha2`]),
+  kind: z.literal("InferenceModel"),
+  metadata,
+  spec: z.object({
+    modelName: noWhitespace,
+    criticality: z.enum(["Critical", "Standard", "Sheddable"]).optional(),
+    poolRef: z.object({ name: noWhitespace, group: z.string().optional(), kind: z.string().optional() }).passthrough(),
+    targetModels: z.array(z.object({ name: noWhitespace, weight: z.number().int().min(0).max(1_000_000).optional() })).max(10).optional(),
+  }).passthrough(),
+}).passthrough();
+
+export const pod = z.object({
+  apiVersion: z.literal("v1"),
+  kind: z.literal("Pod"),
+  metadata,
+  status: z.object({
+    podIP: z.union([z.ipv4(), z.ipv6()]),
+    phase: z.string().optional(),
+    conditions: z.array(z.object({ type: z.string(), status: z.string() }).passthrough()).optional(),
+  }).passthrough(),
+}).passthrough();
+
+/** The `attach-to` annotation value, as in the seed: a YAML mapping `name: <gateway>` / `port: <n>`. */
+export const attachTo = z.object({
+  name: z.string().min(1),
+  namespace: z.string().min(1).optional(),
+  port: port.optional(),
+});
+
+export type InferencePoolV1alpha = z.infer<typeof inferencePoolV1alpha>;
+export type InferencePoolV1 = z.infer<typeof inferencePoolV1>;
+export type InferenceModel = z.infer<typeof inferenceModel>;
+export type Pod = z.infer<typeof pod>;
+export type AttachTo = z.infer<typeof attachTo>;

@@ -1,0 +1,94 @@
+// Runs Envoy as a child process: writes the bootstrap, starts the pinned binary, waits until its
+// admin endpoint reports LIVE, and stops it (with its process group) on close.
+import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const repo = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
+export const ENVOY_VERSION = "1.39.3";
+
+/** ENVOY_BIN, else the binary scripts/install-envoy.mjs put in .cache/. */
+export function envoyBinary(): string {
+  const fromEnv = process.env.ENVOY_BIN;
+  if (fromEnv) return fromEnv;
+  const local = join(repo, ".cache", "envoy", ENVOY_VERSION, "envoy", "_bin", "envoy");
+  if (!existsSync(local)) throw new Error(`Envoy is not installed: run 'node scripts/install-envoy.mjs' (expected ${local})`);
+  return local;
+}
+
+export interface EnvoyOptions {
+  bootstrap: Record<string, unknown>;
+  adminPort: number;
+  concurrency?: number;
+  logLevel?: string;
+  /** Receives Envoy's log lines (stderr). */
+  onLog?: (line: string) => void;
+}
+
+export class EnvoyProcess {
+  private exited: Promise<number | null>;
+  readonly logs: string[] = [];
+
+  private constructor(private readonly child: ChildProcess, readonly adminPort: number, readonly bootstrapPath: string) {
+    this.exited = new Promise((resolve) => child.once("exit", (code) => resolve(code)));
+  }
+
+  static async start(opts: EnvoyOptions): Promise<EnvoyProcess> {
+    const dir = mkdtempSync(join(tmpdir(), "infergate-envoy-"));
+    const bootstrapPath = join(dir, "bootstrap.json");
+    writeFileSync(bootstrapPath, JSON.stringify(opts.bootstrap, null, 2));
+    const child = spawn(envoyBinary(), [
+      "-c", bootstrapPath,
+      "--concurrency", String(opts.concurrency ?? 2),
+      "--log-level", opts.logLevel ?? "warn",
+      // Several Envoys may run side by side (tests): no shared-memory hot-restart region.
+      "--disable-hot-restart",
+    ], { stdio: ["ignore", "ignore", "pipe"], detached: true });
+    const envoy = new EnvoyProcess(child, opts.adminPort, bootstrapPath);
+    let partial = "";
+    child.stderr!.setEncoding("utf8").on("data", (chunk: string) => {
+      const lines = (partial + chunk).split("\n");
+      partial = lines.pop() ?? "";
+      for (const line of lines) {
+        if (envoy.logs.length < 5000) envoy.logs.push(line);
+        opts.onLog?.(line);
+      }
+    });
+    await envoy.waitLive();
+    return envoy;
+  }
+
+  get pid(): number | undefined { return this.child.pid; }
+
+  private async waitLive(timeoutMs = 30_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    let exitCode: number | null | undefined;
+    void this.exited.then((c) => { exitCode = c; });
+    while (Date.now() < deadline) {
+      if (exitCode !== undefined) throw new Error(`Envoy exited with ${exitCode} before becoming ready:\n${this.logs.slice(-30).join("\n")}`);
+      try {
+        const res = await fetch(`http://127.0.0.1:${this.adminPort}/ready`);
+        if (res.ok && (await res.text()).trim() === "LIVE") return;
+      } catch { /* not listening yet */ }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    await this.stop();
+    throw new Error(`Envoy did not become ready within ${timeoutMs} ms:\n${this.logs.slice(-30).join("\n")}`);
+  }
+
+  /** Reads one admin endpoint (e.g. "stats?filter=wasm"). */
+  async admin(path: string): Promise<string> {
+    const res = await fetch(`http://127.0.0.1:${this.adminPort}/${path}`);
+    return res.text();
+  }
+
+  async stop(): Promise<void> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    try { process.kill(-this.child.pid!, "SIGTERM"); } catch { /* already gone */ }
+    const timer = setTimeout(() => { try { process.kill(-this.child.pid!, "SIGKILL"); } catch { /* gone */ } }, 5000);
+    await this.exited;
+    clearTimeout(timer);
+  }
+}

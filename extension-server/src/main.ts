@@ -1,0 +1,69 @@
+// infergate extension server CLI.
+//   tsx extension-server/src/main.ts standalone --config manifests/standalone/seed.yaml [--no-envoy]
+import { parseArgs } from "node:util";
+import { ConfigError } from "./config/routing-config.ts";
+import { Standalone } from "./standalone.ts";
+
+const USAGE = `usage: infergate standalone --config FILE [options]
+
+  --config FILE          YAML with InferencePool, InferenceModel and Pod documents (required)
+  --listen ADDRESS       address Envoy's listeners and the metrics endpoint bind (default 127.0.0.1)
+  --plain-port N         plain round-robin listener (default 8080)
+  --inference-port N     inference listener for every pool (default: each pool's attach-to port, else 8081)
+  --admin-port N         Envoy admin, on 127.0.0.1 (default 9901)
+  --xds-port N           xDS gRPC server, on 127.0.0.1 (default 18000)
+  --metrics-port N       Prometheus /metrics of this server (default 9090)
+  --wasm FILE            compiled filter (default build/infergate.wasm)
+  --no-envoy             serve xDS only; run Envoy yourself
+  --envoy-log-level L    Envoy's log level (default warn)
+`;
+
+async function main(): Promise<void> {
+  const { values, positionals } = parseArgs({
+    allowPositionals: true,
+    options: {
+      config: { type: "string" },
+      listen: { type: "string", default: "127.0.0.1" },
+      "plain-port": { type: "string", default: "8080" },
+      "inference-port": { type: "string" },
+      "admin-port": { type: "string", default: "9901" },
+      "xds-port": { type: "string", default: "18000" },
+      "metrics-port": { type: "string", default: "9090" },
+      wasm: { type: "string" },
+      "no-envoy": { type: "boolean", default: false },
+      "envoy-log-level": { type: "string", default: "warn" },
+      help: { type: "boolean", default: false },
+    },
+  });
+  if (values.help || positionals[0] !== "standalone" || !values.config) {
+    process.stderr.write(USAGE);
+    process.exit(values.help ? 0 : 2);
+  }
+  const server = new Standalone({
+    configPath: values.config,
+    wasmPath: values.wasm,
+    listenAddress: values.listen,
+    xdsPort: Number(values["xds-port"]),
+    metricsPort: Number(values["metrics-port"]),
+    envoy: values["no-envoy"] ? undefined : {
+      adminPort: Number(values["admin-port"]),
+      plainPort: Number(values["plain-port"]),
+      inferencePort: values["inference-port"] ? Number(values["inference-port"]) : undefined,
+      logLevel: values["envoy-log-level"],
+    },
+  });
+  const shutdown = (): void => { void server.stop().then(() => process.exit(0)); };
+  process.once("SIGINT", shutdown);
+  process.once("SIGTERM", shutdown);
+  try {
+    await server.start();
+  } catch (err) {
+    if (err instanceof ConfigError) console.error(`invalid configuration:\n  ${err.problems.join("\n  ")}`);
+    else console.error(err);
+    await server.stop().catch(() => undefined);
+    process.exit(1);
+  }
+  console.error(`infergate: xDS on 127.0.0.1:${server.xdsPort}, metrics on ${values.listen}:${server.metricsPort}`);
+}
+
+void main();

@@ -1,0 +1,149 @@
+// A small state-of-the-world xDS server over gRPC. Each resource type (ECDS extension configs,
+// EDS load assignments) is a versioned set of named resources; every open stream is sent the
+// current version when it subscribes and again whenever the set changes. ACKs and NACKs are
+// tracked per stream so a rejected push is visible (and never retried in a loop).
+import * as grpc from "@grpc/grpc-js";
+import type protobuf from "protobufjs";
+import { protoRoot, typeUrl } from "./protos.ts";
+
+export const TYPE_EXTENSION_CONFIG = typeUrl("envoy.config.core.v3.TypedExtensionConfig");
+export const TYPE_LOAD_ASSIGNMENT = typeUrl("envoy.config.endpoint.v3.ClusterLoadAssignment");
+
+/** A resource already encoded as the Any that goes into DiscoveryResponse.resources. */
+export interface EncodedResource { name: string; any: { type_url: string; value: Uint8Array } }
+
+interface DiscoveryRequest {
+  version_info?: string;
+  resource_names?: string[];
+  type_url?: string;
+  response_nonce?: string;
+  error_detail?: { code?: number; message?: string } | null;
+  node?: { id?: string };
+}
+
+export interface XdsEvents {
+  /** Envoy accepted (`error` undefined) or rejected a version. */
+  onAck?(typeUrl: string, version: string, nodeId: string, error?: string): void;
+}
+
+class ResourceSet {
+  version = 0;
+  resources = new Map<string, EncodedResource>();
+}
+
+class Subscription {
+  names: string[] = [];
+  sentVersion = -1;
+  nonce = 0;
+  constructor(readonly typeUrl: string) {}
+}
+
+const SERVICES: Array<{ service: string; method: string; typeUrl: string }> = [
+  { service: "envoy.service.extension.v3.ExtensionConfigDiscoveryService", method: "StreamExtensionConfigs", typeUrl: TYPE_EXTENSION_CONFIG },
+  { service: "envoy.service.endpoint.v3.EndpointDiscoveryService", method: "StreamEndpoints", typeUrl: TYPE_LOAD_ASSIGNMENT },
+];
+
+export class XdsServer {
+  private readonly sets = new Map<string, ResourceSet>();
+  private readonly streams = new Set<{ sub: Subscription; send: () => void }>();
+  private readonly server = new grpc.Server({ "grpc.keepalive_permit_without_calls": 1 });
+  private readonly requestType: protobuf.Type;
+  private readonly responseType: protobuf.Type;
+  private boundPort = 0;
+
+  constructor(private readonly events: XdsEvents = {}) {
+    const root = protoRoot();
+    this.requestType = root.lookupType("envoy.service.discovery.v3.DiscoveryRequest");
+    this.responseType = root.lookupType("envoy.service.discovery.v3.DiscoveryResponse");
+    for (const { service, method, typeUrl } of SERVICES) {
+      this.sets.set(typeUrl, new ResourceSet());
+      this.server.addService(this.definition(service, method), {
+        [method]: (call: grpc.ServerDuplexStream<DiscoveryRequest, object>) => this.handleStream(call, typeUrl),
+      });
+    }
+  }
+
+  get port(): number { return this.boundPort; }
+
+  async listen(host: string, port: number): Promise<number> {
+    this.boundPort = await new Promise<number>((resolve, reject) =>
+      this.server.bindAsync(`${host}:${port}`, grpc.ServerCredentials.createInsecure(), (err, bound) => (err ? reject(err) : resolve(bound))));
+    return this.boundPort;
+  }
+
+  async close(): Promise<void> {
+    this.server.forceShutdown();
+  }
+
+  /** Replaces every resource of a type; streams subscribed to it are pushed the new version. */
+  setResources(type: string, resources: EncodedResource[]): number {
+    const set = this.sets.get(type);
+    if (!set) throw new Error(`unsupported xDS type ${type}`);
+    set.resources = new Map(resources.map((r) => [r.name, r]));
+    set.version++;
+    for (const stream of this.streams) if (stream.sub.typeUrl === type) stream.send();
+    return set.version;
+  }
+
+  version(type: string): number {
+    return this.sets.get(type)?.version ?? 0;
+  }
+
+  private definition(service: string, method: string): grpc.ServiceDefinition {
+    const req = this.requestType;
+    const res = this.responseType;
+    return {
+      [method]: {
+        path: `/${service}/${method}`,
+        requestStream: true,
+        responseStream: true,
+        requestSerialize: (m: object) => Buffer.from(req.encode(req.fromObject(m)).finish()),
+        requestDeserialize: (b: Buffer) => req.toObject(req.decode(b), { defaults: true }) as DiscoveryRequest,
+        responseSerialize: (m: object) => Buffer.from(res.encode(res.fromObject(m)).finish()),
+        responseDeserialize: (b: Buffer) => res.toObject(res.decode(b)),
+      },
+    } as grpc.ServiceDefinition;
+  }
+
+  private handleStream(call: grpc.ServerDuplexStream<DiscoveryRequest, object>, type: string): void {
+    const sub = new Subscription(type);
+    const set = this.sets.get(type)!;
+    const send = (): void => {
+      if (sub.sentVersion === set.version && sub.nonce > 0) return;
+      sub.sentVersion = set.version;
+      sub.nonce++;
+      const wanted = sub.names.length === 0 ? [...set.resources.values()] : sub.names.flatMap((n) => set.resources.get(n) ?? []);
+      call.write({
+        version_info: String(set.version),
+        type_url: type,
+        nonce: String(sub.nonce),
+        resources: wanted.map((r) => r.any),
+      });
+    };
+    const entry = { sub, send };
+    this.streams.add(entry);
+    call.on("data", (request: DiscoveryRequest) => this.onRequest(sub, request, send));
+    const drop = (): void => { this.streams.delete(entry); };
+    call.on("end", () => { drop(); call.end(); });
+    call.on("error", drop);
+    call.on("close", drop);
+  }
+
+  private onRequest(sub: Subscription, request: DiscoveryRequest, send: () => void): void {
+    const nonce = request.response_nonce ?? "";
+    if (nonce !== "" && nonce !== String(sub.nonce)) return; // answers a response superseded since
+    const nodeId = request.node?.id ?? "";
+    if (nonce !== "") {
+      const error = request.error_detail?.message || undefined;
+      this.events.onAck?.(sub.typeUrl, request.version_info ?? "", nodeId, error);
+    }
+    const names = [...(request.resource_names ?? [])].sort();
+    const namesChanged = names.join("\n") !== sub.names.join("\n");
+    sub.names = names;
+    // First request, or a change of subscription: (re)send. An ACK/NACK needs no answer.
+    if (nonce === "" || namesChanged) {
+      sub.sentVersion = -1;
+      send();
+    }
+  }
+}

@@ -1,0 +1,156 @@
+// The routing snapshot the extension server pushes (as the Wasm plugin configuration, over ECDS).
+//
+// Format: UTF-8 text, one record per line, fields separated by single spaces. Names never contain
+// whitespace (the extension server validates that). Unknown record kinds are ignored so a newer
+// server can add records without breaking an older filter. Example:
+//
+//   infergate-snapshot 1
+//   version 42
+//   pool reasoning-pool
+//   endpoint 10.0.0.5:8000 1000
+//   model qwq reasoning-pool critical
+//   target qwq-32b 100
+//
+// `endpoint` lines belong to the pool above them, `target` lines to the model above them. Scores
+// are integers, higher is better. Pure module: no host imports.
+
+export const FORMAT_HEADER = "infergate-snapshot 1";
+
+export const enum Criticality { Critical = 0, Standard = 1, Sheddable = 2 }
+
+export class Endpoint {
+  constructor(public address: string, public score: i64) {}
+}
+
+export class Pool {
+  endpoints: Array<Endpoint> = new Array<Endpoint>();
+  constructor(public name: string) {}
+}
+
+export class Target {
+  constructor(public name: string, public weight: i64) {}
+}
+
+export class Model {
+  targets: Array<Target> = new Array<Target>();
+  totalWeight: i64 = 0;
+  constructor(public name: string, public pool: Pool, public criticality: Criticality) {}
+}
+
+export class Snapshot {
+  version: string = "";
+  pools: Map<string, Pool> = new Map<string, Pool>();
+  models: Map<string, Model> = new Map<string, Model>();
+}
+
+/** Result of parsing: a snapshot, or the reason the text was rejected. */
+export class ParseResult {
+  snapshot: Snapshot | null = null;
+  error: string = "";
+}
+
+function parseCriticality(word: string): i32 {
+  if (word == "critical") return Criticality.Critical;
+  if (word == "standard") return Criticality.Standard;
+  if (word == "sheddable") return Criticality.Sheddable;
+  return -1;
+}
+
+function parseNonNegative(word: string): i64 {
+  if (word.length == 0 || word.length > 18) return -1;
+  let v: i64 = 0;
+  for (let i = 0; i < word.length; i++) {
+    const c = word.charCodeAt(i);
+    if (c < 0x30 || c > 0x39) return -1;
+    v = v * 10 + <i64>(c - 0x30);
+  }
+  return v;
+}
+
+class Parser {
+  snapshot: Snapshot = new Snapshot();
+  pool: Pool | null = null;
+  model: Model | null = null;
+  error: string = "";
+
+  line(fields: string[], lineNo: i32): bool {
+    const kind = fields[0];
+    if (kind == "version") return this.expect(fields, 2, lineNo) && this.setVersion(fields[1]);
+    if (kind == "pool") return this.expect(fields, 2, lineNo) && this.addPool(fields[1], lineNo);
+    if (kind == "endpoint") return this.expect(fields, 3, lineNo) && this.addEndpoint(fields[1], fields[2], lineNo);
+    if (kind == "model") return this.expect(fields, 4, lineNo) && this.addModel(fields[1], fields[2], fields[3], lineNo);
+    if (kind == "target") return this.expect(fields, 3, lineNo) && this.addTarget(fields[1], fields[2], lineNo);
+    return true; // unknown record kinds are for newer filters
+  }
+
+  private expect(fields: string[], count: i32, lineNo: i32): bool {
+    if (fields.length == count) return true;
+    return this.fail(lineNo, "'" + fields[0] + "' takes " + (count - 1).toString() + " fields");
+  }
+
+  private fail(lineNo: i32, message: string): bool {
+    this.error = "snapshot line " + lineNo.toString() + ": " + message;
+    return false;
+  }
+
+  private setVersion(v: string): bool { this.snapshot.version = v; return true; }
+
+  private addPool(name: string, lineNo: i32): bool {
+    if (this.snapshot.pools.has(name)) return this.fail(lineNo, "duplicate pool " + name);
+    const pool = new Pool(name);
+    this.snapshot.pools.set(name, pool);
+    this.pool = pool;
+    return true;
+  }
+
+  private addEndpoint(address: string, score: string, lineNo: i32): bool {
+    const pool = this.pool;
+    if (pool === null) return this.fail(lineNo, "endpoint before any pool");
+    const s = parseNonNegative(score);
+    if (s < 0) return this.fail(lineNo, "endpoint score must be a non-negative integer");
+    if (address.lastIndexOf(":") <= 0) return this.fail(lineNo, "endpoint address must be ip:port");
+    pool.endpoints.push(new Endpoint(address, s));
+    return true;
+  }
+
+  private addModel(name: string, poolName: string, criticality: string, lineNo: i32): bool {
+    if (!this.snapshot.pools.has(poolName)) return this.fail(lineNo, "model " + name + " names unknown pool " + poolName);
+    if (this.snapshot.models.has(name)) return this.fail(lineNo, "duplicate model " + name);
+    const c = parseCriticality(criticality);
+    if (c < 0) return this.fail(lineNo, "criticality must be critical, standard or sheddable");
+    const model = new Model(name, this.snapshot.pools.get(poolName), <Criticality>c);
+    this.snapshot.models.set(name, model);
+    this.model = model;
+    return true;
+  }
+
+  private addTarget(name: string, weight: string, lineNo: i32): bool {
+    const model = this.model;
+    if (model === null) return this.fail(lineNo, "target before any model");
+    const w = parseNonNegative(weight);
+    if (w < 0) return this.fail(lineNo, "target weight must be a non-negative integer");
+    model.targets.push(new Target(name, w));
+    model.totalWeight += w;
+    return true;
+  }
+}
+
+export function parseSnapshot(text: string): ParseResult {
+  const result = new ParseResult();
+  const lines = text.split("\n");
+  if (lines.length == 0 || lines[0].trim() != FORMAT_HEADER) {
+    result.error = "snapshot must start with '" + FORMAT_HEADER + "'";
+    return result;
+  }
+  const parser = new Parser();
+  for (let i = 1; i < lines.length; i++) {
+    const line = lines[i].trim();
+    if (line.length == 0 || line.charCodeAt(0) == 0x23 /* # */) continue;
+    if (!parser.line(line.split(" "), i + 1)) {
+      result.error = parser.error;
+      return result;
+    }
+  }
+  result.snapshot = parser.snapshot;
+  return result;
+}

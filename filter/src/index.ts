@@ -1,0 +1,74 @@
+// proxy-wasm ABI 0.2.1 entry points. Envoy creates one VM per worker thread; each VM holds one
+// root context per plugin configuration (a new one for every ECDS push) and one stream context
+// per request. This file only dispatches; the logic lives in stream.ts and core/.
+import { BufferType, getBufferString, log, LogLevel, nowNanos } from "./host/api";
+import { Random } from "./core/pick";
+import { parseSnapshot } from "./core/snapshot";
+import { RootConfig, Stream } from "./stream";
+// Included so asconfig.json can point `abort` at it (see host/abort.ts).
+import "./host/abort";
+
+const DEFAULT_MAX_BODY_BYTES: i64 = 8 * 1024 * 1024;
+
+const roots = new Map<u32, RootConfig>();
+const streams = new Map<u32, Stream>();
+let random: Random | null = null;
+
+function randomSource(): Random {
+  // Seeded lazily: the clock is a host call, which is not available while the module starts.
+  if (random === null) random = new Random(nowNanos() ^ 0x5851f42d4c957f2d);
+  return random!;
+}
+
+export function proxy_abi_version_0_2_1(): void {}
+
+export function proxy_on_memory_allocate(size: usize): usize {
+  return heap.alloc(size > 0 ? size : 1);
+}
+
+export function proxy_on_vm_start(rootId: u32, vmConfigSize: usize): bool {
+  return true;
+}
+
+/** Parses the pushed snapshot. Returning false makes Envoy reject this configuration (an ECDS
+ * NACK), so proxies keep routing with the previous good one. */
+export function proxy_on_configure(rootId: u32, configSize: usize): bool {
+  const text = getBufferString(BufferType.PluginConfiguration, configSize);
+  const parsed = parseSnapshot(text);
+  const snapshot = parsed.snapshot;
+  if (snapshot === null) {
+    log(LogLevel.Error, "infergate: rejected configuration: " + parsed.error);
+    return false;
+  }
+  roots.set(rootId, new RootConfig(snapshot, DEFAULT_MAX_BODY_BYTES));
+  log(LogLevel.Info, "infergate: configured snapshot version " + snapshot.version + " (" +
+    snapshot.models.size.toString() + " models, " + snapshot.pools.size.toString() + " pools)");
+  return true;
+}
+
+export function proxy_on_context_create(contextId: u32, parentId: u32): void {
+  if (parentId == 0) return; // a root context: configured in proxy_on_configure
+  if (!roots.has(parentId)) return; // never configured successfully: requests pass untouched
+  streams.set(contextId, new Stream(roots.get(parentId), randomSource()));
+}
+
+export function proxy_on_request_headers(contextId: u32, headerCount: u32, endOfStream: bool): i32 {
+  if (!streams.has(contextId)) return 0;
+  return streams.get(contextId).onRequestHeaders(endOfStream);
+}
+
+export function proxy_on_request_body(contextId: u32, bodySize: usize, endOfStream: bool): i32 {
+  if (!streams.has(contextId)) return 0;
+  return streams.get(contextId).onRequestBody(bodySize, endOfStream);
+}
+
+export function proxy_on_done(contextId: u32): bool {
+  return true;
+}
+
+export function proxy_on_log(contextId: u32): void {}
+
+export function proxy_on_delete(contextId: u32): void {
+  if (streams.has(contextId)) streams.delete(contextId);
+  else if (roots.has(contextId)) roots.delete(contextId);
+}
