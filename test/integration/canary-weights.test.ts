@@ -1,0 +1,95 @@
+// InferenceModel targetModels weights (canary release), applied by the filter inside Envoy, and
+// live configuration edits reaching a running Envoy over ECDS.
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { podsYaml, postJson, startStack, waitFor, type Stack } from "../support/stack.ts";
+
+const IPS = ["127.0.2.11", "127.0.2.12"];
+
+function poolYaml(stableWeight: number, canaryWeight: number): string {
+  return `apiVersion: inference.networking.x-k8s.io/v1alpha2
+kind: InferencePool
+metadata:
+  name: canary-pool
+spec:
+  targetPortNumber: 8000
+  selector:
+    app: llm
+---
+apiVersion: inference.networking.x-k8s.io/v1alpha2
+kind: InferenceModel
+metadata:
+  name: chat
+spec:
+  modelName: chat
+  criticality: Standard
+  poolRef:
+    name: canary-pool
+  targetModels:
+  - name: llm-stable
+    weight: ${stableWeight}
+  - name: llm-canary
+    weight: ${canaryWeight}
+${podsYaml("llm", IPS)}`;
+}
+
+async function countModels(url: string, n: number, concurrency = 8): Promise<Map<string, number>> {
+  const counts = new Map<string, number>();
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < n) {
+      next++;
+      const r = await postJson(`${url}/v1/completions`, { model: "chat", prompt: "hello", max_tokens: 1 });
+      assert.equal(r.status, 200, r.text);
+      counts.set(r.body.model, (counts.get(r.body.model) ?? 0) + 1);
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  return counts;
+}
+
+describe("weighted target models", () => {
+  let stack: Stack;
+
+  before(async () => {
+    stack = await startStack(poolYaml(50, 50), IPS.map((ip) => ({ ip, models: ["llm-stable", "llm-canary"] })));
+  });
+
+  after(async () => { await stack?.stop(); });
+
+  it("splits 50/50 over 400 requests", async () => {
+    const counts = await countModels(stack.inferenceUrl, 400);
+    // Binomial(400, 0.5) has standard deviation 10; ±45 is 4.5 sigma, a false failure about once
+    // in 150,000 runs, while a filter that ignored weights (0 or 400) fails at once.
+    for (const model of ["llm-stable", "llm-canary"]) {
+      const n = counts.get(model) ?? 0;
+      assert.ok(n >= 155 && n <= 245, `${model}: ${n} of 400`);
+    }
+  });
+
+  it("applies an edited weight within one second, without restarting Envoy", async () => {
+    const pid = stack.server.envoy!.pid;
+    const started = Date.now();
+    stack.writeConfig(poolYaml(100, 0));
+    // Under 50/50, 20 stable answers in a row happen once in a million: seeing them means the
+    // new weights are live.
+    const elapsed = await waitFor(async () => {
+      const counts = await countModels(stack.inferenceUrl, 20, 1);
+      return counts.get("llm-stable") === 20;
+    }, 5000, 0);
+    assert.ok(Date.now() - started < 1000, `took ${elapsed} ms`);
+    const after = await countModels(stack.inferenceUrl, 200);
+    assert.equal(after.get("llm-canary") ?? 0, 0, "weight 0 gets no traffic");
+    assert.equal(stack.server.envoy!.pid, pid, "same Envoy process");
+  });
+
+  it("rejects an invalid edit with the field named and keeps routing with the last good config", async () => {
+    const version = stack.server.snapshot;
+    stack.writeConfig(poolYaml(100, 0).replace("weight: 100", "weight: lots"));
+    await waitFor(async () => stack.server.lastRejection.length > 0, 2000);
+    assert.match(stack.server.lastRejection.join("\n"), /InferenceModel chat.*spec\.targetModels\[0\]\.weight/);
+    assert.equal(stack.server.snapshot, version, "snapshot unchanged");
+    const counts = await countModels(stack.inferenceUrl, 50);
+    assert.equal(counts.get("llm-stable"), 50);
+  });
+});

@@ -1,0 +1,99 @@
+// Brings up a real stack for integration tests: simulated vLLM replicas on their own loopback
+// addresses, the standalone extension server (xDS on an ephemeral port) and a real Envoy running
+// the compiled filter. Envoy binds port 0 and the harness reads the bound ports from its admin.
+import { mkdtempSync, renameSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Standalone } from "../../extension-server/src/standalone.ts";
+import { startSimServer, type SimOptions, type SimServer } from "../../sim/server.ts";
+
+export interface ReplicaSpec extends Partial<SimOptions> { ip: string; models: string[] }
+
+export interface Stack {
+  plainUrl: string;
+  inferenceUrl: string;
+  server: Standalone;
+  replicas: SimServer[];
+  configPath: string;
+  /** Atomically replaces the configuration file (as an editor or a ConfigMap update would). */
+  writeConfig(yaml: string): void;
+  stop(): Promise<void>;
+}
+
+export const SIM_PORT = 8000;
+
+/** Pod documents for replicas, labelled for a pool selector `app: <app>`. */
+export function podsYaml(app: string, ips: string[]): string {
+  return ips.map((ip, i) => `---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: ${app}-${i}
+  labels:
+    app: ${app}
+status:
+  phase: Running
+  podIP: ${ip}
+`).join("");
+}
+
+export async function startStack(yaml: string, replicas: ReplicaSpec[]): Promise<Stack> {
+  const dir = mkdtempSync(join(tmpdir(), "infergate-test-"));
+  const configPath = join(dir, "pool.yaml");
+  const writeConfig = (text: string): void => {
+    const tmp = `${configPath}.tmp`;
+    writeFileSync(tmp, text);
+    renameSync(tmp, configPath);
+  };
+  writeConfig(yaml);
+  const sims = await Promise.all(replicas.map((r) => startSimServer({ ttftMs: 1, itlMs: 0, ...r, host: r.ip, port: SIM_PORT, servedModels: r.models })));
+  const server = new Standalone({
+    configPath, xdsPort: 0, log: () => undefined,
+    envoy: { adminPort: 0, plainPort: 0, inferencePort: 0, concurrency: 2, logLevel: "warn" },
+  });
+  try {
+    await server.start();
+  } catch (err) {
+    await Promise.all(sims.map((s) => s.close()));
+    throw err;
+  }
+  const listeners = await server.envoy!.listenerAddresses();
+  const find = (prefix: string): string => {
+    const entry = [...listeners].find(([name]) => name.startsWith(prefix));
+    if (!entry) throw new Error(`no ${prefix} listener in ${JSON.stringify([...listeners])}`);
+    return `http://${entry[1]}`;
+  };
+  return {
+    plainUrl: find("plain-"),
+    inferenceUrl: find("inference-"),
+    server, replicas: sims, configPath, writeConfig,
+    async stop() {
+      await server.stop();
+      await Promise.all(sims.map((s) => s.close()));
+    },
+  };
+}
+
+export interface ChatResult { status: number; servedBy: string | null; body: any; text: string }
+
+export async function postJson(url: string, body: unknown, headers: Record<string, string> = {}): Promise<ChatResult> {
+  const res = await fetch(url, {
+    method: "POST",
+    headers: { "content-type": "application/json", ...headers },
+    body: typeof body === "string" ? body : JSON.stringify(body),
+  });
+  const text = await res.text();
+  let parsed: unknown;
+  try { parsed = JSON.parse(text); } catch { parsed = undefined; }
+  return { status: res.status, servedBy: res.headers.get("x-served-by"), body: parsed, text };
+}
+
+/** Polls `check` until it returns true or `timeoutMs` passes; returns the elapsed milliseconds. */
+export async function waitFor(check: () => Promise<boolean>, timeoutMs: number, intervalMs = 20): Promise<number> {
+  const start = Date.now();
+  while (Date.now() - start < timeoutMs) {
+    if (await check()) return Date.now() - start;
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+  throw new Error(`condition not met within ${timeoutMs} ms`);
+}
