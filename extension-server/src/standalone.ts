@@ -80,7 +80,7 @@ export class Standalone {
         xdsAddress: "127.0.0.1", xdsPort: this.xds.port,
         wasmPath: resolve(this.opts.wasmPath ?? DEFAULT_WASM_PATH), snapshot: this.publisher.snapshot, config: this.config,
       });
-      this.envoy = await EnvoyProcess.start({ bootstrap, adminPort: e.adminPort, concurrency: e.concurrency, logLevel: e.logLevel });
+      this.envoy = await EnvoyProcess.start({ bootstrap, concurrency: e.concurrency, logLevel: e.logLevel });
     }
   }
 

@@ -24,7 +24,7 @@ function fields(bytes: Uint8Array): Map<number, number | Uint8Array> {
 }
 
 describe("ECDS Wasm configuration", () => {
-  it("carries the snapshot, the local module and allow_on_headers_stop_iteration = true", () => {
+  it("carries the snapshot, the local module, FAIL_RELOAD and allow_on_headers_stop_iteration = true", () => {
     const bytes = encodeWasmFilter({ wasmPath: "/opt/infergate.wasm", snapshot: "infergate-snapshot 1\nversion 3\n" });
     const Wasm = protoRoot().lookupType("envoy.extensions.filters.http.wasm.v3.Wasm");
     const decoded = Wasm.toObject(Wasm.decode(bytes)) as any;
@@ -38,6 +38,7 @@ describe("ECDS Wasm configuration", () => {
     const allow = fields(plugin).get(9) as Uint8Array;
     assert.ok(allow instanceof Uint8Array, "field 9 present");
     assert.equal(fields(allow).get(1), 1);
-    assert.equal(fields(plugin).get(5), undefined, "fail_open false is the proto3 default (omitted)");
+    assert.equal(fields(plugin).get(7), 1, "failure_policy FAIL_RELOAD");
+    assert.equal(fields(plugin).get(5), undefined, "the deprecated fail_open is not set");
   });
 });

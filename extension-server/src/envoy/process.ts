@@ -1,7 +1,7 @@
 // Runs Envoy as a child process: writes the bootstrap, starts the pinned binary, waits until its
 // admin endpoint reports LIVE, and stops it (with its process group) on close.
 import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -20,7 +20,6 @@ export function envoyBinary(): string {
 
 export interface EnvoyOptions {
   bootstrap: Record<string, unknown>;
-  adminPort: number;
   concurrency?: number;
   logLevel?: string;
   /** Receives Envoy's log lines (stderr). */
@@ -31,13 +30,17 @@ export class EnvoyProcess {
   private exited: Promise<number | null>;
   readonly logs: string[] = [];
 
-  private constructor(private readonly child: ChildProcess, readonly adminPort: number, readonly bootstrapPath: string) {
+  /** Envoy's admin address, read from the file Envoy writes once it listens (the bootstrap may ask for port 0). */
+  adminAddress = "";
+
+  private constructor(private readonly child: ChildProcess, readonly bootstrapPath: string, private readonly adminAddressPath: string) {
     this.exited = new Promise((resolve) => child.once("exit", (code) => resolve(code)));
   }
 
   static async start(opts: EnvoyOptions): Promise<EnvoyProcess> {
     const dir = mkdtempSync(join(tmpdir(), "infergate-envoy-"));
     const bootstrapPath = join(dir, "bootstrap.json");
+    const adminAddressPath = join(dir, "admin-address");
     writeFileSync(bootstrapPath, JSON.stringify(opts.bootstrap, null, 2));
     const child = spawn(envoyBinary(), [
       "-c", bootstrapPath,
@@ -45,8 +48,9 @@ export class EnvoyProcess {
       "--log-level", opts.logLevel ?? "warn",
       // Several Envoys may run side by side (tests): no shared-memory hot-restart region.
       "--disable-hot-restart",
+      "--admin-address-path", adminAddressPath,
     ], { stdio: ["ignore", "ignore", "pipe"], detached: true });
-    const envoy = new EnvoyProcess(child, opts.adminPort, bootstrapPath);
+    const envoy = new EnvoyProcess(child, bootstrapPath, adminAddressPath);
     let partial = "";
     child.stderr!.setEncoding("utf8").on("data", (chunk: string) => {
       const lines = (partial + chunk).split("\n");
@@ -69,7 +73,8 @@ export class EnvoyProcess {
     while (Date.now() < deadline) {
       if (exitCode !== undefined) throw new Error(`Envoy exited with ${exitCode} before becoming ready:\n${this.logs.slice(-30).join("\n")}`);
       try {
-        const res = await fetch(`http://127.0.0.1:${this.adminPort}/ready`);
+        this.adminAddress ||= readFileSync(this.adminAddressPath, "utf8").trim();
+        const res = await fetch(`http://${this.adminAddress}/ready`);
         if (res.ok && (await res.text()).trim() === "LIVE") return;
       } catch { /* not listening yet */ }
       await new Promise((r) => setTimeout(r, 50));
@@ -80,8 +85,21 @@ export class EnvoyProcess {
 
   /** Reads one admin endpoint (e.g. "stats?filter=wasm"). */
   async admin(path: string): Promise<string> {
-    const res = await fetch(`http://127.0.0.1:${this.adminPort}/${path}`);
+    const res = await fetch(`http://${this.adminAddress}/${path}`);
     return res.text();
+  }
+
+  /** The bound address of each listener, by listener name (ports may have been 0 in the bootstrap). */
+  async listenerAddresses(): Promise<Map<string, string>> {
+    const body = JSON.parse(await this.admin("listeners?format=json")) as {
+      listener_statuses?: Array<{ name: string; local_address?: { socket_address?: { address: string; port_value: number } } }>;
+    };
+    const out = new Map<string, string>();
+    for (const l of body.listener_statuses ?? []) {
+      const a = l.local_address?.socket_address;
+      if (a) out.set(l.name, `${a.address}:${a.port_value}`);
+    }
+    return out;
   }
 
   async stop(): Promise<void> {

@@ -24,7 +24,8 @@ export function wasmFilterJson(opts: WasmFilterOptions): Record<string, unknown>
       // snapshot (plugin configuration) changes on each push, so no module is recompiled.
       vm_config: { vm_id: FILTER_CONFIG_NAME, runtime: "envoy.wasm.runtime.v8", code: { local: { filename: opts.wasmPath } } },
       configuration: { "@type": typeUrl("google.protobuf.StringValue"), value: opts.snapshot },
-      fail_open: false,
+      // A VM that traps is replaced for the next request rather than failing every later one.
+      failure_policy: "FAIL_RELOAD",
       allow_on_headers_stop_iteration: true,
     },
   };
@@ -43,11 +44,10 @@ export function encodeWasmFilter(opts: WasmFilterOptions): Uint8Array {
       root_id: json.root_id,
       vm_config: json.vm_config,
       configuration: { type_url: typeUrl("google.protobuf.StringValue"), value: StringValue.encode({ value: opts.snapshot }).finish() },
-      fail_open: false,
     },
   })).finish();
   // Appended encodings of the same singular message field merge (see proto/infergate/wasm_plugin_overlay.proto).
-  const overlay = Overlay.encode(Overlay.fromObject({ config: { allow_on_headers_stop_iteration: { value: true } } })).finish();
+  const overlay = Overlay.encode(Overlay.fromObject({ config: { failure_policy: "FAIL_RELOAD", allow_on_headers_stop_iteration: { value: true } } })).finish();
   return concat(base, overlay);
 }
 
