@@ -37,6 +37,7 @@ async function main(): Promise<void> {
     }
   }
   await server.start();
+  console.log(`envoy pid ${server.envoy?.pid}`);
   console.log(`
 infergate is up.
   8081  inference route: the infergate filter picks the replica (InferencePool reasoning-pool)
