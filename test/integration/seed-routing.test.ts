@@ -74,20 +74,25 @@ describe("seed request through Envoy", () => {
 
   it("answers malformed or model-less bodies with 400", async () => {
     const cases: Array<[string, RegExp]> = [
-      ['{"model": "qwq", "messages": [', /Malformed JSON/],
+      ['{"messages": [{"role": "user"', /Malformed JSON/],
       ["not json", /Malformed JSON/],
       ['{"messages": [{"role": "user", "content": "hi"}]}', /no "model" field/],
       ['{"model": 42}', /must be a string/],
-      ['{"model": "qwq"]', /Malformed JSON/],
+      ['{"messages": {"role": "user"], "model": "qwq"}', /Malformed JSON/],
     ];
     for (const [body, message] of cases) {
       const r = await postJson(`${stack.inferenceUrl}/v1/chat/completions`, body);
       assert.equal(r.status, 400, `${body} -> ${r.text}`);
-      assert.equal(r.body.error.type, "invalid_request_error");
+      assert.equal(r.body.error.type, "invalid_request_error", `${body} -> ${r.text}`);
       assert.match(r.body.error.message, message);
     }
     const empty = await fetch(`${stack.inferenceUrl}/v1/completions`, { method: "POST" });
     assert.equal(empty.status, 400);
+    // The filter stops reading once `model` is known; damage after it is the replica's to report,
+    // still as a 400 (vLLM's error shape).
+    const late = await postJson(`${stack.inferenceUrl}/v1/chat/completions`, '{"model": "qwq", "messages": [}');
+    assert.equal(late.status, 400);
+    assert.ok(POOL.has(late.servedBy!));
   });
 
   it("routes a body that arrives in many small chunks, model last, with escapes", async () => {
