@@ -23,11 +23,19 @@ function installPackages() {
   run("npm", ["ci", "--no-audit", "--no-fund"]);
 }
 
+/** The filter Envoy loads, and its pure core with JS bindings for tests and simulations. */
+const WASM_TARGETS = [
+  { entry: "filter/src/index.ts", target: "release", out: "infergate.wasm" },
+  { entry: "filter/src/core/exports.ts", target: "core", out: "core.wasm" },
+];
+
 function buildFilter() {
-  const wasm = join(repo, "build", "infergate.wasm");
   const inputs = Math.max(newestMtime(join(repo, "filter")), statSync(join(repo, "asconfig.json")).mtimeMs);
-  if (existsSync(wasm) && statSync(wasm).mtimeMs >= inputs) return;
-  run("npx", ["asc", "filter/src/index.ts", "--target", "release"]);
+  for (const { entry, target, out } of WASM_TARGETS) {
+    const wasm = join(repo, "build", out);
+    if (existsSync(wasm) && statSync(wasm).mtimeMs >= inputs) continue;
+    run("npx", ["asc", entry, "--target", target]);
+  }
 }
 
 installPackages();
