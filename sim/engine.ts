@@ -8,12 +8,16 @@ export interface EngineRequest {
   model: string;
   promptTokens: string[];
   maxTokens: number;
+  /** LoRA adapter the request runs with, if any. */
+  lora?: string;
 }
 
 export interface TokenSink {
   /** Called once per generated token, in order; `index` counts from 0. */
   onToken(index: number): void;
   onFinish(): void;
+  /** The engine cannot serve the request (e.g. the prompt exceeds the whole KV cache). */
+  onError?(message: string): void;
 }
 
 export interface EngineStats {
@@ -22,14 +26,22 @@ export interface EngineStats {
   /** Fraction of KV cache in use, 0–1. */
   kvUsage: number;
   preemptions: number;
+  /** Prefix-cache lookups and hits, counted in tokens as vLLM does. */
   prefixQueries: number;
   prefixHits: number;
+  runningLoras: string[];
+  waitingLoras: string[];
+  maxLoras: number;
+  blockSize: number;
+  kvBlocks: number;
 }
 
 export interface Engine {
   /** Queues a request; returns a function that cancels it (client went away). */
   submit(request: EngineRequest, sink: TokenSink): () => void;
   stats(): EngineStats;
+  /** Model time in milliseconds (scaled engines run faster than the wall clock). */
+  now(): number;
   close(): void;
 }
 
@@ -64,8 +76,11 @@ export class FixedLatencyEngine implements Engine {
       waiting: this.waiting.length,
       kvUsage: Math.min(1, tokens / this.opts.kvCapacityTokens),
       preemptions: 0, prefixQueries: 0, prefixHits: 0,
+      runningLoras: [], waitingLoras: [], maxLoras: 0, blockSize: 16, kvBlocks: Math.ceil(this.opts.kvCapacityTokens / 16),
     };
   }
+
+  now(): number { return performance.now(); }
 
   close(): void {
     for (const r of [...this.running, ...this.waiting]) this.finish(r, false);
