@@ -32,6 +32,9 @@ export class BatchingEngine implements Engine {
   private waiting: Seq[] = [];
   private running: Seq[] = [];
   private stepping = false;
+  /** Model time the last step ended: back-to-back steps are timed from it, not from when the
+   * timer actually fired, so timer lateness on a scaled real clock never accumulates. */
+  private lastStepEnd = 0;
   private closed = false;
   private readonly counters = { preemptions: 0, prefixQueries: 0, prefixHits: 0, steps: 0 };
   private readonly cancelTimers = new Set<() => void>();
@@ -91,7 +94,8 @@ export class BatchingEngine implements Engine {
     return Math.ceil(tokens / this.profile.blockSize);
   }
 
-  private kick(): void {
+  /** Starts a step if none is running. `continuing`: called as the previous step ended. */
+  private kick(continuing = false): void {
     if (this.stepping || this.closed) return;
     const batch = this.schedule();
     if (batch.length === 0) {
@@ -105,11 +109,13 @@ export class BatchingEngine implements Engine {
       contextTokens: batch.reduce((n, s) => n + s.seq.computed + s.tokens, 0),
       prefillTokens: batch.reduce((n, s) => n + (s.tokens > 1 || s.seq.computed < s.seq.request.promptTokens.length ? s.tokens : 0), 0),
     });
-    const cancel = this.clock.after(duration, () => {
+    const start = continuing ? this.lastStepEnd : Math.max(this.clock.now(), this.lastStepEnd);
+    this.lastStepEnd = start + duration;
+    const cancel = this.clock.at(this.lastStepEnd, () => {
       this.cancelTimers.delete(cancel);
       this.stepping = false;
       this.complete(batch);
-      if (this.running.length > 0 || this.waiting.length > 0) this.kick();
+      if (this.running.length > 0 || this.waiting.length > 0) this.kick(true);
     });
     this.cancelTimers.add(cancel);
   }

@@ -4,6 +4,8 @@
 
 export interface Clock {
   now(): number;
+  /** Runs `fn` once model time reaches `timeMs`; returns a cancel function. */
+  at(timeMs: number, fn: () => void): () => void;
   /** Runs `fn` once model time reaches `now() + delayMs`; returns a cancel function. */
   after(delayMs: number, fn: () => void): () => void;
 }
@@ -16,9 +18,12 @@ export class ScaledClock implements Clock {
   now(): number {
     return (performance.now() - this.origin) * this.scale;
   }
-  after(delayMs: number, fn: () => void): () => void {
-    const timer = setTimeout(fn, Math.max(0, delayMs / this.scale));
+  at(timeMs: number, fn: () => void): () => void {
+    const timer = setTimeout(fn, Math.max(0, (timeMs - this.now()) / this.scale));
     return () => clearTimeout(timer);
+  }
+  after(delayMs: number, fn: () => void): () => void {
+    return this.at(this.now() + delayMs, fn);
   }
 }
 
@@ -32,10 +37,13 @@ export class VirtualClock implements Clock {
 
   now(): number { return this.time; }
 
-  after(delayMs: number, fn: () => void): () => void {
-    const event: Pending = { at: this.time + Math.max(0, delayMs), seq: this.seq++, fn, cancelled: false };
+  at(timeMs: number, fn: () => void): () => void {
+    const event: Pending = { at: Math.max(this.time, timeMs), seq: this.seq++, fn, cancelled: false };
     this.push(event);
     return () => { event.cancelled = true; };
+  }
+  after(delayMs: number, fn: () => void): () => void {
+    return this.at(this.time + Math.max(0, delayMs), fn);
   }
 
   /** Runs events until none remain or model time would pass `untilMs`. */

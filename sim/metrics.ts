@@ -7,9 +7,7 @@ const LATENCY_BUCKETS = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 
 export interface SimMetricsOptions {
   modelName: string;
   /** Also expose the pre-0.9 name vllm:gpu_cache_usage_perc. */
-  legacyCacheMetric?: boolean;
-  blockSize?: number;
-  numGpuBlocks?: number;
+  legacyCacheMetric?: boolean | undefined;
 }
 
 export class SimMetrics {
@@ -41,8 +39,19 @@ export class SimMetrics {
     counterFrom("vllm:num_preemptions_total", "Cumulative number of preemptions.", () => engine.stats().preemptions);
     counterFrom("vllm:prefix_cache_queries_total", "Prefix cache queries, in tokens.", () => engine.stats().prefixQueries);
     counterFrom("vllm:prefix_cache_hits_total", "Prefix cache hits, in tokens.", () => engine.stats().prefixHits);
+    const config = engine.stats();
     const info = new Gauge({ name: "vllm:cache_config_info", help: "Information of the LLMEngine CacheConfig.", labelNames: ["block_size", "num_gpu_blocks", "enable_prefix_caching"], registers });
-    info.set({ block_size: String(opts.blockSize ?? 16), num_gpu_blocks: String(opts.numGpuBlocks ?? 0), enable_prefix_caching: "True" }, 1);
+    info.set({ block_size: String(config.blockSize), num_gpu_blocks: String(config.kvBlocks), enable_prefix_caching: "True" }, 1);
+    // vLLM: one series whose labels list the adapters; its value is a timestamp (newest wins).
+    new Gauge({
+      name: "vllm:lora_requests_info", help: "Running stats on lora requests.", registers,
+      labelNames: ["max_lora", "running_lora_adapters", "waiting_lora_adapters"],
+      collect() {
+        const s = engine.stats();
+        this.reset();
+        this.set({ max_lora: String(s.maxLoras), running_lora_adapters: s.runningLoras.join(","), waiting_lora_adapters: s.waitingLoras.join(",") }, Date.now() / 1000);
+      },
+    });
     this.promptTokens = new Counter({ name: "vllm:prompt_tokens_total", help: "Number of prefill tokens processed.", labelNames, registers });
     this.generationTokens = new Counter({ name: "vllm:generation_tokens_total", help: "Number of generation tokens processed.", labelNames, registers });
     this.requestSuccess = new Counter({ name: "vllm:request_success_total", help: "Count of successfully processed requests.", labelNames: ["model_name", "finished_reason"], registers });

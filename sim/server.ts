@@ -2,7 +2,10 @@
 // its Prometheus metric names, over real sockets. Timing comes from a pluggable engine.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import { BatchingEngine } from "./batching-engine.ts";
+import { ScaledClock } from "./clock.ts";
 import { FixedLatencyEngine, type Engine } from "./engine.ts";
+import { profileNamed, type StepProfile } from "./step-model.ts";
 import { SimMetrics } from "./metrics.ts";
 import { chunkObject, completionObject, errorBody, requestId, usage, usageChunk, type Api } from "./openai.ts";
 import { chatPromptText, tokenize } from "./tokenizer.ts";
@@ -15,7 +18,14 @@ export interface SimOptions {
   itlMs?: number;
   defaultMaxTokens?: number;
   maxNumSeqs?: number;
-  /** Replaces the fixed-latency engine (e.g. a batching engine with a KV cache). */
+  /** Run the batching engine with this step profile (by name, or a full profile) instead of
+   * the fixed-latency one. */
+  profile?: string | StepProfile;
+  /** Model time runs this many times faster than wall time (batching engine only). */
+  timeScale?: number;
+  /** Served model names that are LoRA adapters (they count against max_loras). */
+  loraAdapters?: string[];
+  /** Replaces the engine entirely. */
   engine?: Engine;
   legacyCacheMetric?: boolean;
   /** Largest accepted request body. */
@@ -44,11 +54,13 @@ const WORDS = ["the", "model", "is", "a", "simulated", "replica", "of", "vLLM", 
 class SimHttp {
   readonly requests = { total: 0, byModel: {} as Record<string, number> };
   private readonly served: Set<string>;
+  private readonly loras: Set<string>;
   readonly metrics: SimMetrics;
   address = "";
 
   constructor(private readonly opts: SimOptions, private readonly engine: Engine) {
-    this.served = new Set(opts.servedModels);
+    this.served = new Set([...opts.servedModels, ...(opts.loraAdapters ?? [])]);
+    this.loras = new Set(opts.loraAdapters ?? []);
     this.metrics = new SimMetrics(engine, { modelName: opts.servedModels[0] ?? "unknown", legacyCacheMetric: opts.legacyCacheMetric });
   }
 
@@ -106,23 +118,28 @@ class SimHttp {
     const id = requestId(api);
     const created = Math.floor(Date.now() / 1000);
     const promptTokens = tokenize(parsed.promptText);
-    const started = performance.now();
+    const started = this.engine.now();
     let firstTokenAt = 0;
     const pieces: string[] = [];
     if (parsed.stream) res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
-    const cancel = this.engine.submit({ id, model: parsed.model, promptTokens, maxTokens: parsed.maxTokens }, {
+    const lora = this.loras.has(parsed.model) ? parsed.model : undefined;
+    const cancel = this.engine.submit({ id, model: parsed.model, promptTokens, maxTokens: parsed.maxTokens, ...(lora ? { lora } : {}) }, {
       onToken: (index) => {
-        if (index === 0) firstTokenAt = performance.now();
+        if (index === 0) firstTokenAt = this.engine.now();
         const text = (index === 0 ? "" : " ") + WORDS[index % WORDS.length];
         pieces.push(text);
         if (parsed.stream) res.write(`data: ${JSON.stringify(chunkObject(api, id, parsed.model, created, text, index === 0, index + 1 === parsed.maxTokens ? "length" : null))}\n\n`);
       },
       onFinish: () => {
         const u = usage(promptTokens.length, pieces.length);
-        this.metrics.finished(u.prompt_tokens, u.completion_tokens, (firstTokenAt - started) / 1000, (performance.now() - started) / 1000);
+        this.metrics.finished(u.prompt_tokens, u.completion_tokens, (firstTokenAt - started) / 1000, (this.engine.now() - started) / 1000);
         if (!parsed.stream) { this.sendJson(res, 200, completionObject(api, id, parsed.model, created, pieces.join(""), u)); return; }
         if (parsed.includeUsage) res.write(`data: ${JSON.stringify(usageChunk(api, id, parsed.model, created, u))}\n\n`);
         res.end("data: [DONE]\n\n");
+      },
+      onError: (message) => {
+        if (parsed.stream) res.end(`data: ${JSON.stringify(errorBody(400, "BadRequestError", message))}\n\ndata: [DONE]\n\n`);
+        else this.sendJson(res, 400, errorBody(400, "BadRequestError", message));
       },
     });
     // A client that goes away frees its slot, as vLLM aborts the request.
@@ -132,7 +149,9 @@ class SimHttp {
 
   private modelList(): object {
     const created = Math.floor(Date.now() / 1000);
-    return { object: "list", data: this.opts.servedModels.map((id) => ({ id, object: "model", created, owned_by: "vllm", root: id, parent: null, max_model_len: 131072 })) };
+    const base = this.opts.servedModels[0] ?? null;
+    const models = [...this.opts.servedModels.map((id) => ({ id, parent: null })), ...(this.opts.loraAdapters ?? []).map((id) => ({ id, parent: base }))];
+    return { object: "list", data: models.map(({ id, parent }) => ({ id, object: "model", created, owned_by: "vllm", root: id, parent, max_model_len: 131072 })) };
   }
 
   private async sendMetrics(res: ServerResponse): Promise<void> {
@@ -146,10 +165,17 @@ class SimHttp {
   }
 }
 
+function makeEngine(opts: SimOptions): Engine {
+  if (opts.engine) return opts.engine;
+  if (opts.profile !== undefined) {
+    const profile = typeof opts.profile === "string" ? profileNamed(opts.profile) : opts.profile;
+    return new BatchingEngine(opts.maxNumSeqs ? { ...profile, maxNumSeqs: opts.maxNumSeqs } : profile, new ScaledClock(opts.timeScale ?? 1));
+  }
+  return new FixedLatencyEngine({ ttftMs: opts.ttftMs ?? 5, itlMs: opts.itlMs ?? 1, maxNumSeqs: opts.maxNumSeqs ?? 256, kvCapacityTokens: 65_536 });
+}
+
 export async function startSimServer(opts: SimOptions): Promise<SimServer> {
-  const engine = opts.engine ?? new FixedLatencyEngine({
-    ttftMs: opts.ttftMs ?? 5, itlMs: opts.itlMs ?? 1, maxNumSeqs: opts.maxNumSeqs ?? 256, kvCapacityTokens: 65_536,
-  });
+  const engine = makeEngine(opts);
   const sim = new SimHttp(opts, engine);
   const server: Server = createServer((req, res) => sim.handle(req, res));
   server.keepAliveTimeout = 60_000;
