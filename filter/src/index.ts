@@ -62,13 +62,22 @@ export function proxy_on_request_body(contextId: u32, bodySize: usize, endOfStre
   return streams.get(contextId).onRequestBody(bodySize, endOfStream);
 }
 
+export function proxy_on_response_body(contextId: u32, bodySize: usize, endOfStream: bool): i32 {
+  if (streams.has(contextId)) streams.get(contextId).onResponseBody();
+  return 0;
+}
+
 export function proxy_on_done(contextId: u32): bool {
+  if (streams.has(contextId)) streams.get(contextId).onDone();
   return true;
 }
 
 export function proxy_on_log(contextId: u32): void {}
 
 export function proxy_on_delete(contextId: u32): void {
-  if (streams.has(contextId)) streams.delete(contextId);
+  if (streams.has(contextId)) {
+    streams.get(contextId).onDone(); // idempotent: covers streams Envoy ends without on_done
+    streams.delete(contextId);
+  }
   else if (roots.has(contextId)) roots.delete(contextId);
 }

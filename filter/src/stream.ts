@@ -6,16 +6,35 @@
 //
 // Headers are held (StopIteration, with Envoy's allow_on_headers_stop_iteration) until the body
 // has yielded `model`, because the routing header must be set before the router sees the request.
-import { BufferType, MapType, getBufferBytes, getHeader, log, LogLevel, removeHeader, replaceBufferPrefix, replaceHeader, sendLocalResponse } from "./host/api";
-import { badRequest, ErrorReply, jsonString, modelNotFound, noEndpoint, tooLarge, unsupportedEncoding } from "./core/errors";
+import { addSharedCounters, BufferType, MapType, getBufferBytes, getHeader, log, LogLevel, readSharedCounters, removeHeader, replaceBufferPrefix, replaceHeader, sendLocalResponse } from "./host/api";
+import { badRequest, ErrorReply, jsonString, modelNotFound, noEndpoint, shed, tooLarge, unsupportedEncoding } from "./core/errors";
 import { ModelScanner, ScanResult } from "./core/json_scan";
-import { chooseTarget, pickEndpoint, Random } from "./core/pick";
-import { Snapshot } from "./core/snapshot";
+import { chooseTarget, isSaturated, LocalLoad, pickEndpoint, prefixHash, Random } from "./core/pick";
+import { Criticality, Pool, Snapshot } from "./core/snapshot";
 
 export const enum HeadersAction { Continue = 0, StopIteration = 1 }
 export const enum BodyAction { Continue = 0, StopIterationAndBuffer = 1 }
 
 const enum Phase { Start, Passthrough, ReadingBody, Routed, Rejected }
+
+/** Shared-data key of this proxy's load counters for an endpoint: [pending prompt bytes, in flight]. */
+function loadKey(address: string): ArrayBuffer {
+  return String.UTF8.encode("infergate/load/" + address);
+}
+
+/** Reads every worker's counters for the pool's endpoints (Envoy shares data across threads). */
+function localLoads(pool: Pool): Array<LocalLoad> {
+  const out = new Array<LocalLoad>(pool.endpoints.length);
+  const values = new StaticArray<i64>(2);
+  for (let i = 0; i < pool.endpoints.length; i++) {
+    readSharedCounters(loadKey(pool.endpoints[i].address), values);
+    const l = new LocalLoad();
+    l.pendingPromptBytes = values[0];
+    l.inflight = values[1];
+    out[i] = l;
+  }
+  return out;
+}
 
 // Header names, encoded once.
 const DESTINATION = String.UTF8.encode("x-gateway-destination-endpoint");
@@ -45,8 +64,28 @@ export class Stream {
   private phase: Phase = Phase.Start;
   private scanner: ModelScanner = new ModelScanner();
   private contentLength: i64 = -1;
+  private bodyBytes: i64 = 0;
+  /** Counters key of the endpoint this request was sent to, once routed. */
+  private loadKey: ArrayBuffer | null = null;
+  private firstByteSeen: bool = false;
 
   constructor(private config: RootConfig, private random: Random) {}
+
+  /** The upstream answered: the prompt is no longer waiting for prefill. */
+  onResponseBody(): void {
+    const key = this.loadKey;
+    if (key === null || this.firstByteSeen) return;
+    this.firstByteSeen = true;
+    addSharedCounters(key, [-this.bodyBytes, 0]);
+  }
+
+  /** The stream is over: it no longer loads its endpoint. */
+  onDone(): void {
+    const key = this.loadKey;
+    if (key === null) return;
+    this.loadKey = null;
+    addSharedCounters(key, [this.firstByteSeen ? 0 : -this.bodyBytes, -1]);
+  }
 
   onRequestHeaders(endOfStream: bool): HeadersAction {
     // A client must never choose the upstream: drop any destination it sent, on every route.
@@ -74,6 +113,7 @@ export class Stream {
 
   onRequestBody(bodySize: usize, endOfStream: bool): BodyAction {
     if (this.phase != Phase.ReadingBody) return BodyAction.Continue;
+    this.bodyBytes = <i64>bodySize;
     const result = this.scanNewBytes(bodySize, endOfStream);
     if (result == ScanResult.NeedMore) {
       if (<i64>bodySize > this.config.maxBodyBytes) {
@@ -112,13 +152,22 @@ export class Stream {
     const model = snapshot.models.get(requested);
     const target = chooseTarget(model, this.random);
     if (target === null) { this.reject(noEndpoint(requested, "every target model has weight 0")); return; }
-    const endpoint = pickEndpoint(model.pool, this.random);
-    if (endpoint === null) { this.reject(noEndpoint(requested, "pool " + model.pool.name + " has no ready endpoint")); return; }
+    const pool = model.pool;
+    if (model.criticality == Criticality.Sheddable && isSaturated(pool)) { this.reject(shed(requested, pool.name)); return; }
+    const tuning = snapshot.tuning;
+    const affinity = prefixHash(this.scanner.promptPrefix, this.scanner.promptLength, tuning.affinityBlocks);
+    const index = pickEndpoint(pool, localLoads(pool), affinity, tuning, this.random);
+    if (index < 0) { this.reject(noEndpoint(requested, "pool " + pool.name + " has no ready endpoint")); return; }
+    const endpoint = pool.endpoints[index];
     if (target.name != requested && !this.rewriteModel(target.name)) {
       this.reject(new ErrorReply(500, "Could not rewrite the model field.", "internal_error", "", "rewrite_failed"));
       return;
     }
     replaceHeader(MapType.RequestHeaders, DESTINATION, endpoint.address);
+    // The whole prompt counts as pending prefill until the endpoint answers.
+    if (this.contentLength > this.bodyBytes) this.bodyBytes = this.contentLength;
+    this.loadKey = loadKey(endpoint.address);
+    addSharedCounters(this.loadKey!, [this.bodyBytes, 1]);
     this.phase = Phase.Routed;
   }
 

@@ -88,11 +88,14 @@ describe("seed request through Envoy", () => {
     }
     const empty = await fetch(`${stack.inferenceUrl}/v1/completions`, { method: "POST" });
     assert.equal(empty.status, 400);
-    // The filter stops reading once `model` is known; damage after it is the replica's to report,
-    // still as a 400 (vLLM's error shape).
+    // The filter reads on past `model` to the prompt (for prefix affinity), so damage there is
+    // caught too; damage after both is the replica's to report, still as a 400 (vLLM's shape).
     const late = await postJson(`${stack.inferenceUrl}/v1/chat/completions`, '{"model": "qwq", "messages": [}');
     assert.equal(late.status, 400);
-    assert.ok(POOL.has(late.servedBy!));
+    assert.equal(late.servedBy, null, "rejected by the filter");
+    const after = await postJson(`${stack.inferenceUrl}/v1/chat/completions`, '{"model": "qwq", "messages": [], "n": }');
+    assert.equal(after.status, 400);
+    assert.ok(POOL.has(after.servedBy!), "reached a replica, which rejected it");
   });
 
   it("routes a body that arrives in many small chunks, model last, with escapes", async () => {

@@ -37,8 +37,24 @@ describe("body scanner", () => {
     assert.equal(found('{"model": "多模型"}').model, "多模型");
   });
 
-  it("stops at the model: later bytes are not read", () => {
-    assert.equal(scan('{"model": "m", this is not json', 4).split(" ")[0], "found");
+  it("stops once the model and the prompt prefix are known: later bytes are not read", () => {
+    assert.equal(scan('{"prompt": "p", "model": "m", this is not json', 4).split(" ")[0], "found");
+    assert.equal(scan(`{"model": "m", "prompt": "${"x".repeat(2000)} this is not json`, 64).split(" ")[0], "found");
+    // With the prompt still to come, the scanner reads on and sees the damage.
+    assert.match(scan('{"model": "m", this is not json', 4), /^invalid/);
+  });
+
+  it("keeps the raw leading bytes of messages, prompt or input for prefix affinity", () => {
+    const prefix = (body: string) => {
+      const whole = core.scanPromptPrefix(new TextEncoder().encode(body), 1 << 20);
+      for (const size of [1, 3, 64]) assert.equal(core.scanPromptPrefix(new TextEncoder().encode(body), size), whole);
+      return whole;
+    };
+    assert.equal(prefix('{"model": "m", "messages": [{"role": "user", "content": "hi"}], "n": 1}'), '[{"role": "user", "content": "hi"}]');
+    assert.equal(prefix('{"prompt": "once upon", "model": "m"}'), '"once upon"');
+    assert.equal(prefix('{"input": ["a", "b"], "model": "m"}'), '["a", "b"]');
+    assert.equal(prefix('{"model": "m", "temperature": 0}'), "");
+    assert.equal(prefix(`{"model": "m", "prompt": "${"y".repeat(3000)}"}`).length, 1024);
   });
 
   it("reports a missing model", () => {

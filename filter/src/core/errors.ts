@@ -47,3 +47,7 @@ export function unsupportedEncoding(encoding: string): ErrorReply {
 export function noEndpoint(model: string, why: string): ErrorReply {
   return new ErrorReply(503, "No endpoint can serve model `" + model + "`: " + why + ".", "service_unavailable", "", "no_endpoint");
 }
+
+export function shed(model: string, pool: string): ErrorReply {
+  return new ErrorReply(429, "Pool " + pool + " is saturated; requests for Sheddable model `" + model + "` are shed. Retry later.", "rate_limit_exceeded", "", "pool_saturated");
+}

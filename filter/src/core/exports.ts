@@ -1,7 +1,7 @@
 // Entry point that exposes the pure decision logic (no host imports) to Node, for unit tests and
 // simulations: the same code that runs in Envoy, compiled to build/core.wasm with JS bindings.
 import { ModelScanner, ScanResult } from "./json_scan";
-import { chooseTarget, pickEndpoint, Random } from "./pick";
+import { chooseTarget, LocalLoad, pickEndpoint, Random } from "./pick";
 import { parseSnapshot } from "./snapshot";
 
 /**
@@ -43,9 +43,11 @@ export function simulateRouting(text: string, model: string, n: i32, seed: u64):
   const counts = new Map<string, i32>();
   for (let i = 0; i < n; i++) {
     const t = chooseTarget(m, random);
-    const e = pickEndpoint(m.pool, random);
+    const local = new Array<LocalLoad>(m.pool.endpoints.length);
+    for (let k = 0; k < local.length; k++) local[k] = new LocalLoad();
+    const e = pickEndpoint(m.pool, local, 0, s.tuning, random);
     bump(names, counts, t === null ? "target -" : "target " + t.name);
-    bump(names, counts, e === null ? "endpoint -" : "endpoint " + e.address);
+    bump(names, counts, e < 0 ? "endpoint -" : "endpoint " + m.pool.endpoints[e].address);
   }
   let out = "";
   for (let i = 0; i < names.length; i++) out += names[i] + " " + counts.get(names[i]).toString() + "\n";
@@ -55,4 +57,17 @@ export function simulateRouting(text: string, model: string, n: i32, seed: u64):
 function bump(names: Array<string>, counts: Map<string, i32>, key: string): void {
   if (!counts.has(key)) { names.push(key); counts.set(key, 0); }
   counts.set(key, counts.get(key) + 1);
+}
+
+/** The raw prompt prefix the scanner kept, as a string (tests check what affinity hashes). */
+export function scanPromptPrefix(body: Uint8Array, chunkSize: i32): string {
+  const scanner = new ModelScanner();
+  let result = ScanResult.NeedMore;
+  for (let at = 0; at < body.length && result == ScanResult.NeedMore; at += chunkSize) {
+    result = scanner.feed(body.dataStart + <usize>at, <usize>min(chunkSize, body.length - at));
+  }
+  if (result == ScanResult.NeedMore) scanner.finish();
+  const out = new Uint8Array(scanner.promptLength);
+  for (let i = 0; i < scanner.promptLength; i++) out[i] = scanner.promptPrefix[i];
+  return String.UTF8.decode(out.buffer);
 }

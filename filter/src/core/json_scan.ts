@@ -1,8 +1,11 @@
-// A resumable byte scanner that finds the top-level "model" string of a JSON object.
+// A resumable byte scanner that finds the top-level "model" string of a JSON object, and the
+// leading bytes of the prompt (the raw JSON of the top-level "messages", "prompt" or "input"
+// value) for prefix affinity.
 //
 // Why not a JSON parser: the body can be megabytes and arrives in chunks; we need one string at
 // depth 1 and want to stop the moment it is known. The scanner keeps a few integers of state, is
-// fed each chunk once (never re-reads earlier bytes), and validates the structure it walks over:
+// fed each chunk once (never re-reads earlier bytes), stops as soon as both are known (or the
+// object ends), and validates the structure it walks over:
 // brackets must match, strings must be terminated, keys must be followed by ':'. It does not
 // validate number and literal spellings in values it skips (the model server will).
 //
@@ -11,7 +14,8 @@
 export const enum ScanResult {
   /** More bytes are needed. */
   NeedMore = 0,
-  /** The top-level "model" string was read: see `model`, `valueStart`, `valueEnd`. */
+  /** The top-level "model" string was read (see `model`, `valueStart`, `valueEnd`), and the
+   * prompt prefix too if the body has one. */
   Found = 1,
   /** The top-level object ended without a "model" key. */
   Missing = 2,
@@ -38,6 +42,9 @@ const MAX_KEY_BYTES: i32 = 64;
 const MAX_MODEL_BYTES: i32 = 1024;
 const MAX_DEPTH: i32 = 128;
 const MODEL_KEY: StaticArray<u8> = [0x6d, 0x6f, 0x64, 0x65, 0x6c]; // "model"
+const PROMPT_KEYS: string[] = ["messages", "prompt", "input"];
+/** Leading prompt bytes kept for prefix affinity. */
+export const PROMPT_PREFIX_BYTES: i32 = 1024;
 
 function isWhitespace(c: u32): bool {
   return c == 0x20 || c == 0x0a || c == 0x0d || c == 0x09;
@@ -48,6 +55,12 @@ function hexValue(c: u32): i32 {
   if (c >= 0x61 && c <= 0x66) return <i32>(c - 0x61 + 10);
   if (c >= 0x41 && c <= 0x46) return <i32>(c - 0x41 + 10);
   return -1;
+}
+
+function bytesToString(bytes: Array<u8>): string {
+  let out = "";
+  for (let i = 0; i < bytes.length; i++) out += String.fromCharCode(bytes[i]);
+  return out;
 }
 
 function isScalarByte(c: u32): bool {
@@ -134,6 +147,13 @@ export class ModelScanner {
   error: string = "";
   /** Bytes consumed so far: the absolute offset of the next byte to feed. */
   consumed: i64 = 0;
+  /** Raw leading bytes of the prompt value; `promptLength` of them are valid. */
+  promptPrefix: StaticArray<u8> = new StaticArray<u8>(PROMPT_PREFIX_BYTES);
+  promptLength: i32 = 0;
+  private modelFound: bool = false;
+  private promptDone: bool = false;
+  private keyIsPrompt: bool = false;
+  private capturing: bool = false;
 
   private state: State = State.BeforeRoot;
   private result: ScanResult = ScanResult.NeedMore;
@@ -160,9 +180,11 @@ export class ModelScanner {
     return this.result;
   }
 
-  /** The body ended: anything still open is truncated JSON. */
+  /** The body ended: anything still open is truncated JSON (unless the model is already known). */
   finish(): ScanResult {
-    if (this.result == ScanResult.NeedMore) {
+    if (this.result == ScanResult.NeedMore && this.modelFound) {
+      this.found();
+    } else if (this.result == ScanResult.NeedMore) {
       this.fail(this.state == State.BeforeRoot ? "request body is empty" : "unexpected end of JSON body");
     }
     return this.result;
@@ -175,6 +197,8 @@ export class ModelScanner {
   }
 
   private step(c: u32, at: i64): void {
+    // Capture every byte of the prompt value, up to and including its closing quote or bracket.
+    if (this.capturing && this.state != State.AfterValue) this.capture(c);
     switch (this.state) {
       case State.BeforeRoot: {
         if (isWhitespace(c)) return;
@@ -225,6 +249,7 @@ export class ModelScanner {
         return;
       }
       case State.AfterValue: {
+        if (this.capturing) this.endPrompt();
         if (isWhitespace(c)) return;
         if (c == 0x2c) { this.state = State.Key; return; }
         if (c == 0x7d) { this.endRoot(); return; }
@@ -238,6 +263,10 @@ export class ModelScanner {
 
   private startValue(c: u32, at: i64): void {
     if (isWhitespace(c)) return;
+    if (this.keyIsPrompt && !this.promptDone && !this.keyIsModel) {
+      this.capturing = true;
+      this.capture(c);
+    }
     if (this.keyIsModel) {
       if (c != 0x22) { this.fail("\"model\" must be a string"); return; }
       this.valueStart = at;
@@ -270,6 +299,7 @@ export class ModelScanner {
 
   private endKey(): void {
     this.keyIsModel = false;
+    this.keyIsPrompt = false;
     if (!this.keyTooLong && this.decoder.decode(this.raw)) {
       const key = this.decoder.out;
       if (key.length == MODEL_KEY.length) {
@@ -277,6 +307,7 @@ export class ModelScanner {
         for (let k = 0; k < key.length; k++) if (key[k] != MODEL_KEY[k]) { same = false; break; }
         this.keyIsModel = same;
       }
+      if (!this.keyIsModel && key.length <= 8) this.keyIsPrompt = PROMPT_KEYS.includes(bytesToString(key));
     } else if (!this.keyTooLong) {
       this.fail(this.decoder.error);
       return;
@@ -292,13 +323,35 @@ export class ModelScanner {
     for (let k = 0; k < bytes.length; k++) store<u8>(changetype<usize>(buf) + k, bytes[k]);
     this.model = String.UTF8.decode(buf);
     this.valueEnd = at + 1;
+    this.modelFound = true;
+    this.state = State.AfterValue;
+    if (this.promptDone) this.found();
+  }
+
+  private found(): void {
     this.result = ScanResult.Found;
     this.state = State.Done;
   }
 
   private endRoot(): void {
-    this.result = ScanResult.Missing;
+    if (this.capturing) this.endPrompt();
+    this.result = this.modelFound ? ScanResult.Found : ScanResult.Missing;
     this.state = State.Done;
+  }
+
+  /** Appends a byte of the prompt value; the prompt is done when the prefix buffer is full. */
+  private capture(c: u32): void {
+    if (this.promptLength < PROMPT_PREFIX_BYTES) {
+      this.promptPrefix[this.promptLength++] = <u8>c;
+      if (this.promptLength < PROMPT_PREFIX_BYTES) return;
+    }
+    this.endPrompt();
+  }
+
+  private endPrompt(): void {
+    this.capturing = false;
+    this.promptDone = true;
+    if (this.modelFound && this.result == ScanResult.NeedMore) this.found();
   }
 
   /** Returns true at the closing quote of a skipped string. */

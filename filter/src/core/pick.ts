@@ -1,6 +1,7 @@
 // Routing decisions: the weighted target-model choice and the endpoint pick. Pure module: the
-// random source is passed in, so tests can drive it and Envoy seeds it from the clock.
-import { Endpoint, Model, Pool, Target } from "./snapshot";
+// random source and the proxy's own load counters are passed in, so tests can drive them and
+// Envoy feeds them from the clock and shared data.
+import { Endpoint, Model, Pool, Target, Tuning } from "./snapshot";
 
 /** xorshift64* — small, fast, and good enough for load spreading (not for secrets). */
 export class Random {
@@ -30,17 +31,84 @@ export function chooseTarget(model: Model, random: Random): Target | null {
   return null;
 }
 
-/** The endpoint with the best pushed score; ties are broken uniformly at random. */
-export function pickEndpoint(pool: Pool, random: Random): Endpoint | null {
-  let best: Endpoint | null = null;
-  let ties: u64 = 0;
+/** What this proxy knows of an endpoint beyond the last push: its own requests still on it. */
+export class LocalLoad {
+  /** Prompt bytes of requests sent there that have not produced a first byte yet. */
+  pendingPromptBytes: i64 = 0;
+  /** Requests sent there and not finished. */
+  inflight: i64 = 0;
+}
+
+/**
+ * The expected wait for a new request, in bytes of prompt ahead of it: prompts this proxy sent
+ * that are still in prefill, plus a charge per request decoding there, plus the pushed score's
+ * shortfall (which carries the replica's own queue and KV pressure, including other proxies' load).
+ */
+export function endpointCost(e: Endpoint, local: LocalLoad, t: Tuning): i64 {
+  return (1000 - min<i64>(1000, e.score)) * t.scoreWeight + local.pendingPromptBytes + local.inflight * t.inflightWeight;
+}
+
+/** splitmix64's finalizer: a well-mixed 64-bit value from two hashes. */
+export function mix64(a: u64, b: u64): u64 {
+  let z = a ^ (b + 0x9e3779b97f4a7c15);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111eb;
+  return z ^ (z >> 31);
+}
+
+/** Rendezvous hashing: every proxy and worker maps the same prefix to the same endpoint. */
+export function affinityEndpoint(pool: Pool, prefixHash: u64): i32 {
+  let best = -1;
+  let bestWeight: u64 = 0;
   for (let i = 0; i < pool.endpoints.length; i++) {
-    const e = pool.endpoints[i];
-    if (best === null || e.score > best.score) { best = e; ties = 1; continue; }
-    if (e.score == best.score) {
-      ties++;
-      if (random.below(ties) == 0) best = e; // reservoir sampling over the tied endpoints
-    }
+    const w = mix64(prefixHash, pool.endpoints[i].hash);
+    if (best < 0 || w > bestWeight) { best = i; bestWeight = w; }
   }
   return best;
+}
+
+/**
+ * Picks an endpoint: the prefix-affinity endpoint while it is not overloaded (its cost within
+ * `affinityBoundBytes` of the cheapest), otherwise one of the near-best endpoints at random, so a
+ * burst between two pushes spreads instead of piling onto the single best-looking endpoint.
+ * `local[i]` is this proxy's load on `pool.endpoints[i]`; `prefixHash` 0 means no affinity.
+ */
+export function pickEndpoint(pool: Pool, local: Array<LocalLoad>, prefixHash: u64, t: Tuning, random: Random): i32 {
+  const n = pool.endpoints.length;
+  if (n == 0) return -1;
+  const costs = new StaticArray<i64>(n);
+  let cheapest = i64.MAX_VALUE;
+  for (let i = 0; i < n; i++) {
+    costs[i] = endpointCost(pool.endpoints[i], local[i], t);
+    if (costs[i] < cheapest) cheapest = costs[i];
+  }
+  if (prefixHash != 0) {
+    const a = affinityEndpoint(pool, prefixHash);
+    if (costs[a] <= cheapest + t.affinityBoundBytes) return a;
+  }
+  const slack = max<i64>(t.nearBestBytes, (cheapest * t.nearBestPercent) / 100);
+  let chosen = -1;
+  let seen: u64 = 0;
+  for (let i = 0; i < n; i++) {
+    if (costs[i] > cheapest + slack) continue;
+    seen++;
+    if (random.below(seen) == 0) chosen = i; // uniform among the near-best (reservoir sampling)
+  }
+  return chosen;
+}
+
+/** Chained hash of the first `blocks` 64-byte blocks of the prompt prefix; 0 if not one block. */
+export function prefixHash(bytes: StaticArray<u8>, length: i32, blocks: i32): u64 {
+  const full = min(length / 64, blocks);
+  if (full == 0) return 0;
+  let h: u64 = 0xcbf29ce484222325;
+  for (let i = 0; i < full * 64; i++) {
+    h ^= <u64>bytes[i];
+    h *= 0x100000001b3;
+  }
+  return h == 0 ? 1 : h;
+}
+
+export function isSaturated(pool: Pool): bool {
+  return pool.saturation >= 1000;
 }

@@ -12,19 +12,65 @@
 //   target qwq-32b 100
 //
 // `endpoint` lines belong to the pool above them, `target` lines to the model above them. Scores
-// are integers, higher is better. Pure module: no host imports.
+// are integers 0–1000, higher is better; an endpoint line may carry more fields after the score,
+// which this filter ignores. Also:
+//
+//   saturation <pool> <milli>     pool saturation ×1000 (≥ 1000: saturated; Sheddable requests get 429)
+//   tuning <key> <value>          picker weights (see Tuning)
+//
+// Pure module: no host imports.
 
 export const FORMAT_HEADER = "infergate-snapshot 1";
 
 export const enum Criticality { Critical = 0, Standard = 1, Sheddable = 2 }
 
 export class Endpoint {
-  constructor(public address: string, public score: i64) {}
+  /** Hash of the address, for rendezvous (prefix-affinity) hashing. */
+  hash: u64;
+  constructor(public address: string, public score: i64) {
+    this.hash = fnv1a64(address);
+  }
 }
 
 export class Pool {
   endpoints: Array<Endpoint> = new Array<Endpoint>();
+  /** Saturation ×1000, as the extension server measured it. */
+  saturation: i64 = 0;
   constructor(public name: string) {}
+}
+
+/** How the picker weighs its signals. Costs are in bytes of pending prompt. */
+export class Tuning {
+  /** Cost of one point of pushed score below 1000. */
+  scoreWeight: i64 = 40;
+  /** Cost of one request in flight on the endpoint (decoding). */
+  inflightWeight: i64 = 2048;
+  /** Endpoints within this much of the cheapest are near-best. */
+  nearBestBytes: i64 = 2048;
+  /** ...or within this percentage of the cheapest cost. */
+  nearBestPercent: i64 = 5;
+  /** The prefix-affinity endpoint is kept while its cost is within this much of the cheapest. */
+  affinityBoundBytes: i64 = 16384;
+  /** Prefix blocks (64 bytes of the raw prompt JSON each) that define affinity. */
+  affinityBlocks: i32 = 4;
+
+  set(key: string, value: i64): void {
+    if (key == "score-weight") this.scoreWeight = value;
+    else if (key == "inflight-weight") this.inflightWeight = value;
+    else if (key == "near-best-bytes") this.nearBestBytes = value;
+    else if (key == "near-best-percent") this.nearBestPercent = value;
+    else if (key == "affinity-bound-bytes") this.affinityBoundBytes = value;
+    else if (key == "affinity-blocks") this.affinityBlocks = <i32>value;
+  }
+}
+
+export function fnv1a64(text: string): u64 {
+  let h: u64 = 0xcbf29ce484222325;
+  for (let i = 0; i < text.length; i++) {
+    h ^= <u64>text.charCodeAt(i);
+    h *= 0x100000001b3;
+  }
+  return h;
 }
 
 export class Target {
@@ -39,6 +85,7 @@ export class Model {
 
 export class Snapshot {
   version: string = "";
+  tuning: Tuning = new Tuning();
   pools: Map<string, Pool> = new Map<string, Pool>();
   models: Map<string, Model> = new Map<string, Model>();
 }
@@ -77,7 +124,9 @@ class Parser {
     const kind = fields[0];
     if (kind == "version") return this.expect(fields, 2, lineNo) && this.setVersion(fields[1]);
     if (kind == "pool") return this.expect(fields, 2, lineNo) && this.addPool(fields[1], lineNo);
-    if (kind == "endpoint") return this.expect(fields, 3, lineNo) && this.addEndpoint(fields[1], fields[2], lineNo);
+    if (kind == "endpoint") return this.expectAtLeast(fields, 3, lineNo) && this.addEndpoint(fields[1], fields[2], lineNo);
+    if (kind == "saturation") return this.expect(fields, 3, lineNo) && this.setSaturation(fields[1], fields[2], lineNo);
+    if (kind == "tuning") return this.expect(fields, 3, lineNo) && this.setTuning(fields[1], fields[2], lineNo);
     if (kind == "model") return this.expect(fields, 4, lineNo) && this.addModel(fields[1], fields[2], fields[3], lineNo);
     if (kind == "target") return this.expect(fields, 3, lineNo) && this.addTarget(fields[1], fields[2], lineNo);
     return true; // unknown record kinds are for newer filters
@@ -86,6 +135,26 @@ class Parser {
   private expect(fields: string[], count: i32, lineNo: i32): bool {
     if (fields.length == count) return true;
     return this.fail(lineNo, "'" + fields[0] + "' takes " + (count - 1).toString() + " fields");
+  }
+
+  private expectAtLeast(fields: string[], count: i32, lineNo: i32): bool {
+    if (fields.length >= count) return true;
+    return this.fail(lineNo, "'" + fields[0] + "' takes at least " + (count - 1).toString() + " fields");
+  }
+
+  private setSaturation(poolName: string, milli: string, lineNo: i32): bool {
+    if (!this.snapshot.pools.has(poolName)) return this.fail(lineNo, "saturation of unknown pool " + poolName);
+    const v = parseNonNegative(milli);
+    if (v < 0) return this.fail(lineNo, "saturation must be a non-negative integer");
+    this.snapshot.pools.get(poolName).saturation = v;
+    return true;
+  }
+
+  private setTuning(key: string, value: string, lineNo: i32): bool {
+    const v = parseNonNegative(value);
+    if (v < 0) return this.fail(lineNo, "tuning value must be a non-negative integer");
+    this.snapshot.tuning.set(key, v);
+    return true;
   }
 
   private fail(lineNo: i32, message: string): bool {

@@ -1,14 +1,15 @@
 // Thin, allocation-aware wrappers over the raw ABI. Data the host returns is written into memory
 // it obtains from our `proxy_on_memory_allocate`; every wrapper copies what it needs and frees it.
 import {
-  proxy_get_buffer_bytes, proxy_get_current_time_nanoseconds, proxy_get_header_map_value, proxy_log,
+  proxy_get_buffer_bytes, proxy_get_current_time_nanoseconds, proxy_get_header_map_value, proxy_get_shared_data, proxy_log,
+  proxy_set_shared_data,
   proxy_remove_header_map_value, proxy_replace_header_map_value, proxy_send_local_response, proxy_set_buffer_bytes,
 } from "./imports";
 
 export const enum LogLevel { Trace = 0, Debug = 1, Info = 2, Warn = 3, Error = 4, Critical = 5 }
 export const enum BufferType { RequestBody = 0, ResponseBody = 1, PluginConfiguration = 7 }
 export const enum MapType { RequestHeaders = 0, ResponseHeaders = 2 }
-export const enum Status { Ok = 0, NotFound = 1, BadArgument = 2, Empty = 7 }
+export const enum Status { Ok = 0, NotFound = 1, BadArgument = 2, Empty = 7, CasMismatch = 8 }
 
 // Two out-parameter slots (pointer, length) in static memory: the VM is single-threaded.
 const OUT_PTR: usize = memory.data(8);
@@ -106,4 +107,49 @@ const TIME_OUT: usize = memory.data(8);
 export function nowNanos(): u64 {
   proxy_get_current_time_nanoseconds(TIME_OUT);
   return load<u64>(TIME_OUT);
+}
+
+const OUT_CAS: usize = memory.data(8);
+
+/**
+ * Adds `deltas` to a record of i64 counters in Envoy's shared data (one store per VM id, shared
+ * by every worker thread), with compare-and-swap retries. Values never go below zero, so a lost
+ * update can only make a counter forget load, not invent it. Returns the counters after the update.
+ */
+export function addSharedCounters(key: ArrayBuffer, deltas: StaticArray<i64>): StaticArray<i64> {
+  const count = deltas.length;
+  const values = new StaticArray<i64>(count);
+  for (let attempt = 0; attempt < 16; attempt++) {
+    store<u32>(OUT_PTR, 0);
+    store<u32>(OUT_LEN, 0);
+    store<u32>(OUT_CAS, 0);
+    const status = proxy_get_shared_data(changetype<usize>(key), key.byteLength, OUT_PTR, OUT_LEN, OUT_CAS);
+    const cas = status == Status.Ok ? load<u32>(OUT_CAS) : 0;
+    readCounters(status, values);
+    for (let i = 0; i < count; i++) {
+      const v = values[i] + deltas[i];
+      values[i] = v < 0 ? 0 : v;
+    }
+    const written = proxy_set_shared_data(changetype<usize>(key), key.byteLength, changetype<usize>(values), <usize>count * 8, cas);
+    if (written != Status.CasMismatch) break;
+  }
+  return values;
+}
+
+/** Reads a record of i64 counters from shared data (zeros when absent). */
+export function readSharedCounters(key: ArrayBuffer, values: StaticArray<i64>): void {
+  store<u32>(OUT_PTR, 0);
+  store<u32>(OUT_LEN, 0);
+  const status = proxy_get_shared_data(changetype<usize>(key), key.byteLength, OUT_PTR, OUT_LEN, OUT_CAS);
+  readCounters(status, values);
+}
+
+function readCounters(status: i32, values: StaticArray<i64>): void {
+  for (let i = 0; i < values.length; i++) values[i] = 0;
+  if (status != Status.Ok) return;
+  const ptr: usize = load<u32>(OUT_PTR);
+  const len: usize = load<u32>(OUT_LEN);
+  const n = min(<i32>(len / 8), values.length);
+  for (let i = 0; i < n; i++) values[i] = load<i64>(ptr + <usize>i * 8);
+  if (ptr != 0) heap.free(ptr);
 }

@@ -25,3 +25,9 @@ export declare function proxy_send_local_response(statusCode: u32, detailsPtr: u
 
 @external("env", "proxy_get_current_time_nanoseconds")
 export declare function proxy_get_current_time_nanoseconds(outPtr: usize): i32;
+
+@external("env", "proxy_get_shared_data")
+export declare function proxy_get_shared_data(keyPtr: usize, keyLen: usize, outPtrPtr: usize, outLenPtr: usize, outCasPtr: usize): i32;
+
+@external("env", "proxy_set_shared_data")
+export declare function proxy_set_shared_data(keyPtr: usize, keyLen: usize, valuePtr: usize, valueLen: usize, cas: u32): i32;
