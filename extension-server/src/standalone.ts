@@ -19,7 +19,7 @@ export interface StandaloneOptions {
   listenAddress?: string;
   xdsPort?: number; // 0 = ephemeral
   metricsPort?: number; // 0 = ephemeral; undefined = no metrics listener
-  envoy?: { adminPort: number; plainPort: number; inferencePort?: number; concurrency?: number; logLevel?: string } | undefined;
+  envoy?: { adminPort: number; plainPort: number; inferencePort?: number | undefined; leastRequestPort?: number | undefined; concurrency?: number | undefined; logLevel?: string | undefined } | undefined;
   log?: (message: string) => void;
 }
 
@@ -76,7 +76,7 @@ export class Standalone {
     const e = this.opts.envoy;
     if (e) {
       const bootstrap = buildBootstrap({
-        listenAddress: address, adminPort: e.adminPort, plainPort: e.plainPort, inferencePort: e.inferencePort,
+        listenAddress: address, adminPort: e.adminPort, plainPort: e.plainPort, inferencePort: e.inferencePort, leastRequestPort: e.leastRequestPort,
         xdsAddress: "127.0.0.1", xdsPort: this.xds.port,
         wasmPath: resolve(this.opts.wasmPath ?? DEFAULT_WASM_PATH), snapshot: this.publisher.snapshot, config: this.config,
       });

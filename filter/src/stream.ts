@@ -9,7 +9,7 @@
 import { addSharedCounters, BufferType, MapType, getBufferBytes, getHeader, log, LogLevel, readSharedCounters, removeHeader, replaceBufferPrefix, replaceHeader, sendLocalResponse } from "./host/api";
 import { badRequest, ErrorReply, jsonString, modelNotFound, noEndpoint, shed, tooLarge, unsupportedEncoding } from "./core/errors";
 import { ModelScanner, ScanResult } from "./core/json_scan";
-import { chooseTarget, isSaturated, LocalLoad, pickEndpoint, prefixHash, Random } from "./core/pick";
+import { chooseTarget, endpointCosts, isSaturated, LocalLoad, pickEndpoint, prefixHash, Random, withFallbacks } from "./core/pick";
 import { Criticality, Pool, Snapshot } from "./core/snapshot";
 
 export const enum HeadersAction { Continue = 0, StopIteration = 1 }
@@ -38,6 +38,10 @@ function localLoads(pool: Pool): Array<LocalLoad> {
 
 // Header names, encoded once.
 const DESTINATION = String.UTF8.encode("x-gateway-destination-endpoint");
+/** Names the pool whose cluster Envoy's route sends the request to. */
+const POOL_HEADER = String.UTF8.encode("x-infergate-pool");
+/** Endpoints after the chosen one in the destination list, for Envoy to retry on. */
+const FALLBACKS: i32 = 2;
 const METHOD = String.UTF8.encode(":method");
 const PATH = String.UTF8.encode(":path");
 const CONTENT_LENGTH = String.UTF8.encode("content-length");
@@ -90,6 +94,7 @@ export class Stream {
   onRequestHeaders(endOfStream: bool): HeadersAction {
     // A client must never choose the upstream: drop any destination it sent, on every route.
     removeHeader(MapType.RequestHeaders, DESTINATION);
+    removeHeader(MapType.RequestHeaders, POOL_HEADER);
     const method = getHeader(MapType.RequestHeaders, METHOD);
     const path = getHeader(MapType.RequestHeaders, PATH);
     if (method === null || method != "POST" || path === null || !isInferencePath(path)) {
@@ -156,14 +161,19 @@ export class Stream {
     if (model.criticality == Criticality.Sheddable && isSaturated(pool)) { this.reject(shed(requested, pool.name)); return; }
     const tuning = snapshot.tuning;
     const affinity = prefixHash(this.scanner.promptPrefix, this.scanner.promptLength, tuning.affinityBlocks);
-    const index = pickEndpoint(pool, localLoads(pool), affinity, tuning, this.random);
+    const costs = endpointCosts(pool, localLoads(pool), tuning);
+    const index = pickEndpoint(pool, costs, affinity, tuning, this.random);
     if (index < 0) { this.reject(noEndpoint(requested, "pool " + pool.name + " has no ready endpoint")); return; }
     const endpoint = pool.endpoints[index];
     if (target.name != requested && !this.rewriteModel(target.name)) {
       this.reject(new ErrorReply(500, "Could not rewrite the model field.", "internal_error", "", "rewrite_failed"));
       return;
     }
-    replaceHeader(MapType.RequestHeaders, DESTINATION, endpoint.address);
+    const order = withFallbacks(costs, index, FALLBACKS);
+    let destinations = endpoint.address;
+    for (let i = 1; i < order.length; i++) destinations += "," + pool.endpoints[order[i]].address;
+    replaceHeader(MapType.RequestHeaders, DESTINATION, destinations);
+    replaceHeader(MapType.RequestHeaders, POOL_HEADER, pool.name);
     // The whole prompt counts as pending prefill until the endpoint answers.
     if (this.contentLength > this.bodyBytes) this.bodyBytes = this.contentLength;
     this.loadKey = loadKey(endpoint.address);

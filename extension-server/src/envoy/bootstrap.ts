@@ -1,15 +1,16 @@
 // Generates the Envoy bootstrap for standalone mode:
 //   - a plain listener (the seed's port 8080): the pool behind ordinary round robin;
 //   - one inference listener per `attach-to` port (the seed's 8081): the infergate Wasm filter,
-//     configured over ECDS, chooses the endpoint and Envoy's ORIGINAL_DST cluster connects to it;
+//     configured over ECDS, chooses the endpoint (and fallbacks) and the pool's override_host
+//     cluster connects to it, retrying the next one if a connection fails;
 //   - the pools' endpoints arrive over EDS and the filter's snapshot over ECDS, both from the
 //     extension server, so editing the configuration never restarts Envoy.
 import type { PoolConfig, RoutingConfig } from "../config/routing-config.ts";
 import { FILTER_CONFIG_NAME, WASM_TYPE_URL, wasmFilterJson } from "../xds/wasm-config.ts";
-import { DESTINATION_HEADER } from "./routes.ts";
+import { DESTINATION_HEADER, POOL_HEADER } from "./routes.ts";
 
 export const XDS_CLUSTER = "infergate_xds";
-export const PICKED_CLUSTER = "infergate_original_dst";
+
 export const DEFAULT_INFERENCE_PORT = 8081;
 /** Envoy buffers a request body up to this size while the filter looks for `model`. */
 const BUFFER_LIMIT_BYTES = 16 * 1024 * 1024;
@@ -19,7 +20,10 @@ export interface BootstrapOptions {
   adminPort: number;
   plainPort: number;
   /** Overrides the inference listener port for every pool (tests use ephemeral ports). */
-  inferencePort?: number;
+  inferencePort?: number | undefined;
+  /** Adds a listener that balances the first pool with Envoy's least-request policy (what an
+   * Envoy user would try before infergate; the benchmark compares against it). */
+  leastRequestPort?: number | undefined;
   xdsAddress: string;
   xdsPort: number;
   wasmPath: string;
@@ -29,6 +33,24 @@ export interface BootstrapOptions {
 
 export function poolClusterName(pool: string): string {
   return `infergate-pool-${pool}`;
+}
+
+export function pickedClusterName(pool: string): string {
+  return `infergate-pool-${pool}-picked`;
+}
+
+function overrideHostPolicy(): Record<string, unknown> {
+  return {
+    policies: [{
+      typed_extension_config: {
+        name: "envoy.load_balancing_policies.override_host",
+        typed_config: typed("envoy.extensions.load_balancing_policies.override_host.v3.OverrideHost", {
+          override_host_sources: [{ header: DESTINATION_HEADER }],
+          fallback_policy: { policies: [{ typed_extension_config: { name: "envoy.load_balancing_policies.round_robin", typed_config: typed("envoy.extensions.load_balancing_policies.round_robin.v3.RoundRobin") } }] },
+        }),
+      },
+    }],
+  };
 }
 
 const typed = (type: string, body: Record<string, unknown> = {}): Record<string, unknown> => ({ "@type": `type.googleapis.com/${type}`, ...body });
@@ -68,15 +90,22 @@ function httpListener(name: string, address: string, port: number, routes: unkno
 /** LLM responses stream for minutes: no route timeout. */
 const toCluster = (cluster: string) => ({ cluster, timeout: "0s" });
 
-function plainListener(opts: BootstrapOptions, pool: PoolConfig): Record<string, unknown> {
-  const routes = [{ match: { prefix: "/" }, route: toCluster(poolClusterName(pool.name)) }];
-  return httpListener(`plain-${opts.plainPort}`, opts.listenAddress, opts.plainPort, routes, []);
+function plainListener(name: string, address: string, port: number, cluster: string): Record<string, unknown> {
+  return httpListener(`${name}-${port}`, address, port, [{ match: { prefix: "/" }, route: toCluster(cluster) }], []);
 }
+
+const leastRequestCluster = (pool: string): string => `${poolClusterName(pool)}-least-request`;
+
+/** A dead endpoint is retried on the next one the filter listed (override_host walks the list). */
+const RETRY_ON_CONNECT_FAILURE = { retry_on: "connect-failure,refused-stream,reset-before-request", num_retries: 2 };
 
 function inferenceListener(opts: BootstrapOptions, port: number, pool: PoolConfig): Record<string, unknown> {
   const routes = [
-    // The filter strips any client-sent destination and sets it only on requests it routed.
-    { match: { prefix: "/", headers: [{ name: DESTINATION_HEADER, present_match: true }] }, route: toCluster(PICKED_CLUSTER) },
+    // The filter strips any client-sent destination and pool, and sets both on requests it routed.
+    ...opts.config.pools.map((p) => ({
+      match: { prefix: "/", headers: [{ name: POOL_HEADER, string_match: { exact: p.name } }, { name: DESTINATION_HEADER, present_match: true }] },
+      route: { ...toCluster(pickedClusterName(p.name)), retry_policy: RETRY_ON_CONNECT_FAILURE },
+    })),
     // Everything else (GET /v1/models, /health, ...) goes to the pool by round robin.
     { match: { prefix: "/" }, route: toCluster(poolClusterName(pool.name)) },
   ];
@@ -106,21 +135,22 @@ function clusters(opts: BootstrapOptions): unknown[] {
     },
     load_assignment: { cluster_name: XDS_CLUSTER, endpoints: [{ lb_endpoints: [{ endpoint: { address: socket(opts.xdsAddress, opts.xdsPort) } }] }] },
   };
-  const picked = {
-    name: PICKED_CLUSTER,
-    type: "ORIGINAL_DST",
-    lb_policy: "CLUSTER_PROVIDED",
-    connect_timeout: "5s",
-    original_dst_lb_config: { use_http_header: true, http_header_name: DESTINATION_HEADER },
-  };
-  const pools = opts.config.pools.map((p) => ({
-    name: poolClusterName(p.name),
-    type: "EDS",
-    lb_policy: "ROUND_ROBIN",
-    connect_timeout: "5s",
-    eds_cluster_config: { service_name: poolClusterName(p.name), eds_config: grpcSource() },
-  }));
-  return [xds, picked, ...pools];
+
+  // Pool clusters take their endpoints from the pool's EDS resource (named like the cluster).
+  const edsCluster = (name: string, pool: string, lbPolicy: string) => ({
+    name, type: "EDS", lb_policy: lbPolicy, connect_timeout: "5s",
+    eds_cluster_config: { service_name: poolClusterName(pool), eds_config: grpcSource() },
+  });
+  const pools = opts.config.pools.map((p) => edsCluster(poolClusterName(p.name), p.name, "ROUND_ROBIN"));
+  // The endpoints the filter picks, from the same EDS set: override_host only connects to a
+  // listed address that is a member of the pool, so a forged header cannot reach anything else.
+  const picked = opts.config.pools.map((p) => {
+    const { lb_policy: _unused, ...cluster } = edsCluster(pickedClusterName(p.name), p.name, "ROUND_ROBIN");
+    return { ...cluster, load_balancing_policy: overrideHostPolicy() };
+  });
+  const first = opts.config.pools[0];
+  const leastRequest = opts.leastRequestPort !== undefined && first ? [edsCluster(leastRequestCluster(first.name), first.name, "LEAST_REQUEST")] : [];
+  return [xds, ...picked, ...pools, ...leastRequest];
 }
 
 /** The inference listener port of each pool: its attach-to port, else the default. */
@@ -136,7 +166,11 @@ export function inferencePorts(opts: Pick<BootstrapOptions, "inferencePort" | "c
 export function buildBootstrap(opts: BootstrapOptions): Record<string, unknown> {
   const first = opts.config.pools[0];
   if (!first) throw new Error("the configuration has no InferencePool");
-  const listeners = [plainListener(opts, first), ...[...inferencePorts(opts)].map(([port, pool]) => inferenceListener(opts, port, pool))];
+  const listeners = [
+    plainListener("plain", opts.listenAddress, opts.plainPort, poolClusterName(first.name)),
+    ...[...inferencePorts(opts)].map(([port, pool]) => inferenceListener(opts, port, pool)),
+    ...(opts.leastRequestPort !== undefined ? [plainListener("least-request", opts.listenAddress, opts.leastRequestPort, leastRequestCluster(first.name))] : []),
+  ];
   return {
     node: { id: "infergate-standalone", cluster: "infergate" },
     admin: { address: socket("127.0.0.1", opts.adminPort) },

@@ -1,7 +1,7 @@
 // Entry point that exposes the pure decision logic (no host imports) to Node, for unit tests and
 // simulations: the same code that runs in Envoy, compiled to build/core.wasm with JS bindings.
 import { ModelScanner, ScanResult } from "./json_scan";
-import { chooseTarget, LocalLoad, pickEndpoint, Random } from "./pick";
+import { chooseTarget, endpointCosts, LocalLoad, pickEndpoint, Random } from "./pick";
 import { parseSnapshot } from "./snapshot";
 
 /**
@@ -45,7 +45,7 @@ export function simulateRouting(text: string, model: string, n: i32, seed: u64):
     const t = chooseTarget(m, random);
     const local = new Array<LocalLoad>(m.pool.endpoints.length);
     for (let k = 0; k < local.length; k++) local[k] = new LocalLoad();
-    const e = pickEndpoint(m.pool, local, 0, s.tuning, random);
+    const e = pickEndpoint(m.pool, endpointCosts(m.pool, local, s.tuning), 0, s.tuning, random);
     bump(names, counts, t === null ? "target -" : "target " + t.name);
     bump(names, counts, e < 0 ? "endpoint -" : "endpoint " + m.pool.endpoints[e].address);
   }

@@ -73,15 +73,11 @@ export function affinityEndpoint(pool: Pool, prefixHash: u64): i32 {
  * burst between two pushes spreads instead of piling onto the single best-looking endpoint.
  * `local[i]` is this proxy's load on `pool.endpoints[i]`; `prefixHash` 0 means no affinity.
  */
-export function pickEndpoint(pool: Pool, local: Array<LocalLoad>, prefixHash: u64, t: Tuning, random: Random): i32 {
+export function pickEndpoint(pool: Pool, costs: StaticArray<i64>, prefixHash: u64, t: Tuning, random: Random): i32 {
   const n = pool.endpoints.length;
   if (n == 0) return -1;
-  const costs = new StaticArray<i64>(n);
   let cheapest = i64.MAX_VALUE;
-  for (let i = 0; i < n; i++) {
-    costs[i] = endpointCost(pool.endpoints[i], local[i], t);
-    if (costs[i] < cheapest) cheapest = costs[i];
-  }
+  for (let i = 0; i < n; i++) if (costs[i] < cheapest) cheapest = costs[i];
   if (prefixHash != 0) {
     const a = affinityEndpoint(pool, prefixHash);
     if (costs[a] <= cheapest + t.affinityBoundBytes) return a;
@@ -95,6 +91,28 @@ export function pickEndpoint(pool: Pool, local: Array<LocalLoad>, prefixHash: u6
     if (random.below(seen) == 0) chosen = i; // uniform among the near-best (reservoir sampling)
   }
   return chosen;
+}
+
+export function endpointCosts(pool: Pool, local: Array<LocalLoad>, t: Tuning): StaticArray<i64> {
+  const costs = new StaticArray<i64>(pool.endpoints.length);
+  for (let i = 0; i < costs.length; i++) costs[i] = endpointCost(pool.endpoints[i], local[i], t);
+  return costs;
+}
+
+/** The chosen endpoint first, then up to `extra` others by rising cost: Envoy's override_host
+ * policy tries them in order when a connection to the first fails. */
+export function withFallbacks(costs: StaticArray<i64>, chosen: i32, extra: i32): Array<i32> {
+  const order: Array<i32> = [chosen];
+  for (let k = 0; k < extra; k++) {
+    let next = -1;
+    for (let i = 0; i < costs.length; i++) {
+      if (order.includes(i)) continue;
+      if (next < 0 || costs[i] < costs[next]) next = i;
+    }
+    if (next < 0) break;
+    order.push(next);
+  }
+  return order;
 }
 
 /** Chained hash of the first `blocks` 64-byte blocks of the prompt prefix; 0 if not one block. */
