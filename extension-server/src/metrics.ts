@@ -6,5 +6,11 @@ export class ServerMetrics {
   readonly configReloads = new Counter({ name: "infergate_config_reloads_total", help: "Configuration loads by result (ok, rejected).", labelNames: ["result"], registers: [this.registry] });
   readonly snapshotVersion = new Gauge({ name: "infergate_snapshot_version", help: "Version of the routing snapshot being served.", registers: [this.registry] });
   readonly poolEndpoints = new Gauge({ name: "infergate_pool_endpoints", help: "Endpoints known per pool.", labelNames: ["pool"], registers: [this.registry] });
+  readonly snapshotPushes = new Counter({ name: "infergate_snapshot_pushes_total", help: "Routing snapshots pushed to Envoy over ECDS.", registers: [this.registry] });
+  readonly endpointScore = new Gauge({ name: "infergate_endpoint_score", help: "Score (0-1000) pushed for each endpoint; absent when not routable.", labelNames: ["pool", "endpoint"], registers: [this.registry] });
+  readonly endpointReady = new Gauge({ name: "infergate_endpoint_ready", help: "1 when the endpoint's metrics are fresh, else 0.", labelNames: ["pool", "endpoint"], registers: [this.registry] });
+  readonly endpointWaiting = new Gauge({ name: "infergate_endpoint_waiting_requests", help: "Waiting requests the endpoint last reported.", labelNames: ["pool", "endpoint"], registers: [this.registry] });
+  readonly endpointKvUsage = new Gauge({ name: "infergate_endpoint_kv_cache_usage", help: "KV-cache use (0-1) the endpoint last reported.", labelNames: ["pool", "endpoint"], registers: [this.registry] });
+  readonly poolSaturation = new Gauge({ name: "infergate_pool_saturation", help: "Pool saturation (1 = saturated; Sheddable requests are shed).", labelNames: ["pool"], registers: [this.registry] });
   readonly xdsResponses = new Counter({ name: "infergate_xds_responses_total", help: "xDS responses from Envoy by type and result (ack, nack).", labelNames: ["type", "result"], registers: [this.registry] });
 }

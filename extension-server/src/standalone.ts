@@ -9,6 +9,9 @@ import { buildBootstrap } from "./envoy/bootstrap.ts";
 import { EnvoyProcess } from "./envoy/process.ts";
 import { ServerMetrics } from "./metrics.ts";
 import { Publisher } from "./publisher.ts";
+import { Scraper } from "./load/scraper.ts";
+import { computeLoadView } from "./scheduling/scheduler.ts";
+import { endpointAddress } from "./snapshot.ts";
 import { TYPE_EXTENSION_CONFIG, XdsServer } from "./xds/server.ts";
 
 export const DEFAULT_WASM_PATH = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "build", "infergate.wasm");
@@ -30,6 +33,9 @@ export class Standalone {
   private readonly source: FileSource;
   private metricsServer?: Server;
   envoy?: EnvoyProcess;
+  private scraper?: Scraper;
+  private scrapeSettings = "";
+  private refreshQueued = false;
   config!: RoutingConfig;
   /** Reasons the last rejected configuration was rejected (empty once a good one loads). */
   lastRejection: string[] = [];
@@ -49,7 +55,7 @@ export class Standalone {
         this.config = config;
         this.lastRejection = [];
         this.metrics.configReloads.inc({ result: "ok" });
-        this.publisher.publish(config);
+        this.applyConfig(config);
         log(`reloaded ${opts.configPath}: snapshot version ${this.publisher.version}`);
       },
       onRejected: (problems) => {
@@ -71,7 +77,7 @@ export class Standalone {
     const address = this.opts.listenAddress ?? "127.0.0.1";
     this.config = this.source.start();
     await this.xds.listen("127.0.0.1", this.opts.xdsPort ?? 0);
-    this.publisher.publish(this.config);
+    this.applyConfig(this.config);
     if (this.opts.metricsPort !== undefined) await this.serveMetrics(address, this.opts.metricsPort);
     const e = this.opts.envoy;
     if (e) {
@@ -81,6 +87,48 @@ export class Standalone {
         wasmPath: resolve(this.opts.wasmPath ?? DEFAULT_WASM_PATH), snapshot: this.publisher.snapshot, config: this.config,
       });
       this.envoy = await EnvoyProcess.start({ bootstrap, concurrency: e.concurrency, logLevel: e.logLevel });
+    }
+  }
+
+  /** Points the scraper at the configuration's endpoints and publishes the configuration. */
+  private applyConfig(config: RoutingConfig): void {
+    const settings = JSON.stringify(config.scheduler.scrape);
+    if (settings !== this.scrapeSettings) {
+      this.scraper?.stop();
+      this.scraper = new Scraper(config.scheduler.scrape, () => this.queueRefresh());
+      this.scrapeSettings = settings;
+    }
+    this.scraper!.setEndpoints(config.pools.flatMap((p) => p.endpoints.map(endpointAddress)));
+    this.publisher.setConfig(config, computeLoadView(config, this.scraper!));
+  }
+
+  /** Scrapes complete one endpoint at a time; recompute once per turn of the event loop. */
+  private queueRefresh(): void {
+    if (this.refreshQueued) return;
+    this.refreshQueued = true;
+    setImmediate(() => {
+      this.refreshQueued = false;
+      if (!this.scraper) return;
+      const view = computeLoadView(this.config, this.scraper);
+      this.publisher.setLoad(view);
+      this.recordLoadMetrics(view);
+    });
+  }
+
+  private recordLoadMetrics(view: ReturnType<typeof computeLoadView>): void {
+    for (const pool of this.config.pools) {
+      this.metrics.poolSaturation.set({ pool: pool.name }, view.saturation(pool.name));
+      for (const e of pool.endpoints) {
+        const endpoint = endpointAddress(e);
+        const labels = { pool: pool.name, endpoint };
+        const reading = this.scraper?.reading(endpoint);
+        this.metrics.endpointReady.set(labels, this.scraper?.isReady(endpoint) ? 1 : 0);
+        this.metrics.endpointWaiting.set(labels, reading?.load?.waiting ?? 0);
+        this.metrics.endpointKvUsage.set(labels, reading?.load?.kvUsage ?? 0);
+        const v = view.endpoint(endpoint);
+        if (v) this.metrics.endpointScore.set(labels, v.score);
+        else this.metrics.endpointScore.remove(labels);
+      }
     }
   }
 
@@ -104,6 +152,9 @@ export class Standalone {
   /** Stops the control plane only; a running Envoy keeps its last snapshot (used by tests). */
   async stopControlPlane(): Promise<void> {
     this.source.stop();
+    this.scraper?.stop();
+    this.scraper = undefined;
+    this.publisher.stop();
     await this.xds.close();
     await new Promise<void>((r) => (this.metricsServer ? this.metricsServer.close(() => r()) : r()));
   }

@@ -161,7 +161,7 @@ export class Stream {
     if (model.criticality == Criticality.Sheddable && isSaturated(pool)) { this.reject(shed(requested, pool.name)); return; }
     const tuning = snapshot.tuning;
     const affinity = prefixHash(this.scanner.promptPrefix, this.scanner.promptLength, tuning.affinityBlocks);
-    const costs = endpointCosts(pool, localLoads(pool), tuning);
+    const costs = endpointCosts(pool, localLoads(pool), tuning, target.name);
     const index = pickEndpoint(pool, costs, affinity, tuning, this.random);
     if (index < 0) { this.reject(noEndpoint(requested, "pool " + pool.name + " has no ready endpoint")); return; }
     const endpoint = pool.endpoints[index];

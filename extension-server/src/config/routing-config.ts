@@ -7,6 +7,7 @@ import {
   ATTACH_TO_ANNOTATION, attachTo, inferenceModel, inferencePoolV1, inferencePoolV1alpha, pod,
   type AttachTo, type InferenceModel, type Pod,
 } from "./resources.ts";
+import { DEFAULT_SCHEDULER_CONFIG, infergateConfigDoc, type SchedulerConfig } from "../scheduling/config.ts";
 
 export type Criticality = "critical" | "standard" | "sheddable";
 
@@ -37,6 +38,8 @@ export interface ModelConfig {
 export interface RoutingConfig {
   pools: PoolConfig[];
   models: ModelConfig[];
+  /** Scrape, scoring and picker settings (an optional InfergateConfig document). */
+  scheduler: SchedulerConfig;
 }
 
 export class ConfigError extends Error {
@@ -66,6 +69,7 @@ interface Collected {
   pools: PoolConfig[];
   models: InferenceModel[];
   pods: Pod[];
+  scheduler?: SchedulerConfig;
   problems: string[];
 }
 
@@ -127,7 +131,13 @@ function collect(text: string, source: string): Collected {
       case "InferencePool": collectPool(obj, where, into); break;
       case "InferenceModel": { const m = parse(inferenceModel, obj, where, into.problems); if (m) into.models.push(m); break; }
       case "Pod": { const p = parse(pod, obj, where, into.problems); if (p) into.pods.push(p); break; }
-      default: into.problems.push(`${where}: kind: unsupported kind ${JSON.stringify(obj.kind)} (expected InferencePool, InferenceModel or Pod)`);
+      case "InfergateConfig": {
+        if (into.scheduler) into.problems.push(`${where}: only one InfergateConfig document is allowed`);
+        const c = parse(infergateConfigDoc, obj, where, into.problems);
+        if (c) into.scheduler = c.spec;
+        break;
+      }
+      default: into.problems.push(`${where}: kind: unsupported kind ${JSON.stringify(obj.kind)} (expected InferencePool, InferenceModel, Pod or InfergateConfig)`);
     }
   });
   return into;
@@ -202,7 +212,7 @@ export function buildRoutingConfig(collected: Collected): RoutingConfig {
   }
   if (pools.size === 0 && problems.length === 0) problems.push("no InferencePool defined");
   if (problems.length > 0) throw new ConfigError(problems);
-  return { pools: [...pools.values()], models };
+  return { pools: [...pools.values()], models, scheduler: collected.scheduler ?? DEFAULT_SCHEDULER_CONFIG };
 }
 
 /** Parses and validates a YAML text; `source` names it in error messages. */

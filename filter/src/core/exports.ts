@@ -45,7 +45,7 @@ export function simulateRouting(text: string, model: string, n: i32, seed: u64):
     const t = chooseTarget(m, random);
     const local = new Array<LocalLoad>(m.pool.endpoints.length);
     for (let k = 0; k < local.length; k++) local[k] = new LocalLoad();
-    const e = pickEndpoint(m.pool, endpointCosts(m.pool, local, s.tuning), 0, s.tuning, random);
+    const e = pickEndpoint(m.pool, endpointCosts(m.pool, local, s.tuning, t === null ? "" : t.name), 0, s.tuning, random);
     bump(names, counts, t === null ? "target -" : "target " + t.name);
     bump(names, counts, e < 0 ? "endpoint -" : "endpoint " + m.pool.endpoints[e].address);
   }

@@ -93,10 +93,24 @@ export function pickEndpoint(pool: Pool, costs: StaticArray<i64>, prefixHash: u6
   return chosen;
 }
 
-export function endpointCosts(pool: Pool, local: Array<LocalLoad>, t: Tuning): StaticArray<i64> {
+/**
+ * Costs of every endpoint for a request for `model`. When `model` is a LoRA adapter some endpoint
+ * reports, endpoints without it pay to load it (a free slot) or to wait for a slot (none free).
+ */
+export function endpointCosts(pool: Pool, local: Array<LocalLoad>, t: Tuning, model: string): StaticArray<i64> {
   const costs = new StaticArray<i64>(pool.endpoints.length);
-  for (let i = 0; i < costs.length; i++) costs[i] = endpointCost(pool.endpoints[i], local[i], t);
+  const adapter = isKnownAdapter(pool, model);
+  for (let i = 0; i < costs.length; i++) {
+    const e = pool.endpoints[i];
+    costs[i] = endpointCost(e, local[i], t);
+    if (adapter && !e.loras.includes(model)) costs[i] += e.loraFree == 0 ? t.loraFullBytes : t.loraLoadBytes;
+  }
   return costs;
+}
+
+function isKnownAdapter(pool: Pool, model: string): bool {
+  for (let i = 0; i < pool.endpoints.length; i++) if (pool.endpoints[i].loras.includes(model)) return true;
+  return false;
 }
 
 /** The chosen endpoint first, then up to `extra` others by rising cost: Envoy's override_host

@@ -27,6 +27,10 @@ export const enum Criticality { Critical = 0, Standard = 1, Sheddable = 2 }
 export class Endpoint {
   /** Hash of the address, for rendezvous (prefix-affinity) hashing. */
   hash: u64;
+  /** LoRA adapters running or waiting there. */
+  loras: Array<string> = new Array<string>();
+  /** 1: a LoRA slot is free; 0: full; -1: not reported. */
+  loraFree: i32 = -1;
   constructor(public address: string, public score: i64) {
     this.hash = fnv1a64(address);
   }
@@ -53,6 +57,10 @@ export class Tuning {
   affinityBoundBytes: i64 = 16384;
   /** Prefix blocks (64 bytes of the raw prompt JSON each) that define affinity. */
   affinityBlocks: i32 = 4;
+  /** Cost of sending a LoRA request where its adapter must be loaded into a free slot... */
+  loraLoadBytes: i64 = 8192;
+  /** ...or where every slot is taken (it waits for one). */
+  loraFullBytes: i64 = 262144;
 
   set(key: string, value: i64): void {
     if (key == "score-weight") this.scoreWeight = value;
@@ -61,6 +69,8 @@ export class Tuning {
     else if (key == "near-best-percent") this.nearBestPercent = value;
     else if (key == "affinity-bound-bytes") this.affinityBoundBytes = value;
     else if (key == "affinity-blocks") this.affinityBlocks = <i32>value;
+    else if (key == "lora-load-bytes") this.loraLoadBytes = value;
+    else if (key == "lora-full-bytes") this.loraFullBytes = value;
   }
 }
 
@@ -124,7 +134,7 @@ class Parser {
     const kind = fields[0];
     if (kind == "version") return this.expect(fields, 2, lineNo) && this.setVersion(fields[1]);
     if (kind == "pool") return this.expect(fields, 2, lineNo) && this.addPool(fields[1], lineNo);
-    if (kind == "endpoint") return this.expectAtLeast(fields, 3, lineNo) && this.addEndpoint(fields[1], fields[2], lineNo);
+    if (kind == "endpoint") return this.expectAtLeast(fields, 3, lineNo) && this.addEndpoint(fields, lineNo);
     if (kind == "saturation") return this.expect(fields, 3, lineNo) && this.setSaturation(fields[1], fields[2], lineNo);
     if (kind == "tuning") return this.expect(fields, 3, lineNo) && this.setTuning(fields[1], fields[2], lineNo);
     if (kind == "model") return this.expect(fields, 4, lineNo) && this.addModel(fields[1], fields[2], fields[3], lineNo);
@@ -172,13 +182,24 @@ class Parser {
     return true;
   }
 
-  private addEndpoint(address: string, score: string, lineNo: i32): bool {
+  private addEndpoint(fields: string[], lineNo: i32): bool {
     const pool = this.pool;
     if (pool === null) return this.fail(lineNo, "endpoint before any pool");
-    const s = parseNonNegative(score);
+    const address = fields[1];
+    const s = parseNonNegative(fields[2]);
     if (s < 0) return this.fail(lineNo, "endpoint score must be a non-negative integer");
     if (address.lastIndexOf(":") <= 0) return this.fail(lineNo, "endpoint address must be ip:port");
-    pool.endpoints.push(new Endpoint(address, s));
+    const endpoint = new Endpoint(address, s);
+    // Optional key=value attributes; unknown keys are for newer filters.
+    for (let i = 3; i < fields.length; i++) {
+      const eq = fields[i].indexOf("=");
+      if (eq <= 0) continue;
+      const key = fields[i].substring(0, eq);
+      const value = fields[i].substring(eq + 1);
+      if (key == "loras") endpoint.loras = value.split(",");
+      else if (key == "lora-free") endpoint.loraFree = value == "1" ? 1 : 0;
+    }
+    pool.endpoints.push(endpoint);
     return true;
   }
 

@@ -1,0 +1,61 @@
+// What a model server's /metrics says about its load, across the engines users run: vLLM (v1
+// names and the pre-0.9 `gpu_cache_usage_perc`; counters with or without `_total`), SGLang and
+// trtllm-serve. Values summed over label sets (several models or engines behind one port).
+import { parseSamples, type Sample } from "./prometheus-text.ts";
+
+export interface EngineLoad {
+  waiting: number;
+  running: number;
+  /** KV-cache use, 0–1. */
+  kvUsage: number;
+  runningLoras: string[];
+  waitingLoras: string[];
+  maxLoras: number;
+  /** Which engine's names were found. */
+  engine: "vllm" | "sglang" | "trtllm" | "unknown";
+}
+
+const NAMES = {
+  vllm: { waiting: ["vllm:num_requests_waiting"], running: ["vllm:num_requests_running"], kv: ["vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc"] },
+  sglang: { waiting: ["sglang:num_queue_reqs"], running: ["sglang:num_running_reqs"], kv: ["sglang:token_usage"] },
+  trtllm: { waiting: ["trtllm_num_requests_waiting"], running: ["trtllm_num_requests_running"], kv: ["trtllm_kv_cache_utilization"] },
+} as const;
+const LORA_INFO = "vllm:lora_requests_info";
+
+const WANTED = new Set<string>([LORA_INFO, ...Object.values(NAMES).flatMap((n) => [...n.waiting, ...n.running, ...n.kv])]);
+
+function sum(samples: Map<string, Sample[]>, names: readonly string[]): number | undefined {
+  for (const name of names) {
+    const list = samples.get(name);
+    if (list && list.length > 0) return list.reduce((n, s) => n + s.value, 0);
+  }
+  return undefined;
+}
+
+function max(samples: Map<string, Sample[]>, names: readonly string[]): number | undefined {
+  for (const name of names) {
+    const list = samples.get(name);
+    if (list && list.length > 0) return Math.max(...list.map((s) => s.value));
+  }
+  return undefined;
+}
+
+const split = (v: string | undefined): string[] => (v ? v.split(",").map((s) => s.trim()).filter(Boolean) : []);
+
+export function parseEngineLoad(text: string): EngineLoad {
+  const samples = parseSamples(text, WANTED);
+  for (const engine of ["vllm", "sglang", "trtllm"] as const) {
+    const names = NAMES[engine];
+    const waiting = sum(samples, names.waiting);
+    const running = sum(samples, names.running);
+    if (waiting === undefined && running === undefined) continue;
+    // vLLM's LoRA info is one series per update; its value is a timestamp and the newest wins.
+    const lora = samples.get(LORA_INFO)?.reduce<Sample | undefined>((best, s) => (!best || s.value > best.value ? s : best), undefined);
+    return {
+      engine, waiting: waiting ?? 0, running: running ?? 0, kvUsage: Math.min(1, Math.max(0, max(samples, names.kv) ?? 0)),
+      runningLoras: split(lora?.labels.running_lora_adapters), waitingLoras: split(lora?.labels.waiting_lora_adapters),
+      maxLoras: Number(lora?.labels.max_lora ?? 0),
+    };
+  }
+  return { engine: "unknown", waiting: 0, running: 0, kvUsage: 0, runningLoras: [], waitingLoras: [], maxLoras: 0 };
+}

@@ -1,0 +1,46 @@
+// Scheduler settings: scrape cadence, scorer weights, saturation thresholds, and the picker
+// weights the filter applies (pushed in the snapshot as `tuning` records). All optional in the
+// configuration file's `InfergateConfig` document; the defaults follow the Inference Extension's.
+import { z } from "zod";
+
+export const schedulerConfigSchema = z.object({
+  scrape: z.object({
+    intervalMs: z.number().int().min(5).max(60_000).default(50),
+    timeoutMs: z.number().int().min(10).max(60_000).default(1000),
+    staleAfterMs: z.number().int().min(10).max(600_000).default(500),
+  }).prefault({}),
+  scorers: z.object({
+    queue: z.number().min(0).default(2),
+    kvCache: z.number().min(0).default(2),
+    running: z.number().min(0).default(1),
+  }).prefault({}),
+  saturation: z.object({
+    queueThreshold: z.number().positive().default(5),
+    kvThreshold: z.number().positive().max(1).default(0.8),
+  }).prefault({}),
+  picker: z.object({
+    scoreWeight: z.number().int().min(0).default(40),
+    inflightWeight: z.number().int().min(0).default(2048),
+    nearBestBytes: z.number().int().min(0).default(2048),
+    nearBestPercent: z.number().int().min(0).max(100).default(5),
+    affinityBoundBytes: z.number().int().min(0).default(16384),
+    affinityBlocks: z.number().int().min(0).max(16).default(4),
+    loraLoadBytes: z.number().int().min(0).default(8192),
+    loraFullBytes: z.number().int().min(0).default(262144),
+  }).prefault({}),
+  push: z.object({
+    /** At most one snapshot push per this many milliseconds (later changes coalesce). */
+    minIntervalMs: z.number().int().min(0).max(10_000).default(20),
+  }).prefault({}),
+});
+
+export type SchedulerConfig = z.infer<typeof schedulerConfigSchema>;
+
+export const DEFAULT_SCHEDULER_CONFIG: SchedulerConfig = schedulerConfigSchema.parse({});
+
+export const infergateConfigDoc = z.object({
+  apiVersion: z.literal("infergate.io/v1alpha1"),
+  kind: z.literal("InfergateConfig"),
+  metadata: z.object({ name: z.string() }).passthrough().optional(),
+  spec: schedulerConfigSchema,
+});
