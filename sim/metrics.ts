@@ -19,6 +19,8 @@ export class SimMetrics {
   readonly e2e: Histogram<string>;
   readonly itl: Histogram<string>;
   private readonly labels: { model_name: string };
+  /** Load reported on top of the engine's (the /admin/load test hook). */
+  extra: { waiting: number; running: number; kvUsage?: number | undefined } = { waiting: 0, running: 0 };
 
   constructor(engine: Engine, opts: SimMetricsOptions) {
     const registers = [this.registry];
@@ -28,10 +30,11 @@ export class SimMetrics {
       const labels = this.labels;
       new Gauge({ name, help, labelNames, registers, collect() { this.set(labels, read()); } });
     };
-    gauge("vllm:num_requests_running", "Number of requests in model execution batches.", () => engine.stats().running);
-    gauge("vllm:num_requests_waiting", "Number of requests waiting to be processed.", () => engine.stats().waiting);
-    gauge("vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", () => engine.stats().kvUsage);
-    if (opts.legacyCacheMetric) gauge("vllm:gpu_cache_usage_perc", "GPU KV-cache usage (deprecated name).", () => engine.stats().kvUsage);
+    const kv = (): number => this.extra.kvUsage ?? engine.stats().kvUsage;
+    gauge("vllm:num_requests_running", "Number of requests in model execution batches.", () => engine.stats().running + this.extra.running);
+    gauge("vllm:num_requests_waiting", "Number of requests waiting to be processed.", () => engine.stats().waiting + this.extra.waiting);
+    if (opts.legacyCacheMetric) gauge("vllm:gpu_cache_usage_perc", "GPU KV-cache usage (deprecated name).", kv);
+    else gauge("vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", kv);
     const counterFrom = (name: string, help: string, read: () => number): void => {
       const labels = this.labels;
       new Counter({ name, help, labelNames, registers, collect() { this.reset(); this.inc(labels, read()); } });

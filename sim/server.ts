@@ -70,6 +70,10 @@ class SimHttp {
     if (req.method === "GET" && path === "/health") { res.writeHead(200).end(); return; }
     if (req.method === "GET" && path === "/metrics") { void this.sendMetrics(res); return; }
     if (req.method === "GET" && path === "/v1/models") { this.sendJson(res, 200, this.modelList()); return; }
+    if (req.method === "POST" && path === "/admin/load") {
+      this.readBody(req, res, (body) => this.setExtraLoad(body, res));
+      return;
+    }
     if (req.method === "POST" && (path === "/v1/chat/completions" || path === "/v1/completions")) {
       this.readBody(req, res, (body) => this.complete(path === "/v1/chat/completions" ? "chat" : "completions", body, req, res));
       return;
@@ -89,6 +93,18 @@ class SimHttp {
       if (size > limit) this.sendJson(res, 413, errorBody(413, "BadRequestError", `Request body exceeds ${limit} bytes`));
       else then(Buffer.concat(chunks).toString("utf8"));
     });
+  }
+
+  /** Test hook (like llm-d-inference-sim's fake metrics): load reported on top of the engine's
+   * own, e.g. {"waiting": 20, "kvUsage": 0.95}; {} clears it. */
+  private setExtraLoad(body: string, res: ServerResponse): void {
+    try {
+      const extra = JSON.parse(body || "{}") as { waiting?: number; running?: number; kvUsage?: number };
+      this.metrics.extra = { waiting: extra.waiting ?? 0, running: extra.running ?? 0, kvUsage: extra.kvUsage };
+      this.sendJson(res, 200, this.metrics.extra);
+    } catch (err) {
+      this.sendJson(res, 400, errorBody(400, "BadRequestError", (err as Error).message));
+    }
   }
 
   private parse(api: Api, body: string): Completion | { status: number; error: ReturnType<typeof errorBody> } {
