@@ -2,7 +2,7 @@
 // ratios against the baseline mode) and ttft.svg (the TTFT distribution of each mode).
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import type { RequestRecord, Summary } from "./summary.ts";
+import { distribution, type RequestRecord, type Summary } from "./summary.ts";
 
 export interface ModeResult { name: string; description: string; summary: Summary; records: RequestRecord[]; preemptions?: number; prefixHitRate?: number }
 
@@ -49,7 +49,20 @@ function escapeXml(s: string): string {
 
 const ms = (v: number) => v.toFixed(0);
 
-export function markdownReport(title: string, options: Record<string, unknown>, modes: ModeResult[], baseline: string, command: string): string {
+/** TTFT over the requests after the first `skip` (those that started together), per mode. */
+function steadyStateRows(modes: ModeResult[], baseline: string, skip: number): string[] {
+  const base = modes.find((m) => m.name === baseline);
+  const view = (m: ModeResult) => distribution(m.records.filter((r) => r.ok && r.index >= skip).map((r) => r.ttftMs));
+  const b = base ? view(base) : undefined;
+  return modes.map((m) => {
+    const d = view(m);
+    const ratio = (x: number, y: number | undefined) => (y ? (x / y).toFixed(2) : "–");
+    return `| ${m.name} | ${ms(d.mean)} | ${ms(d.median)} | ${ms(d.p99)} | ${ratio(d.mean, b?.mean)} | ${ratio(d.p99, b?.p99)} |`;
+  });
+}
+
+export function markdownReport(title: string, options: Record<string, unknown>, modes: ModeResult[], baseline: string, command: string, extra = ""): string {
+  const concurrency = Number(options.concurrency ?? 0);
   const base = modes.find((m) => m.name === baseline)?.summary;
   const rows = modes.map((m) => {
     const s = m.summary;
@@ -84,6 +97,17 @@ export function markdownReport(title: string, options: Record<string, unknown>, 
     "|---|---|---|---|---|",
     ...ratios,
     "",
+    `### After the start-up burst`,
+    "",
+    `The first ${concurrency} requests start together, so every mode begins with the same prefill backlog.`,
+    `This table takes TTFT over the requests after those ${concurrency}, in the same run. It is a view of`,
+    "the same data, not a different run.",
+    "",
+    "| mode | mean TTFT | median TTFT | P99 TTFT | mean ratio | P99 ratio |",
+    "|---|---|---|---|---|---|",
+    ...steadyStateRows(modes, baseline, concurrency),
+    "",
+    extra,
     "## TTFT distribution",
     "",
     "![TTFT distribution per mode](ttft.svg)",
@@ -97,11 +121,11 @@ export function markdownReport(title: string, options: Record<string, unknown>, 
   ].join("\n");
 }
 
-export function writeReport(dir: string, title: string, options: Record<string, unknown>, modes: ModeResult[], baseline: string, command: string): void {
+export function writeReport(dir: string, title: string, options: Record<string, unknown>, modes: ModeResult[], baseline: string, command: string, extra = ""): void {
   mkdirSync(dir, { recursive: true });
   // Raw records keep their ITL count and mean, not every gap (3000 gaps × every request is tens of MB).
   const slim = modes.map((m) => ({ ...m, records: m.records.map(({ itlMs, ...r }) => ({ ...r, itlCount: itlMs.length, itlMeanMs: itlMs.length ? itlMs.reduce((a, b) => a + b, 0) / itlMs.length : 0 })) }));
   writeFileSync(join(dir, "result.json"), JSON.stringify({ title, options, modes: slim }, null, 1));
   writeFileSync(join(dir, "ttft.svg"), ttftChartSvg(modes));
-  writeFileSync(join(dir, "report.md"), markdownReport(title, options, modes, baseline, command));
+  writeFileSync(join(dir, "report.md"), markdownReport(title, options, modes, baseline, command, extra));
 }

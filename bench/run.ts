@@ -11,6 +11,7 @@ import { parseArgs } from "node:util";
 import cliProgress from "cli-progress";
 import { Standalone } from "../extension-server/src/standalone.ts";
 import { runLoad } from "./client.ts";
+import { formatSideMeasurements, runSideMeasurements } from "./overhead.ts";
 import { writeReport, type ModeResult } from "./report.ts";
 import { formatSummary, summarize } from "./summary.ts";
 import { buildWorkload, type WorkloadOptions } from "./workload.ts";
@@ -172,8 +173,10 @@ async function main(): Promise<void> {
   const started = Date.now();
   console.log(`seed workload: ${o.numPrompts} prompts, ${o.concurrency} concurrent, prefix ${o.prefixLen}, input ~${o.inputLen}, output ~${o.outputLen} (±${o.rangeRatio * 100}%), ${o.replicas} replicas (${o.profile}), time scale ${o.timeScale}`);
   const results = await runBench(o);
+  const side = formatSideMeasurements(await runSideMeasurements(argv.includes("--quick") ? 100 : 400));
+  console.log(side);
   const { out, ...options } = o;
-  writeReport(out, "infergate benchmark: the seed workload", { ...options, requestRate: String(o.requestRate) }, results, "round-robin", `npm run bench -- ${argv.join(" ")}`.trim());
+  writeReport(out, "infergate benchmark: the seed workload", { ...options, requestRate: String(o.requestRate) }, results, "round-robin", `npm run bench -- ${argv.join(" ")}`.trim(), side);
   console.log(`\nreport: ${join(out, "report.md")} (${((Date.now() - started) / 1000).toFixed(0)} s)`);
   const incomplete = results.filter((r) => r.summary.completed + r.summary.shed < o.numPrompts);
   if (incomplete.length > 0) {
