@@ -57,7 +57,10 @@ export class Publisher {
     this.lastPushAt = performance.now();
     this.current = renderSnapshot(this.config, this.snapshotVersion, this.load);
     const wasm = encodeWasmFilter({ wasmPath: this.wasmPath, snapshot: this.current });
-    this.xds.setResources(TYPE_EXTENSION_CONFIG, [extensionConfigResource(FILTER_CONFIG_NAME, WASM_TYPE_URL, wasm)]);
+    // Served under its own name, and under any other name Envoy asks for: Envoy Gateway names the
+    // Wasm filters an EnvoyExtensionPolicy attaches after the policy.
+    this.xds.setResources(TYPE_EXTENSION_CONFIG, [extensionConfigResource(FILTER_CONFIG_NAME, WASM_TYPE_URL, wasm)],
+      (name) => extensionConfigResource(name, WASM_TYPE_URL, wasm));
     this.metrics?.snapshotVersion.set(this.snapshotVersion);
     this.metrics?.snapshotPushes.inc();
   }

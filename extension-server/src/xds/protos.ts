@@ -8,10 +8,13 @@ import protobuf from "protobufjs";
 
 const require = createRequire(import.meta.url);
 const xdsDeps = join(dirname(require.resolve("@grpc/grpc-js-xds/package.json")), "deps");
-const repoProtoDir = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "..", "proto");
+const repoRoot = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
+const repoProtoDir = join(repoRoot, "proto");
 
 export const INCLUDE_DIRS = [
   repoProtoDir,
+  // Envoy Gateway's protos import "proto/extension/context.proto": the repository root is a root.
+  repoRoot,
   join(xdsDeps, "envoy-api"),
   join(xdsDeps, "xds"),
   join(xdsDeps, "googleapis"),
@@ -27,6 +30,12 @@ const FILES = [
   "envoy/extensions/filters/http/wasm/v3/wasm.proto",
   "google/protobuf/wrappers.proto",
   "infergate/wasm_plugin_overlay.proto",
+  "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto",
+  "envoy/config/cluster/v3/cluster.proto",
+  "envoy/extensions/upstreams/http/v3/http_protocol_options.proto",
+  "envoy/config/listener/v3/listener.proto",
+  // Envoy Gateway's extension service (our copy, written from the public definition).
+  "proto/extension/service.proto",
 ];
 
 export function loadRoot(files: string[] = FILES): protobuf.Root {

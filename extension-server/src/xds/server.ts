@@ -29,6 +29,9 @@ export interface XdsEvents {
 class ResourceSet {
   version = 0;
   resources = new Map<string, EncodedResource>();
+  /** Builds a resource for a requested name that is not in the set (e.g. the same filter
+   * configuration under each name Envoy Gateway gives the filter). */
+  resolve?: (name: string) => EncodedResource | undefined;
 }
 
 class Subscription {
@@ -76,10 +79,11 @@ export class XdsServer {
   }
 
   /** Replaces every resource of a type; streams subscribed to it are pushed the new version. */
-  setResources(type: string, resources: EncodedResource[]): number {
+  setResources(type: string, resources: EncodedResource[], resolve?: (name: string) => EncodedResource | undefined): number {
     const set = this.sets.get(type);
     if (!set) throw new Error(`unsupported xDS type ${type}`);
     set.resources = new Map(resources.map((r) => [r.name, r]));
+    set.resolve = resolve;
     set.version++;
     for (const stream of this.streams) if (stream.sub.typeUrl === type) stream.send();
     return set.version;
@@ -112,7 +116,7 @@ export class XdsServer {
       if (sub.sentVersion === set.version && sub.nonce > 0) return;
       sub.sentVersion = set.version;
       sub.nonce++;
-      const wanted = sub.names.length === 0 ? [...set.resources.values()] : sub.names.flatMap((n) => set.resources.get(n) ?? []);
+      const wanted = sub.names.length === 0 ? [...set.resources.values()] : sub.names.flatMap((n) => set.resources.get(n) ?? set.resolve?.(n) ?? []);
       call.write({
         version_info: String(set.version),
         type_url: type,

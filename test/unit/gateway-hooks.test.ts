@@ -1,0 +1,132 @@
+// The Envoy Gateway extension hooks over a real gRPC connection: the filter goes where the
+// seed's attach-to annotation says, an EnvoyExtensionPolicy's Wasm filter is fed over ECDS, an
+// InferencePool backend's cluster becomes steerable, and every field we do not touch (including
+// ones our protos do not know) comes back byte for byte.
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { after, before, describe, it } from "node:test";
+import * as grpc from "@grpc/grpc-js";
+import { parseRoutingConfig } from "../../extension-server/src/config/routing-config.ts";
+import { GatewayHooks, SERVICE } from "../../extension-server/src/gateway/hooks.ts";
+import { protoRoot, typeUrl } from "../../extension-server/src/xds/protos.ts";
+import { WireMessage } from "../../extension-server/src/xds/wire.ts";
+
+const seed = parseRoutingConfig(readFileSync(new URL("../../manifests/standalone/seed.yaml", import.meta.url), "utf8"), "seed.yaml");
+const root = protoRoot();
+const Listener = root.lookupType("envoy.config.listener.v3.Listener");
+const HCM = root.lookupType("envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager");
+const Cluster = root.lookupType("envoy.config.cluster.v3.Cluster");
+const Wasm = root.lookupType("envoy.extensions.filters.http.wasm.v3.Wasm");
+
+/** Appends an unknown field (number 9000+, a string) to a message's encoding. */
+function withUnknown(bytes: Uint8Array, field: number, text: string): Uint8Array {
+  const m = WireMessage.decode(bytes);
+  m.add(field, Buffer.from(text));
+  return m.encode();
+}
+
+function hcmBytes(extraFilters: object[] = []): Uint8Array {
+  const router = { name: "envoy.filters.http.router", typed_config: { type_url: typeUrl("envoy.extensions.filters.http.router.v3.Router"), value: new Uint8Array() } };
+  return withUnknown(HCM.encode(HCM.fromObject({ stat_prefix: "http", http_filters: [...extraFilters, router] })).finish(), 9001, "hcm-future-field");
+}
+
+function listenerBytes(name: string, port: number, hcm: Uint8Array): Uint8Array {
+  const bytes = Listener.encode(Listener.fromObject({
+    name,
+    address: { socket_address: { address: "0.0.0.0", port_value: port } },
+    filter_chains: [{ filters: [{ name: "envoy.filters.network.http_connection_manager", typed_config: { type_url: typeUrl("envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"), value: hcm } }] }],
+  })).finish();
+  return withUnknown(bytes, 9000, "listener-future-field");
+}
+
+function httpFilterNames(listener: Uint8Array): string[] {
+  const l = WireMessage.decode(listener);
+  const fc = WireMessage.decode(l.first(3)!.bytes);
+  const nf = WireMessage.decode(fc.first(3)!.bytes);
+  const any = WireMessage.decode(nf.first(4)!.bytes);
+  const hcm = WireMessage.decode(any.first(2)!.bytes);
+  assert.equal(hcm.string(9001), "hcm-future-field", "unknown HCM field kept");
+  return hcm.all(5).map((f) => WireMessage.decode(f.bytes).string(1)!);
+}
+
+describe("Envoy Gateway extension hooks", () => {
+  let hooks: GatewayHooks;
+  let client: grpc.Client;
+  const call = (method: string, request: WireMessage): Promise<WireMessage> => new Promise((resolve, reject) => {
+    client.makeUnaryRequest(`/${SERVICE}/${method}`, (m: WireMessage) => Buffer.from(m.encode()), (b: Buffer) => WireMessage.decode(new Uint8Array(b)), request,
+      (err, res) => (err ? reject(err) : resolve(res!)));
+  });
+  const listenerCall = async (bytes: Uint8Array) => (await call("PostHTTPListenerModify", new WireMessage([{ field: 1, wireType: 2, bytes }]))).first(1)!.bytes;
+
+  before(async () => {
+    hooks = new GatewayHooks({ xdsHost: "infergate.infergate-system.svc.cluster.local", xdsPort: 18000, config: () => seed, log: () => undefined });
+    const port = await hooks.listen("127.0.0.1", 0);
+    client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+  });
+  after(() => { client.close(); hooks.close(); });
+
+  it("inserts the ECDS-fed filter before the router on the listener attach-to names, keeping unknown fields", async () => {
+    const out = await listenerCall(listenerBytes("default/inference-gateway/llm-gw", 8081, hcmBytes()));
+    assert.deepEqual(httpFilterNames(out), ["infergate", "envoy.filters.http.router"]);
+    assert.equal(WireMessage.decode(out).string(9000), "listener-future-field");
+    const decoded = Listener.toObject(Listener.decode(out)) as any;
+    const hcm = HCM.toObject(HCM.decode(decoded.filter_chains[0].filters[0].typed_config.value)) as any;
+    assert.deepEqual(hcm.http_filters[0].config_discovery.type_urls, [typeUrl("envoy.extensions.filters.http.wasm.v3.Wasm")]);
+    assert.equal(hcm.http_filters[0].config_discovery.config_source.api_config_source.grpc_services[0].envoy_grpc.cluster_name, "infergate_xds");
+    assert.deepEqual(httpFilterNames(await listenerCall(out)), ["infergate", "envoy.filters.http.router"], "idempotent");
+  });
+
+  it("leaves other listeners byte for byte as they were", async () => {
+    for (const [name, port] of [["default/inference-gateway/http", 8080], ["default/other-gateway/llm-gw", 8081], ["prod/inference-gateway/llm-gw", 8081]] as const) {
+      const input = listenerBytes(name, port, hcmBytes());
+      assert.deepEqual(Buffer.from(await listenerCall(input)), Buffer.from(input), name);
+    }
+  });
+
+  it("feeds a Wasm filter an EnvoyExtensionPolicy attached (root_id infergate) over ECDS, keeping its name and flags", async () => {
+    const wasm = Wasm.encode(Wasm.fromObject({ config: { name: "infergate", root_id: "infergate", vm_config: { runtime: "envoy.wasm.runtime.v8", code: { remote: { http_uri: { uri: "https://eg:18002/x", cluster: "wasm_cluster", timeout: { seconds: 10 } }, sha256: "ab" } } } } })).finish();
+    const eep = { name: "envoy.filters.http.wasm/default/infergate-policy/0", disabled: true, typed_config: { type_url: typeUrl("envoy.extensions.filters.http.wasm.v3.Wasm"), value: wasm } };
+    const out = await listenerCall(listenerBytes("default/plain-gateway/http", 80, hcmBytes([eep])));
+    assert.deepEqual(httpFilterNames(out), ["envoy.filters.http.wasm/default/infergate-policy/0", "envoy.filters.http.router"]);
+    const decoded = Listener.toObject(Listener.decode(out)) as any;
+    const filter = (HCM.toObject(HCM.decode(decoded.filter_chains[0].filters[0].typed_config.value)) as any).http_filters[0];
+    assert.equal(filter.disabled, true, "still enabled per route by Envoy Gateway");
+    assert.equal(filter.typed_config, undefined);
+    assert.ok(filter.config_discovery, "now fed over ECDS");
+  });
+
+  it("turns an InferencePool backend's cluster into EDS + override_host, keeping unknown fields", async () => {
+    const clusterBytes = withUnknown(Cluster.encode(Cluster.fromObject({ name: "httproute/default/llm/rule/0", type: "STATIC", connect_timeout: { seconds: 10 }, lb_policy: "LEAST_REQUEST" })).finish(), 9002, "cluster-future-field");
+    const pool = { apiVersion: "inference.networking.x-k8s.io/v1alpha2", kind: "InferencePool", metadata: { name: "reasoning-pool", namespace: "default" }, spec: {} };
+    const context = new WireMessage();
+    context.add(1, new WireMessage([{ field: 1, wireType: 2, bytes: Buffer.from(JSON.stringify(pool)) }]).encode());
+    const req = new WireMessage([{ field: 1, wireType: 2, bytes: clusterBytes }]);
+    req.add(2, context.encode());
+    const out = (await call("PostClusterModify", req)).first(1)!.bytes;
+    const c = Cluster.toObject(Cluster.decode(out), { enums: String }) as any;
+    assert.equal(c.name, "httproute/default/llm/rule/0");
+    assert.equal(c.type, "EDS");
+    assert.equal(c.eds_cluster_config.service_name, "infergate-pool-reasoning-pool");
+    assert.equal(c.lb_policy, undefined);
+    assert.equal(Number(c.connect_timeout.seconds), 10, "untouched known field kept");
+    assert.equal(WireMessage.decode(out).string(9002), "cluster-future-field");
+    assert.match(Buffer.from(WireMessage.decode(out).first(41)!.bytes).toString("latin1"), /override_host[\s\S]*x-gateway-destination-endpoint/);
+    const plain = new WireMessage([{ field: 1, wireType: 2, bytes: clusterBytes }]);
+    assert.deepEqual(Buffer.from((await call("PostClusterModify", plain)).first(1)!.bytes), Buffer.from(clusterBytes), "other clusters untouched");
+  });
+
+  it("adds its xDS cluster once in PostTranslateModify and returns everything else", async () => {
+    const other = withUnknown(Cluster.encode(Cluster.fromObject({ name: "other" })).finish(), 9003, "x");
+    const req = new WireMessage();
+    req.add(2, other);
+    req.add(3, Buffer.from([0x0a, 0x01, 0x73])); // a secret, opaque to us
+    const out = await call("PostTranslateModify", req);
+    const names = out.all(1).map((c) => WireMessage.decode(c.bytes).string(1));
+    assert.deepEqual(names, ["other", "infergate_xds"]);
+    assert.deepEqual(Buffer.from(out.all(1)[0]!.bytes), Buffer.from(other));
+    assert.equal(out.all(2).length, 1);
+    const again = new WireMessage();
+    for (const c of out.all(1)) again.add(2, c.bytes);
+    assert.equal((await call("PostTranslateModify", again)).all(1).length, 2, "not added twice");
+  });
+});
