@@ -3,6 +3,7 @@
 // Sheddable requests are shed when the pool is saturated; same-prefix requests stick together.
 import assert from "node:assert/strict";
 import { after, afterEach, before, describe, it } from "node:test";
+import { startSimServer } from "../../sim/server.ts";
 import { podsYaml, postJson, SIM_PORT, startStack, waitFor, type Stack } from "../support/stack.ts";
 
 const IPS = ["127.0.4.11", "127.0.4.12", "127.0.4.13"];
@@ -126,6 +127,19 @@ describe("load-aware routing", () => {
     const moved = new Set<string>();
     for (let i = 0; i < 10; i++) moved.add((await ask(100 + i)).servedBy!);
     assert.ok(!moved.has(home), "an overloaded endpoint loses its affinity");
+  });
+
+  it("picks up a new Pod from the configuration without a restart", async () => {
+    const extra = await startSimServer({ host: "127.0.4.14", port: SIM_PORT, servedModels: ["llm"], ttftMs: 1, itlMs: 0 });
+    try {
+      stack.writeConfig(CONFIG + podsYaml("llm", ["127.0.4.14"]).replace("name: llm-0", "name: llm-new"));
+      await waitFor(async () => (await spread(stack, 10)).has(extra.address), 3000, 0);
+      assert.ok(extra.stats().requests > 0);
+    } finally {
+      stack.writeConfig(CONFIG);
+      await waitFor(async () => !stack.server.snapshot.includes("127.0.4.14"), 3000);
+      await extra.close();
+    }
   });
 
   it("keeps routing with the last snapshot when the extension server stops", async () => {

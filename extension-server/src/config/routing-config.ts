@@ -108,9 +108,34 @@ function poolFrom(
   return pool;
 }
 
+/** Validates one Kubernetes-shaped object into `into`; `where` names it in messages. */
+function collectObject(raw: unknown, where: string, into: Collected): void {
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
+    into.problems.push(`${where}: expected a Kubernetes object (a mapping with apiVersion and kind)`);
+    return;
+  }
+  const obj = raw as Record<string, unknown>;
+  switch (obj.kind) {
+    case "InferencePool": collectPool(obj, where, into); break;
+    case "InferenceModel": { const m = parse(inferenceModel, obj, where, into.problems); if (m) into.models.push(m); break; }
+    case "Pod": { const p = parse(pod, obj, where, into.problems); if (p) into.pods.push(p); break; }
+    case "InfergateConfig": {
+      if (into.scheduler) into.problems.push(`${where}: only one InfergateConfig document is allowed`);
+      const c = parse(infergateConfigDoc, obj, where, into.problems);
+      if (c) into.scheduler = c.spec;
+      break;
+    }
+    default: into.problems.push(`${where}: kind: unsupported kind ${JSON.stringify(obj.kind)} (expected InferencePool, InferenceModel, Pod or InfergateConfig)`);
+  }
+}
+
+function emptyCollection(): Collected {
+  return { pools: [], models: [], pods: [], problems: [] };
+}
+
 /** Collects and validates the documents of one YAML text (several `---`-separated documents). */
 function collect(text: string, source: string): Collected {
-  const into: Collected = { pools: [], models: [], pods: [], problems: [] };
+  const into = emptyCollection();
   const docs = parseAllDocuments(text, { prettyErrors: true });
   if (!Array.isArray(docs)) {
     into.problems.push(`${source}: not a YAML stream`);
@@ -121,26 +146,20 @@ function collect(text: string, source: string): Collected {
     if (doc.errors.length > 0) return;
     const raw = doc.toJS() as unknown;
     if (raw === null || raw === undefined) return; // empty document
-    if (typeof raw !== "object" || Array.isArray(raw)) {
-      into.problems.push(`${source}: document ${index + 1}: expected a Kubernetes object (a mapping with apiVersion and kind)`);
-      return;
-    }
-    const obj = raw as Record<string, unknown>;
-    const where = `${source}: ${docLabel(index, obj)}`;
-    switch (obj.kind) {
-      case "InferencePool": collectPool(obj, where, into); break;
-      case "InferenceModel": { const m = parse(inferenceModel, obj, where, into.problems); if (m) into.models.push(m); break; }
-      case "Pod": { const p = parse(pod, obj, where, into.problems); if (p) into.pods.push(p); break; }
-      case "InfergateConfig": {
-        if (into.scheduler) into.problems.push(`${where}: only one InfergateConfig document is allowed`);
-        const c = parse(infergateConfigDoc, obj, where, into.problems);
-        if (c) into.scheduler = c.spec;
-        break;
-      }
-      default: into.problems.push(`${where}: kind: unsupported kind ${JSON.stringify(obj.kind)} (expected InferencePool, InferenceModel, Pod or InfergateConfig)`);
-    }
+    const label = typeof raw === "object" && !Array.isArray(raw) ? docLabel(index, raw as Record<string, unknown>) : `document ${index + 1}`;
+    collectObject(raw, `${source}: ${label}`, into);
   });
   return into;
+}
+
+/** Builds the routing configuration from objects read from the Kubernetes API (or anywhere). */
+export function routingConfigFromObjects(objects: unknown[], source: string): RoutingConfig {
+  const into = emptyCollection();
+  for (const obj of objects) {
+    const o = obj as { kind?: string; metadata?: { namespace?: string; name?: string } };
+    collectObject(obj, `${source}: ${o.kind ?? "object"} ${o.metadata?.namespace ?? "default"}/${o.metadata?.name ?? "?"}`, into);
+  }
+  return buildRoutingConfig(into);
 }
 
 function podIsReady(p: Pod): boolean {

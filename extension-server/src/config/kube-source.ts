@@ -1,0 +1,162 @@
+// Kubernetes source of truth: informers (list + watch) on InferencePool (x-k8s v1alpha1 and
+// v1alpha2, k8s.io v1), InferenceModel (x-k8s v1alpha1, v1alpha2) and Pods. Any change rebuilds
+// the routing configuration through the same validation as the YAML file; an invalid set is
+// rejected with its reasons and the previous good configuration stays. Each InferencePool gets
+// status conditions (Accepted, ResolvedRefs) as the Inference Extension defines them.
+import {
+  CoreV1Api, CustomObjectsApi, KubeConfig, makeInformer, PatchStrategy, setHeaderOptions,
+  type Informer, type KubernetesObject, type ObjectCache,
+} from "@kubernetes/client-node";
+import { ConfigError, routingConfigFromObjects, type RoutingConfig } from "./routing-config.ts";
+import { GROUP_K8S, GROUP_X_K8S } from "./resources.ts";
+
+export interface KubeSourceEvents {
+  onConfig(config: RoutingConfig): void;
+  onRejected(problems: string[]): void;
+  log?(message: string): void;
+}
+
+interface Resource { group: string; version: string; plural: string; kind: string; rank: number }
+
+/** Newer versions win when a CRD serves the same object under several versions. */
+export const WATCHED: Resource[] = [
+  { group: GROUP_K8S, version: "v1", plural: "inferencepools", kind: "InferencePool", rank: 3 },
+  { group: GROUP_X_K8S, version: "v1alpha2", plural: "inferencepools", kind: "InferencePool", rank: 2 },
+  { group: GROUP_X_K8S, version: "v1alpha1", plural: "inferencepools", kind: "InferencePool", rank: 1 },
+  { group: GROUP_X_K8S, version: "v1alpha2", plural: "inferencemodels", kind: "InferenceModel", rank: 2 },
+  { group: GROUP_X_K8S, version: "v1alpha1", plural: "inferencemodels", kind: "InferenceModel", rank: 1 },
+];
+
+export const CONTROLLER_NAME = "infergate.io/extension-server";
+
+type Cache = Informer<KubernetesObject> & ObjectCache<KubernetesObject>;
+
+export class KubeSource {
+  private readonly custom: CustomObjectsApi;
+  private readonly core: CoreV1Api;
+  private readonly informers: Array<{ resource?: Resource; cache: Cache }> = [];
+  private rebuildTimer?: NodeJS.Timeout;
+  private stopped = false;
+  private readonly lastStatus = new Map<string, string>();
+  current?: RoutingConfig;
+
+  constructor(private readonly kc: KubeConfig, private readonly events: KubeSourceEvents, private readonly debounceMs = 20) {
+    this.custom = kc.makeApiClient(CustomObjectsApi);
+    this.core = kc.makeApiClient(CoreV1Api);
+  }
+
+  /** Starts an informer for every served version (a version the cluster does not serve is skipped). */
+  async start(): Promise<void> {
+    for (const r of WATCHED) {
+      const list = () => this.custom.listClusterCustomObject({ group: r.group, version: r.version, plural: r.plural });
+      try {
+        await list();
+      } catch (err) {
+        this.events.log?.(`not watching ${r.plural}.${r.group}/${r.version}: ${(err as { code?: number }).code ?? (err as Error).message}`);
+        continue;
+      }
+      this.add(makeInformer(this.kc, `/apis/${r.group}/${r.version}/${r.plural}`, list as never), r);
+    }
+    this.add(makeInformer(this.kc, "/api/v1/pods", () => this.core.listPodForAllNamespaces() as never));
+    await Promise.all(this.informers.map((i) => i.cache.start()));
+    this.rebuild();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.rebuildTimer);
+    await Promise.all(this.informers.map((i) => i.cache.stop()));
+  }
+
+  private add(cache: Cache, resource?: Resource): void {
+    const changed = (): void => this.scheduleRebuild();
+    for (const verb of ["add", "update", "delete"] as const) cache.on(verb, changed);
+    cache.on("error", (err) => this.stopped || this.events.log?.(`watch ${resource ? `${resource.plural}/${resource.version}` : "pods"} failed, retrying: ${String(err)}`));
+    this.informers.push({ cache, ...(resource ? { resource } : {}) });
+  }
+
+  private scheduleRebuild(): void {
+    clearTimeout(this.rebuildTimer);
+    this.rebuildTimer = setTimeout(() => this.rebuild(), this.debounceMs);
+  }
+
+  /** The watched objects, each once (the newest version's copy), Pods with their kind set. */
+  objects(): KubernetesObject[] {
+    const best = new Map<string, { rank: number; obj: KubernetesObject }>();
+    const out: KubernetesObject[] = [];
+    for (const { resource, cache } of this.informers) {
+      for (const obj of cache.list()) {
+        if (!resource) { out.push({ apiVersion: "v1", kind: "Pod", ...obj }); continue; }
+        const withKind = { apiVersion: `${resource.group}/${resource.version}`, kind: resource.kind, ...obj };
+        const key = `${resource.kind}/${obj.metadata?.namespace}/${obj.metadata?.name}`;
+        const seen = best.get(key);
+        if (!seen || seen.rank < resource.rank) best.set(key, { rank: resource.rank, obj: withKind });
+      }
+    }
+    return [...out, ...[...best.values()].map((b) => b.obj)];
+  }
+
+  private rebuild(): void {
+    if (this.stopped) return;
+    const objects = this.objects();
+    let config: RoutingConfig | undefined;
+    let problems: string[] = [];
+    try {
+      config = routingConfigFromObjects(objects, "kubernetes");
+    } catch (err) {
+      problems = err instanceof ConfigError ? err.problems : [String(err)];
+    }
+    if (config) {
+      this.current = config;
+      this.events.onConfig(config);
+    } else {
+      this.events.onRejected(problems);
+    }
+    void this.reportStatus(objects, problems).catch((err) => this.events.log?.(`status update failed: ${String(err)}`));
+  }
+
+  private async reportStatus(objects: KubernetesObject[], problems: string[]): Promise<void> {
+    for (const pool of objects.filter((o) => o.kind === "InferencePool")) {
+      const [group, version] = (pool.apiVersion ?? "").split("/") as [string, string];
+      const status = inferencePoolStatus(pool, version, problems, this.current);
+      const key = `${pool.metadata?.namespace}/${pool.metadata?.name}`;
+      const text = JSON.stringify(status);
+      if (this.lastStatus.get(key) === text) continue;
+      await this.custom.patchNamespacedCustomObjectStatus(
+        { group, version, namespace: pool.metadata?.namespace ?? "default", plural: "inferencepools", name: pool.metadata?.name ?? "", body: { status } },
+        setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
+      );
+      this.lastStatus.set(key, text);
+    }
+  }
+}
+
+interface Condition { type: string; status: "True" | "False"; reason: string; message: string; observedGeneration?: number; lastTransitionTime: string }
+
+/**
+ * The Inference Extension's InferencePool status: per parent Gateway, Accepted (the pool is valid
+ * and this gateway routes to it) and ResolvedRefs (its references resolve; infergate needs no
+ * endpoint picker Service, so they always do). The parent is the seed's `attach-to` Gateway.
+ * v1 writes `status.parents`; the x-k8s versions write `status.parent`.
+ */
+export function inferencePoolStatus(pool: KubernetesObject, version: string, problems: string[], config?: RoutingConfig): Record<string, unknown> {
+  const name = pool.metadata?.name ?? "";
+  const namespace = pool.metadata?.namespace ?? "default";
+  const own = problems.filter((p) => p.includes(`InferencePool ${namespace}/${name}`) || p.includes(`InferencePool ${name}`));
+  const known = config?.pools.find((p) => p.name === name && p.namespace === namespace);
+  const generation = pool.metadata?.generation;
+  const now = new Date().toISOString();
+  const condition = (type: string, ok: boolean, reason: string, message: string): Condition => ({
+    type, status: ok ? "True" : "False", reason, message, lastTransitionTime: now, ...(generation !== undefined ? { observedGeneration: generation } : {}),
+  });
+  const accepted = own.length === 0 && known !== undefined;
+  const conditions = [
+    condition("Accepted", accepted, accepted ? "Accepted" : "NotSupportedByParent",
+      accepted ? `Routed by infergate (${known!.endpoints.length} endpoints)` : own.join("; ") || "not part of the current configuration"),
+    condition("ResolvedRefs", true, "ResolvedRefs", "infergate picks endpoints itself; no endpoint picker reference is needed"),
+  ];
+  const parent = known?.attachTo;
+  const parentRef = { group: "gateway.networking.k8s.io", kind: "Gateway", name: parent?.name ?? "", namespace: parent?.namespace ?? namespace };
+  const entry = { parentRef, controllerName: CONTROLLER_NAME, conditions };
+  return version === "v1" ? { parents: [entry] } : { parent: [entry] };
+}

@@ -1,0 +1,115 @@
+// The Kubernetes source against a fake API server over real HTTP (client-node's informers doing
+// real LIST and WATCH requests): seed resources in, edits and Pod changes live, bad objects
+// rejected with the previous configuration kept, InferencePool status reported.
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { KubeConfig } from "@kubernetes/client-node";
+import type { RoutingConfig } from "../../extension-server/src/config/routing-config.ts";
+import { KubeSource } from "../../extension-server/src/config/kube-source.ts";
+import { FakeKubeApi } from "../support/fake-kube-api.ts";
+import { waitFor } from "../support/stack.ts";
+
+const POOLS_V1ALPHA1 = "/apis/inference.networking.x-k8s.io/v1alpha1/inferencepools";
+const MODELS_V1ALPHA1 = "/apis/inference.networking.x-k8s.io/v1alpha1/inferencemodels";
+const POOLS_V1 = "/apis/inference.networking.k8s.io/v1/inferencepools";
+const PODS = "/api/v1/pods";
+
+// The seed's resources, as the API server returns them (list items carry apiVersion and kind
+// for custom resources, not for Pods).
+const seedPool = {
+  apiVersion: "inference.networking.x-k8s.io/v1alpha1", kind: "InferencePool",
+  metadata: { name: "reasoning-pool", namespace: "default", annotations: { "inference.networking.x-k8s.io/attach-to": "name: inference-gateway\nport: 8081\n" } },
+  spec: { targetPortNumber: 8000, selector: { app: "qwq-32b" } },
+};
+const seedModel = (weight: unknown) => ({
+  apiVersion: "inference.networking.x-k8s.io/v1alpha1", kind: "InferenceModel",
+  metadata: { name: "inferencemodel-sample", namespace: "default" },
+  spec: { modelName: "qwq", criticality: "Critical", poolRef: { group: "inference.networking.x-k8s.io", kind: "InferencePool", name: "reasoning-pool" }, targetModels: [{ name: "qwq-32b", weight }] },
+});
+const pod = (name: string, ip: string, ready = "True") => ({
+  metadata: { name, namespace: "default", labels: { app: "qwq-32b" } },
+  spec: { containers: [{ name: "vllm", image: "vllm/vllm-openai" }] },
+  status: { phase: "Running", podIP: ip, conditions: [{ type: "Ready", status: ready }] },
+});
+
+describe("Kubernetes source", () => {
+  const api = new FakeKubeApi();
+  let source: KubeSource;
+  const configs: RoutingConfig[] = [];
+  const rejections: string[][] = [];
+
+  before(async () => {
+    api.serve(POOLS_V1ALPHA1, [seedPool]);
+    api.serve(MODELS_V1ALPHA1, [seedModel(100)]);
+    api.serve(POOLS_V1, []);
+    api.serve(PODS, [pod("qwq-32b-0", "10.0.0.1"), pod("qwq-32b-1", "10.0.0.2")]);
+    const url = await api.start();
+    const kc = new KubeConfig();
+    kc.loadFromOptions({
+      clusters: [{ name: "test", server: url, skipTLSVerify: true }],
+      users: [{ name: "test", token: "t" }],
+      contexts: [{ name: "test", cluster: "test", user: "test" }],
+      currentContext: "test",
+    });
+    source = new KubeSource(kc, { onConfig: (c) => configs.push(c), onRejected: (p) => rejections.push(p) });
+    await source.start();
+  });
+
+  after(async () => {
+    await source.stop();
+    await api.stop();
+  });
+
+  const latest = () => configs.at(-1)!;
+  const endpoints = () => latest().pools[0]!.endpoints.map((e) => `${e.ip}:${e.port}`);
+
+  it("reads the seed's v1alpha1 resources and the pool's Pods (unserved versions skipped)", async () => {
+    await waitFor(async () => configs.length > 0, 3000);
+    assert.equal(latest().pools[0]!.name, "reasoning-pool");
+    assert.deepEqual(latest().pools[0]!.attachTo, { name: "inference-gateway", port: 8081 });
+    assert.deepEqual(endpoints(), ["10.0.0.1:8000", "10.0.0.2:8000"]);
+    assert.deepEqual(latest().models[0]!.targets, [{ name: "qwq-32b", weight: 100 }]);
+  });
+
+  it("follows watch events: a new weight, a new Pod, a Pod that is no longer ready", async () => {
+    const model = seedModel(100);
+    model.spec.targetModels.push({ name: "qwq-32b-canary", weight: 10 });
+    api.upsert(MODELS_V1ALPHA1, model);
+    await waitFor(async () => latest().models[0]!.targets.length === 2, 3000);
+    api.upsert(PODS, pod("qwq-32b-2", "10.0.0.3"));
+    await waitFor(async () => endpoints().length === 3, 3000);
+    api.upsert(PODS, pod("qwq-32b-0", "10.0.0.1", "False"));
+    await waitFor(async () => !endpoints().includes("10.0.0.1:8000"), 3000);
+    api.remove(PODS, "default", "qwq-32b-2");
+    await waitFor(async () => endpoints().join() === "10.0.0.2:8000", 3000);
+  });
+
+  it("rejects an invalid object with the reason and keeps the previous configuration", async () => {
+    const before = latest();
+    api.upsert(MODELS_V1ALPHA1, seedModel("heavy"));
+    await waitFor(async () => rejections.length > 0, 3000);
+    assert.match(rejections.at(-1)!.join("\n"), /InferenceModel default\/inferencemodel-sample: spec\.targetModels\[0\]\.weight/);
+    assert.equal(latest(), before, "no new configuration was published");
+    api.upsert(MODELS_V1ALPHA1, seedModel(100));
+    await waitFor(async () => latest() !== before, 3000);
+  });
+
+  it("reports InferencePool status conditions by merge patch", async () => {
+    await waitFor(async () => api.patches.some((p) => p.body.status.parent?.[0]?.conditions?.[0]?.status === "True"), 3000);
+    const patch = api.patches.filter((p) => p.body.status.parent?.[0]?.conditions?.[0]?.status === "True").at(-1)!;
+    assert.equal(patch.path, "/apis/inference.networking.x-k8s.io/v1alpha1/namespaces/default/inferencepools/reasoning-pool/status");
+    assert.equal(patch.contentType, "application/merge-patch+json");
+    const parent = patch.body.status.parent[0];
+    assert.deepEqual(parent.parentRef, { group: "gateway.networking.k8s.io", kind: "Gateway", name: "inference-gateway", namespace: "default" });
+    assert.deepEqual(parent.conditions.map((c: any) => [c.type, c.status, c.reason]), [["Accepted", "True", "Accepted"], ["ResolvedRefs", "True", "ResolvedRefs"]]);
+  });
+
+  it("marks an invalid InferencePool not Accepted, with the reason", async () => {
+    api.upsert(POOLS_V1ALPHA1, { ...seedPool, spec: { ...seedPool.spec, targetPortNumber: 70000 } });
+    await waitFor(async () => api.patches.some((p) => p.body.status.parent?.[0]?.conditions?.[0]?.status === "False"), 3000);
+    const accepted = api.patches.filter((p) => p.body.status.parent?.[0]?.conditions?.[0]?.status === "False").at(-1)!.body.status.parent[0].conditions[0];
+    assert.equal(accepted.type, "Accepted");
+    assert.match(accepted.message, /spec\.targetPortNumber/);
+    assert.equal(latest().pools[0]!.targetPorts[0], 8000, "routing keeps the last good pool");
+  });
+});
