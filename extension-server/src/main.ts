@@ -15,6 +15,8 @@ const USAGE = `usage: infergate standalone --config FILE [options]
   --metrics-port N       Prometheus /metrics of this server (default 9090)
   --wasm FILE            compiled filter (default build/infergate.wasm)
   --no-envoy             serve xDS only; run Envoy yourself
+  --hooks-port N         also serve Envoy Gateway's extension hooks (implies --no-envoy)
+  --xds-advertise H[:P]  where Envoy Gateway's Envoys reach this xDS server (default 127.0.0.1)
   --envoy-log-level L    Envoy's log level (default warn)
 `;
 
@@ -31,6 +33,8 @@ async function main(): Promise<void> {
       "metrics-port": { type: "string", default: "9090" },
       wasm: { type: "string" },
       "no-envoy": { type: "boolean", default: false },
+      "hooks-port": { type: "string" },
+      "xds-advertise": { type: "string" },
       "envoy-log-level": { type: "string", default: "warn" },
       help: { type: "boolean", default: false },
     },
@@ -45,7 +49,9 @@ async function main(): Promise<void> {
     listenAddress: values.listen,
     xdsPort: Number(values["xds-port"]),
     metricsPort: Number(values["metrics-port"]),
-    envoy: values["no-envoy"] ? undefined : {
+    hooksPort: values["hooks-port"] ? Number(values["hooks-port"]) : undefined,
+    xdsAdvertise: values["xds-advertise"] ? { host: values["xds-advertise"].split(":")[0]!, port: values["xds-advertise"].includes(":") ? Number(values["xds-advertise"].split(":")[1]) : undefined } : undefined,
+    envoy: values["no-envoy"] || values["hooks-port"] ? undefined : {
       adminPort: Number(values["admin-port"]),
       plainPort: Number(values["plain-port"]),
       inferencePort: values["inference-port"] ? Number(values["inference-port"]) : undefined,
@@ -63,7 +69,7 @@ async function main(): Promise<void> {
     await server.stop().catch(() => undefined);
     process.exit(1);
   }
-  console.error(`infergate: xDS on 127.0.0.1:${server.xdsPort}, metrics on ${values.listen}:${server.metricsPort}`);
+  console.error(`infergate: xDS on 127.0.0.1:${server.xdsPort}, metrics on ${values.listen}:${server.metricsPort}${server.hooks ? `, Envoy Gateway hooks on ${values.listen}:${server.hooksPort}` : ""}`);
 }
 
 void main();

@@ -11,6 +11,7 @@ import { ServerMetrics } from "./metrics.ts";
 import { Publisher } from "./publisher.ts";
 import { Scraper } from "./load/scraper.ts";
 import { computeLoadView } from "./scheduling/scheduler.ts";
+import { GatewayHooks } from "./gateway/hooks.ts";
 import { endpointAddress } from "./snapshot.ts";
 import { TYPE_EXTENSION_CONFIG, XdsServer } from "./xds/server.ts";
 
@@ -23,6 +24,10 @@ export interface StandaloneOptions {
   xdsPort?: number; // 0 = ephemeral
   metricsPort?: number; // 0 = ephemeral; undefined = no metrics listener
   envoy?: { adminPort: number; plainPort: number; inferencePort?: number | undefined; leastRequestPort?: number | undefined; concurrency?: number | undefined; logLevel?: string | undefined } | undefined;
+  /** Serve Envoy Gateway's extension hooks on this port (0 = ephemeral); Envoy Gateway runs Envoy. */
+  hooksPort?: number | undefined;
+  /** How the Envoys Envoy Gateway runs reach this server's xDS (default 127.0.0.1:<xds port>). */
+  xdsAdvertise?: { host: string; port?: number } | undefined;
   log?: (message: string) => void;
 }
 
@@ -33,6 +38,8 @@ export class Standalone {
   private readonly source: FileSource;
   private metricsServer?: Server;
   envoy?: EnvoyProcess;
+  hooks?: GatewayHooks;
+  hooksPort = 0;
   private scraper?: Scraper;
   private scrapeSettings = "";
   private refreshQueued = false;
@@ -79,6 +86,11 @@ export class Standalone {
     await this.xds.listen("127.0.0.1", this.opts.xdsPort ?? 0);
     this.applyConfig(this.config);
     if (this.opts.metricsPort !== undefined) await this.serveMetrics(address, this.opts.metricsPort);
+    if (this.opts.hooksPort !== undefined) {
+      const advertise = this.opts.xdsAdvertise;
+      this.hooks = new GatewayHooks({ xdsHost: advertise?.host ?? "127.0.0.1", xdsPort: advertise?.port ?? this.xds.port, config: () => this.config, log: this.opts.log });
+      this.hooksPort = await this.hooks.listen(address, this.opts.hooksPort);
+    }
     const e = this.opts.envoy;
     if (e) {
       const bootstrap = buildBootstrap({
@@ -151,6 +163,7 @@ export class Standalone {
 
   /** Stops the control plane only; a running Envoy keeps its last snapshot (used by tests). */
   async stopControlPlane(): Promise<void> {
+    this.hooks?.close();
     this.source.stop();
     this.scraper?.stop();
     this.scraper = undefined;

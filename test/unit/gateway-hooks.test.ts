@@ -72,7 +72,7 @@ describe("Envoy Gateway extension hooks", () => {
     const decoded = Listener.toObject(Listener.decode(out)) as any;
     const hcm = HCM.toObject(HCM.decode(decoded.filter_chains[0].filters[0].typed_config.value)) as any;
     assert.deepEqual(hcm.http_filters[0].config_discovery.type_urls, [typeUrl("envoy.extensions.filters.http.wasm.v3.Wasm")]);
-    assert.equal(hcm.http_filters[0].config_discovery.config_source.api_config_source.grpc_services[0].envoy_grpc.cluster_name, "infergate_xds");
+    assert.equal(hcm.http_filters[0].config_discovery.config_source.api_config_source.grpc_services[0].google_grpc.target_uri, "infergate.infergate-system.svc.cluster.local:18000");
     assert.deepEqual(httpFilterNames(await listenerCall(out)), ["infergate", "envoy.filters.http.router"], "idempotent");
   });
 
@@ -115,18 +115,16 @@ describe("Envoy Gateway extension hooks", () => {
     assert.deepEqual(Buffer.from((await call("PostClusterModify", plain)).first(1)!.bytes), Buffer.from(clusterBytes), "other clusters untouched");
   });
 
-  it("adds its xDS cluster once in PostTranslateModify and returns everything else", async () => {
+  it("returns every resource from PostTranslateModify, editing only attached listeners", async () => {
     const other = withUnknown(Cluster.encode(Cluster.fromObject({ name: "other" })).finish(), 9003, "x");
     const req = new WireMessage();
     req.add(2, other);
     req.add(3, Buffer.from([0x0a, 0x01, 0x73])); // a secret, opaque to us
+    req.add(4, listenerBytes("default/inference-gateway/llm-gw", 8081, hcmBytes()));
     const out = await call("PostTranslateModify", req);
-    const names = out.all(1).map((c) => WireMessage.decode(c.bytes).string(1));
-    assert.deepEqual(names, ["other", "infergate_xds"]);
     assert.deepEqual(Buffer.from(out.all(1)[0]!.bytes), Buffer.from(other));
+    assert.equal(out.all(1).length, 1);
     assert.equal(out.all(2).length, 1);
-    const again = new WireMessage();
-    for (const c of out.all(1)) again.add(2, c.bytes);
-    assert.equal((await call("PostTranslateModify", again)).all(1).length, 2, "not added twice");
+    assert.deepEqual(httpFilterNames(out.all(3)[0]!.bytes), ["infergate", "envoy.filters.http.router"]);
   });
 });

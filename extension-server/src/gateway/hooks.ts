@@ -5,14 +5,15 @@
 //     filter an EnvoyExtensionPolicy attached (root_id "infergate") to the same ECDS feed;
 //   - PostClusterModify: turn the cluster built for an InferencePool backendRef into an EDS cluster
 //     of the pool's endpoints (from this server) with the override_host policy the filter steers;
-//   - PostTranslateModify: add the cluster through which Envoy reaches this server's xDS.
+//   - PostTranslateModify: the same listener edit when Envoy Gateway sends all listeners at once.
+// Envoy reaches this server's xDS through its Google gRPC client (see grpcConfigSource).
 // Resources are edited at the wire level (xds/wire.ts): every field we do not touch, including
 // fields newer than our protos, goes back to Envoy Gateway byte for byte. A hook that cannot make
 // sense of its input returns it unchanged and logs why, so a bad edit never breaks translation.
 import * as grpc from "@grpc/grpc-js";
 import type { PoolConfig, RoutingConfig } from "../config/routing-config.ts";
 import { DESTINATION_HEADER } from "../envoy/routes.ts";
-import { poolClusterName, XDS_CLUSTER } from "../envoy/bootstrap.ts";
+import { poolClusterName } from "../envoy/bootstrap.ts";
 import { protoRoot, typeUrl } from "../xds/protos.ts";
 import { FILTER_CONFIG_NAME, WASM_TYPE_URL } from "../xds/wasm-config.ts";
 import { WireMessage, type WireField } from "../xds/wire.ts";
@@ -43,32 +44,24 @@ export interface HookOptions {
 
 export interface ExtensionResource { apiVersion?: string; kind?: string; metadata?: { name?: string; namespace?: string }; spec?: Record<string, unknown> }
 
-function grpcConfigSource(): Record<string, unknown> {
+/**
+ * Where Envoy fetches ECDS and EDS from this server. Envoy only lets an `envoy_grpc` config source
+ * name a cluster from its bootstrap, and Envoy Gateway delivers clusters over CDS, so the hooks
+ * use Envoy's Google gRPC client with the server's address instead: no bootstrap change needed.
+ */
+function grpcConfigSource(target: string): Record<string, unknown> {
   return {
-    api_config_source: { api_type: "GRPC", transport_api_version: "V3", grpc_services: [{ envoy_grpc: { cluster_name: XDS_CLUSTER } }] },
+    api_config_source: { api_type: "GRPC", transport_api_version: "V3", grpc_services: [{ google_grpc: { target_uri: target, stat_prefix: "infergate_xds" } }] },
     resource_api_version: "V3",
   };
 }
 
 /** The HttpFilter that loads infergate's configuration (and snapshot) over ECDS. */
-export function ecdsHttpFilter(name: string): Uint8Array {
+export function ecdsHttpFilter(name: string, xdsTarget: string): Uint8Array {
   const HttpFilter = protoRoot().lookupType("envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter");
   return HttpFilter.encode(HttpFilter.fromObject({
     name,
-    config_discovery: { config_source: grpcConfigSource(), type_urls: [WASM_TYPE_URL] },
-  })).finish();
-}
-
-function xdsCluster(host: string, port: number): Uint8Array {
-  const Cluster = protoRoot().lookupType("envoy.config.cluster.v3.Cluster");
-  const Http = protoRoot().lookupType("envoy.extensions.upstreams.http.v3.HttpProtocolOptions");
-  const http2 = Http.encode(Http.fromObject({ explicit_http_config: { http2_protocol_options: {} } })).finish();
-  return Cluster.encode(Cluster.fromObject({
-    name: XDS_CLUSTER,
-    type: "STRICT_DNS",
-    connect_timeout: { seconds: 2 },
-    typed_extension_protocol_options: { "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": { type_url: typeUrl("envoy.extensions.upstreams.http.v3.HttpProtocolOptions"), value: http2 } },
-    load_assignment: { cluster_name: XDS_CLUSTER, endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: host, port_value: port } } } }] }] },
+    config_discovery: { config_source: grpcConfigSource(xdsTarget), type_urls: [WASM_TYPE_URL] },
   })).finish();
 }
 
@@ -92,9 +85,9 @@ function overrideHostPolicy(): Uint8Array {
   return lbPolicy.encode();
 }
 
-function edsClusterConfig(serviceName: string): Uint8Array {
+function edsClusterConfig(serviceName: string, xdsTarget: string): Uint8Array {
   const Cluster = protoRoot().lookupType("envoy.config.cluster.v3.Cluster");
-  const bytes = Cluster.encode(Cluster.fromObject({ eds_cluster_config: { service_name: serviceName, eds_config: grpcConfigSource() } })).finish();
+  const bytes = Cluster.encode(Cluster.fromObject({ eds_cluster_config: { service_name: serviceName, eds_config: grpcConfigSource(xdsTarget) } })).finish();
   return WireMessage.decode(bytes).first(CLUSTER.edsClusterConfig)!.bytes;
 }
 
@@ -117,7 +110,7 @@ function isOurWasm(filter: WireMessage): boolean {
 }
 
 /** Inserts the ECDS filter before the router (once), and feeds an attached infergate Wasm filter over ECDS. */
-function editHttpFilters(hcm: WireMessage, attach: boolean): boolean {
+function editHttpFilters(hcm: WireMessage, attach: boolean, xdsTarget: string): boolean {
   let changed = false;
   const filters = hcm.all(HCM.httpFilters);
   for (const f of filters) {
@@ -125,14 +118,14 @@ function editHttpFilters(hcm: WireMessage, attach: boolean): boolean {
     if (!isOurWasm(filter)) continue;
     // An EnvoyExtensionPolicy put our module here inline; keep its name and flags, feed it over ECDS.
     filter.remove(HTTP_FILTER.typedConfig, HTTP_FILTER.configDiscovery);
-    filter.add(HTTP_FILTER.configDiscovery, WireMessage.decode(ecdsHttpFilter("x")).first(HTTP_FILTER.configDiscovery)!.bytes);
+    filter.add(HTTP_FILTER.configDiscovery, WireMessage.decode(ecdsHttpFilter("x", xdsTarget)).first(HTTP_FILTER.configDiscovery)!.bytes);
     f.bytes = filter.encode();
     changed = true;
   }
   const names = filters.map((f) => WireMessage.decode(f.bytes).string(HTTP_FILTER.name));
   if (attach && !names.includes(FILTER_CONFIG_NAME)) {
     const router = hcm.fields.findIndex((f) => f.field === HCM.httpFilters && WireMessage.decode(f.bytes).string(HTTP_FILTER.name) === ROUTER_NAME);
-    const entry: WireField = { field: HCM.httpFilters, wireType: 2, bytes: ecdsHttpFilter(FILTER_CONFIG_NAME) };
+    const entry: WireField = { field: HCM.httpFilters, wireType: 2, bytes: ecdsHttpFilter(FILTER_CONFIG_NAME, xdsTarget) };
     if (router >= 0) hcm.fields.splice(router, 0, entry);
     else hcm.fields.push(entry);
     changed = true;
@@ -156,7 +149,7 @@ export function attachedPools(listenerName: string, port: number | undefined, po
     && (p.attachTo.port === undefined || p.attachTo.port === port));
 }
 
-export function modifyListener(bytes: Uint8Array, pools: PoolConfig[]): { bytes: Uint8Array; changed: boolean } {
+export function modifyListener(bytes: Uint8Array, pools: PoolConfig[], xdsTarget: string): { bytes: Uint8Array; changed: boolean } {
   const listener = WireMessage.decode(bytes);
   const attach = attachedPools(listener.string(LISTENER.name) ?? "", listenerPort(listener), pools).length > 0;
   let changed = false;
@@ -169,7 +162,7 @@ export function modifyListener(bytes: Uint8Array, pools: PoolConfig[]): { bytes:
           const typed = filter.first(NETWORK_FILTER.typedConfig);
           return typed !== undefined && editNested(typed, (a) => {
             const value = a.first(ANY.value);
-            return value !== undefined && editNested(value, (hcm) => editHttpFilters(hcm, attach));
+            return value !== undefined && editNested(value, (hcm) => editHttpFilters(hcm, attach, xdsTarget));
           });
         }) || any;
       }
@@ -180,13 +173,13 @@ export function modifyListener(bytes: Uint8Array, pools: PoolConfig[]): { bytes:
 }
 
 /** An InferencePool backend's cluster becomes EDS (endpoints from this server) + override_host. */
-export function modifyCluster(bytes: Uint8Array, resources: ExtensionResource[]): { bytes: Uint8Array; changed: boolean } {
+export function modifyCluster(bytes: Uint8Array, resources: ExtensionResource[], xdsTarget: string): { bytes: Uint8Array; changed: boolean } {
   const pool = resources.find((r) => r.kind === "InferencePool");
   if (!pool?.metadata?.name) return { bytes, changed: false };
   const cluster = WireMessage.decode(bytes);
   cluster.remove(CLUSTER.type, CLUSTER.clusterType, CLUSTER.edsClusterConfig, CLUSTER.lbPolicy, CLUSTER.loadAssignment, CLUSTER.loadBalancingPolicy);
   cluster.addVarint(CLUSTER.type, 3); // EDS
-  cluster.add(CLUSTER.edsClusterConfig, edsClusterConfig(poolClusterName(pool.metadata.name)));
+  cluster.add(CLUSTER.edsClusterConfig, edsClusterConfig(poolClusterName(pool.metadata.name), xdsTarget));
   cluster.add(CLUSTER.loadBalancingPolicy, overrideHostPolicy());
   return { bytes: cluster.encode(), changed: true };
 }
@@ -255,7 +248,7 @@ export class GatewayHooks {
   private onListener(req: WireMessage): WireMessage {
     const listener = req.first(1);
     if (!listener) return new WireMessage();
-    const { bytes } = modifyListener(listener.bytes, this.opts.config().pools);
+    const { bytes } = modifyListener(listener.bytes, this.opts.config().pools, this.xdsTarget);
     return new WireMessage([{ field: 1, wireType: 2, bytes }]);
   }
 
@@ -263,21 +256,24 @@ export class GatewayHooks {
   private onCluster(req: WireMessage): WireMessage {
     const cluster = req.first(1);
     if (!cluster) return new WireMessage();
-    const { bytes } = modifyCluster(cluster.bytes, decodeResources(req.first(2), 1));
+    const { bytes } = modifyCluster(cluster.bytes, decodeResources(req.first(2), 1), this.xdsTarget);
     return new WireMessage([{ field: 1, wireType: 2, bytes }]);
   }
 
   /** Request: context 1, clusters 2, secrets 3, listeners 4, routes 5. Response: clusters 1, secrets 2,
-   * listeners 3, routes 4 — each list replaces Envoy Gateway's, so everything is returned. */
+   * listeners 3, routes 4 — each list replaces Envoy Gateway's, so everything is returned. Listeners
+   * (sent with `translation.listener.includeAll`) get the same treatment as in the listener hook. */
   private onTranslate(req: WireMessage): WireMessage {
     const out = new WireMessage();
-    const clusters = req.all(2);
-    for (const c of clusters) out.add(1, c.bytes);
-    if (!clusters.some((c) => WireMessage.decode(c.bytes).string(CLUSTER.name) === XDS_CLUSTER)) out.add(1, xdsCluster(this.opts.xdsHost, this.opts.xdsPort));
+    for (const c of req.all(2)) out.add(1, c.bytes);
     for (const s of req.all(3)) out.add(2, s.bytes);
     const pools = this.opts.config().pools;
-    for (const l of req.all(4)) out.add(3, modifyListener(l.bytes, pools).bytes);
+    for (const l of req.all(4)) out.add(3, modifyListener(l.bytes, pools, this.xdsTarget).bytes);
     for (const r of req.all(5)) out.add(4, r.bytes);
     return out;
+  }
+
+  private get xdsTarget(): string {
+    return `${this.opts.xdsHost}:${this.opts.xdsPort}`;
   }
 }

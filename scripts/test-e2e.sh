@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# End-to-end test with the real Envoy Gateway: builds it (pinned, from its Go module, cached in
+# .cache/), then runs test/e2e/ inside a private network namespace, because Envoy Gateway's host
+# mode binds its listeners on 0.0.0.0 and this suite only ever listens on its own loopback.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export EG_BIN="$(bash scripts/build-envoy-gateway.sh)"
+if ! unshare --net true 2>/dev/null; then
+  echo "test-e2e: cannot create a network namespace (needs root or CAP_SYS_ADMIN)" >&2
+  exit 1
+fi
+exec unshare --net bash -c 'ip link set lo up && node --import tsx --test test/e2e/*.test.ts'

@@ -1,0 +1,103 @@
+// infergate as an extension of the real Envoy Gateway (built from its Go module, standalone mode
+// with the file provider and host infrastructure), the pinned Envoy, and simulated replicas. Runs
+// inside a private network namespace (scripts/test-e2e.sh).
+import assert from "node:assert/strict";
+import { spawn, execFileSync, type ChildProcess } from "node:child_process";
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { envoyBinary, ENVOY_VERSION } from "../../extension-server/src/envoy/process.ts";
+import { Standalone } from "../../extension-server/src/standalone.ts";
+import { startSimServer, type SimServer } from "../../sim/server.ts";
+import { podsYaml, postJson, waitFor } from "../support/stack.ts";
+
+const repo = new URL("../..", import.meta.url).pathname;
+const IPS = ["127.0.7.11", "127.0.7.12"];
+const POOL = new Set(IPS.map((ip) => `${ip}:8000`));
+const PLAIN_PORT = 8080;
+const INFERENCE_PORT = 18081;
+const HOOKS_PORT = 5005;
+const XDS_PORT = 18100;
+const SEED_REQUEST = { model: "qwq", messages: [{ role: "user", content: "Who are you?" }] };
+
+/** The seed's InferencePool and InferenceModel (attach-to moved to this host's port) plus Pods. */
+function infergateConfig(target: string): string {
+  const [pool, model] = readFileSync(join(repo, "manifests/standalone/seed.yaml"), "utf8").split(/^---$/m);
+  return [pool!.replace("port: 8081", `port: ${INFERENCE_PORT}`), model!.replace("name: qwq-32b\n    weight: 100", `name: ${target}\n    weight: 100`)].join("---") + podsYaml("qwq-32b", IPS);
+}
+
+function fill(template: string, values: Record<string, string>): string {
+  return template.replace(/@([A-Z_]+)@/g, (_, k: string) => values[k] ?? `@${k}@`);
+}
+
+describe("Envoy Gateway extension, end to end", () => {
+  const home = mkdtempSync(join(tmpdir(), "infergate-eg-"));
+  const configPath = join(home, "infergate.yaml");
+  let sims: SimServer[] = [];
+  let server: Standalone;
+  let eg: ChildProcess | undefined;
+  let egLog = "";
+
+  before(async () => {
+    const egBin = process.env.EG_BIN;
+    assert.ok(egBin, "EG_BIN is set by scripts/test-e2e.sh");
+    sims = await Promise.all(IPS.map((host) => startSimServer({ host, port: 8000, servedModels: ["qwq-32b", "qwq", "qwq-32b-canary"] })));
+    writeFileSync(configPath, infergateConfig("qwq-32b"));
+    server = new Standalone({ configPath, xdsPort: XDS_PORT, hooksPort: HOOKS_PORT, log: () => undefined });
+    await server.start();
+    // Envoy Gateway's host infrastructure runs Envoy through func-e, which uses a binary already
+    // at <dataHome>/envoy-versions/<version>/bin/envoy instead of downloading one.
+    const envoyDir = join(home, "data", "envoy-versions", ENVOY_VERSION, "bin");
+    mkdirSync(envoyDir, { recursive: true });
+    copyFileSync(envoyBinary(), join(envoyDir, "envoy"));
+    execFileSync(egBin, ["certgen", "--local", "--config-home", join(home, "config")], { stdio: "ignore" });
+    const resources = join(home, "resources");
+    mkdirSync(resources);
+    const values = {
+      RESOURCES: resources, HOME: home, HOOKS_PORT: String(HOOKS_PORT), ENVOY_VERSION, PLAIN_PORT: String(PLAIN_PORT),
+      INFERENCE_PORT: String(INFERENCE_PORT), ENDPOINTS: JSON.stringify(IPS.map((address) => ({ ip: { address, port: 8000 } }))),
+    };
+    const manifests = join(repo, "manifests/envoy-gateway/standalone");
+    writeFileSync(join(home, "envoy-gateway.yaml"), fill(readFileSync(join(manifests, "envoy-gateway.yaml"), "utf8"), values));
+    writeFileSync(join(resources, "gateway.yaml"), fill(readFileSync(join(manifests, "gateway.yaml"), "utf8"), values));
+    eg = spawn(egBin, ["server", "--config-path", join(home, "envoy-gateway.yaml")], { env: { ...process.env, HOME: home }, stdio: ["ignore", "pipe", "pipe"], detached: true });
+    eg.stdout!.on("data", (c: Buffer) => { egLog = (egLog + c.toString()).slice(-20_000); });
+    eg.stderr!.on("data", (c: Buffer) => { egLog = (egLog + c.toString()).slice(-20_000); });
+    await waitFor(async () => {
+      try { return (await postJson(`http://127.0.0.1:${INFERENCE_PORT}/v1/chat/completions`, SEED_REQUEST)).status === 200; } catch { return false; }
+    }, 90_000, 250).catch((err) => { throw new Error(`${String(err)}\n--- Envoy Gateway log ---\n${egLog.slice(-4000)}`); });
+  });
+
+  after(async () => {
+    if (eg?.pid) { try { process.kill(-eg.pid, "SIGTERM"); } catch { /* gone */ } }
+    await new Promise((r) => setTimeout(r, 500));
+    if (eg?.pid) { try { process.kill(-eg.pid, "SIGKILL"); } catch { /* gone */ } }
+    await server?.stop();
+    await Promise.all(sims.map((s) => s.close()));
+  });
+
+  it("routes the seed's curl on the attach-to listener through the infergate filter", async () => {
+    for (let i = 0; i < 10; i++) {
+      const r = await postJson(`http://127.0.0.1:${INFERENCE_PORT}/v1/chat/completions`, SEED_REQUEST, { "x-gateway-destination-endpoint": "10.255.0.1:80" });
+      assert.equal(r.status, 200, r.text);
+      assert.equal(r.body.model, "qwq-32b", "the filter rewrote qwq to its target model");
+      assert.ok(POOL.has(r.servedBy!), `served by ${r.servedBy}`);
+    }
+    const unknown = await postJson(`http://127.0.0.1:${INFERENCE_PORT}/v1/chat/completions`, { model: "nope", messages: [] });
+    assert.equal(unknown.status, 404);
+    assert.equal(unknown.body.error.code, "model_not_found");
+  });
+
+  it("leaves the plain listener a plain route", async () => {
+    const r = await postJson(`http://127.0.0.1:${PLAIN_PORT}/v1/chat/completions`, SEED_REQUEST);
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.body.model, "qwq", "no rewrite without the filter");
+  });
+
+  it("applies a changed InferenceModel weight without touching Envoy Gateway", async () => {
+    writeFileSync(configPath, infergateConfig("qwq-32b-canary"));
+    await waitFor(async () => (await postJson(`http://127.0.0.1:${INFERENCE_PORT}/v1/chat/completions`, SEED_REQUEST)).body?.model === "qwq-32b-canary", 5000);
+    for (let i = 0; i < 10; i++) assert.equal((await postJson(`http://127.0.0.1:${INFERENCE_PORT}/v1/chat/completions`, SEED_REQUEST)).body.model, "qwq-32b-canary");
+  });
+});
