@@ -1,10 +1,13 @@
 // infergate extension server CLI.
 //   tsx extension-server/src/main.ts standalone --config manifests/standalone/seed.yaml [--no-envoy]
 import { parseArgs } from "node:util";
+import { KubeConfig } from "@kubernetes/client-node";
 import { ConfigError } from "./config/routing-config.ts";
 import { Standalone } from "./standalone.ts";
 
 const USAGE = `usage: infergate standalone --config FILE [options]
+       infergate kubernetes --hooks-port 5005 [--xds-port 18000] [--xds-advertise HOST] [--listen 0.0.0.0]
+         (in a cluster: watches InferencePools, InferenceModels and Pods; serves Envoy Gateway's hooks and xDS)
 
   --config FILE          YAML with InferencePool, InferenceModel and Pod documents (required)
   --listen ADDRESS       address Envoy's listeners and the metrics endpoint bind (default 127.0.0.1)
@@ -39,19 +42,26 @@ async function main(): Promise<void> {
       help: { type: "boolean", default: false },
     },
   });
-  if (values.help || positionals[0] !== "standalone" || !values.config) {
+  const mode = positionals[0];
+  if (values.help || !(mode === "standalone" && values.config) && mode !== "kubernetes") {
     process.stderr.write(USAGE);
     process.exit(values.help ? 0 : 2);
   }
+  let kubernetes: KubeConfig | undefined;
+  if (mode === "kubernetes") {
+    kubernetes = new KubeConfig();
+    kubernetes.loadFromDefault(); // in-cluster service account, or KUBECONFIG
+  }
   const server = new Standalone({
-    configPath: values.config,
+    configPath: values.config ?? "",
+    kubernetes,
     wasmPath: values.wasm,
     listenAddress: values.listen,
     xdsPort: Number(values["xds-port"]),
     metricsPort: Number(values["metrics-port"]),
     hooksPort: values["hooks-port"] ? Number(values["hooks-port"]) : undefined,
     xdsAdvertise: values["xds-advertise"] ? { host: values["xds-advertise"].split(":")[0]!, port: values["xds-advertise"].includes(":") ? Number(values["xds-advertise"].split(":")[1]) : undefined } : undefined,
-    envoy: values["no-envoy"] || values["hooks-port"] ? undefined : {
+    envoy: values["no-envoy"] || values["hooks-port"] || kubernetes ? undefined : {
       adminPort: Number(values["admin-port"]),
       plainPort: Number(values["plain-port"]),
       inferencePort: values["inference-port"] ? Number(values["inference-port"]) : undefined,

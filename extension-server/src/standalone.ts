@@ -3,8 +3,10 @@
 import { createServer, type Server } from "node:http";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import type { KubeConfig } from "@kubernetes/client-node";
 import { FileSource } from "./config/file-source.ts";
-import type { RoutingConfig } from "./config/routing-config.ts";
+import { KubeSource } from "./config/kube-source.ts";
+import { ConfigError, type RoutingConfig } from "./config/routing-config.ts";
 import { buildBootstrap } from "./envoy/bootstrap.ts";
 import { EnvoyProcess } from "./envoy/process.ts";
 import { ServerMetrics } from "./metrics.ts";
@@ -18,7 +20,10 @@ import { TYPE_EXTENSION_CONFIG, XdsServer } from "./xds/server.ts";
 export const DEFAULT_WASM_PATH = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "build", "infergate.wasm");
 
 export interface StandaloneOptions {
+  /** The YAML file to serve (standalone), unless `kubernetes` is given. */
   configPath: string;
+  /** Read InferencePools, InferenceModels and Pods from this cluster instead of a file. */
+  kubernetes?: KubeConfig | undefined;
   wasmPath?: string;
   listenAddress?: string;
   xdsPort?: number; // 0 = ephemeral
@@ -36,6 +41,7 @@ export class Standalone {
   private readonly xds: XdsServer;
   private readonly publisher: Publisher;
   private readonly source: FileSource;
+  private kube?: KubeSource;
   private metricsServer?: Server;
   envoy?: EnvoyProcess;
   hooks?: GatewayHooks;
@@ -57,20 +63,24 @@ export class Standalone {
       },
     });
     this.publisher = new Publisher(this.xds, resolve(opts.wasmPath ?? DEFAULT_WASM_PATH), this.metrics);
-    this.source = new FileSource(opts.configPath, {
-      onConfig: (config) => {
+    const source = opts.kubernetes ? "the cluster's resources" : opts.configPath;
+    const events = {
+      onConfig: (config: RoutingConfig) => {
         this.config = config;
         this.lastRejection = [];
         this.metrics.configReloads.inc({ result: "ok" });
         this.applyConfig(config);
-        log(`reloaded ${opts.configPath}: snapshot version ${this.publisher.version}`);
+        log(`reloaded ${source}: snapshot version ${this.publisher.version}`);
       },
-      onRejected: (problems) => {
+      onRejected: (problems: string[]) => {
         this.lastRejection = problems;
         this.metrics.configReloads.inc({ result: "rejected" });
-        log(`rejected ${opts.configPath}; keeping the previous configuration:\n  ${problems.join("\n  ")}`);
+        log(`rejected ${source}; keeping the previous configuration:\n  ${problems.join("\n  ")}`);
       },
-    });
+      log,
+    };
+    this.source = new FileSource(opts.configPath, events);
+    if (opts.kubernetes) this.kube = new KubeSource(opts.kubernetes, events);
   }
 
   get xdsPort(): number { return this.xds.port; }
@@ -82,9 +92,14 @@ export class Standalone {
 
   async start(): Promise<void> {
     const address = this.opts.listenAddress ?? "127.0.0.1";
-    this.config = this.source.start();
-    await this.xds.listen("127.0.0.1", this.opts.xdsPort ?? 0);
-    this.applyConfig(this.config);
+    await this.xds.listen(this.opts.kubernetes ? address : "127.0.0.1", this.opts.xdsPort ?? 0);
+    if (this.kube) {
+      await this.kube.start(); // publishes through onConfig once the informers have listed
+      if (!this.kube.current) throw new ConfigError(this.lastRejection.length ? this.lastRejection : ["no valid InferencePool in the cluster"]);
+    } else {
+      this.config = this.source.start();
+      this.applyConfig(this.config);
+    }
     if (this.opts.metricsPort !== undefined) await this.serveMetrics(address, this.opts.metricsPort);
     if (this.opts.hooksPort !== undefined) {
       const advertise = this.opts.xdsAdvertise;
@@ -165,6 +180,7 @@ export class Standalone {
   async stopControlPlane(): Promise<void> {
     this.hooks?.close();
     this.source.stop();
+    await this.kube?.stop();
     this.scraper?.stop();
     this.scraper = undefined;
     this.publisher.stop();

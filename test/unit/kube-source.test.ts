@@ -6,6 +6,7 @@ import { after, before, describe, it } from "node:test";
 import { KubeConfig } from "@kubernetes/client-node";
 import type { RoutingConfig } from "../../extension-server/src/config/routing-config.ts";
 import { KubeSource } from "../../extension-server/src/config/kube-source.ts";
+import { Standalone } from "../../extension-server/src/standalone.ts";
 import { FakeKubeApi } from "../support/fake-kube-api.ts";
 import { waitFor } from "../support/stack.ts";
 
@@ -35,6 +36,7 @@ const pod = (name: string, ip: string, ready = "True") => ({
 describe("Kubernetes source", () => {
   const api = new FakeKubeApi();
   let source: KubeSource;
+  let kc: KubeConfig;
   const configs: RoutingConfig[] = [];
   const rejections: string[][] = [];
 
@@ -44,7 +46,7 @@ describe("Kubernetes source", () => {
     api.serve(POOLS_V1, []);
     api.serve(PODS, [pod("qwq-32b-0", "10.0.0.1"), pod("qwq-32b-1", "10.0.0.2")]);
     const url = await api.start();
-    const kc = new KubeConfig();
+    kc = new KubeConfig();
     kc.loadFromOptions({
       clusters: [{ name: "test", server: url, skipTLSVerify: true }],
       users: [{ name: "test", token: "t" }],
@@ -111,5 +113,20 @@ describe("Kubernetes source", () => {
     assert.equal(accepted.type, "Accepted");
     assert.match(accepted.message, /spec\.targetPortNumber/);
     assert.equal(latest().pools[0]!.targetPorts[0], 8000, "routing keeps the last good pool");
+    const count = configs.length;
+    api.upsert(POOLS_V1ALPHA1, seedPool);
+    await waitFor(async () => configs.length > count, 3000);
+  });
+
+  it("drives the extension server in Kubernetes mode (snapshot and hooks from the cluster's objects)", async () => {
+    const server = new Standalone({ configPath: "", kubernetes: kc, xdsPort: 0, hooksPort: 0, log: () => undefined });
+    try {
+      await server.start();
+      assert.ok(server.hooksPort > 0);
+      assert.match(server.snapshot, /pool reasoning-pool\nendpoint 10\.0\.0\.2:8000 /);
+      assert.match(server.snapshot, /model qwq reasoning-pool critical\ntarget qwq-32b 100/);
+    } finally {
+      await server.stop();
+    }
   });
 });
