@@ -20,6 +20,7 @@ const USAGE = `usage: infergate standalone --config FILE [options]
   --no-envoy             serve xDS only; run Envoy yourself
   --hooks-port N         also serve Envoy Gateway's extension hooks (implies --no-envoy)
   --xds-advertise H[:P]  where Envoy Gateway's Envoys reach this xDS server (default 127.0.0.1)
+  --module-advertise H   Envoys fetch the filter module over HTTP from H:<metrics port>/filter/infergate.wasm
   --envoy-log-level L    Envoy's log level (default warn)
 `;
 
@@ -38,6 +39,7 @@ async function main(): Promise<void> {
       "no-envoy": { type: "boolean", default: false },
       "hooks-port": { type: "string" },
       "xds-advertise": { type: "string" },
+      "module-advertise": { type: "string" },
       "envoy-log-level": { type: "string", default: "warn" },
       help: { type: "boolean", default: false },
     },
@@ -60,6 +62,7 @@ async function main(): Promise<void> {
     xdsPort: Number(values["xds-port"]),
     metricsPort: Number(values["metrics-port"]),
     hooksPort: values["hooks-port"] ? Number(values["hooks-port"]) : undefined,
+    moduleAdvertise: values["module-advertise"] ? { host: values["module-advertise"] } : undefined,
     xdsAdvertise: values["xds-advertise"] ? { host: values["xds-advertise"].split(":")[0]!, port: values["xds-advertise"].includes(":") ? Number(values["xds-advertise"].split(":")[1]) : undefined } : undefined,
     envoy: values["no-envoy"] || values["hooks-port"] || kubernetes ? undefined : {
       adminPort: Number(values["admin-port"]),

@@ -19,6 +19,9 @@ export class Publisher {
   private lastPushAt = -Infinity;
   private trailing?: NodeJS.Timeout;
 
+  /** Set when Envoys fetch the module over HTTP instead of reading a local file. */
+  wasmRemote?: { uri: string; cluster: string; sha256: string };
+
   constructor(private readonly xds: XdsServer, private readonly wasmPath: string, private readonly metrics?: ServerMetrics) {}
 
   /** The snapshot text most recently published. */
@@ -56,7 +59,7 @@ export class Publisher {
     this.snapshotVersion++;
     this.lastPushAt = performance.now();
     this.current = renderSnapshot(this.config, this.snapshotVersion, this.load);
-    const wasm = encodeWasmFilter({ wasmPath: this.wasmPath, snapshot: this.current });
+    const wasm = encodeWasmFilter({ wasmPath: this.wasmPath, remote: this.wasmRemote, snapshot: this.current });
     // Served under its own name, and under any other name Envoy asks for: Envoy Gateway names the
     // Wasm filters an EnvoyExtensionPolicy attaches after the policy.
     this.xds.setResources(TYPE_EXTENSION_CONFIG, [extensionConfigResource(FILTER_CONFIG_NAME, WASM_TYPE_URL, wasm)],

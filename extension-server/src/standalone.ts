@@ -1,5 +1,7 @@
 // Standalone mode: a YAML file is the source of truth, this process serves xDS, and (optionally)
 // runs Envoy itself with a generated bootstrap.
+import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -17,6 +19,9 @@ import { GatewayHooks } from "./gateway/hooks.ts";
 import { endpointAddress } from "./snapshot.ts";
 import { TYPE_EXTENSION_CONFIG, XdsServer } from "./xds/server.ts";
 
+/** Where the metrics listener serves the compiled filter, for Envoys on other hosts. */
+export const MODULE_PATH = "/filter/infergate.wasm";
+
 export const DEFAULT_WASM_PATH = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "build", "infergate.wasm");
 
 export interface StandaloneOptions {
@@ -33,6 +38,8 @@ export interface StandaloneOptions {
   hooksPort?: number | undefined;
   /** How the Envoys Envoy Gateway runs reach this server's xDS (default 127.0.0.1:<xds port>). */
   xdsAdvertise?: { host: string; port?: number } | undefined;
+  /** Envoys elsewhere fetch the filter module from this server's metrics port, at this host. */
+  moduleAdvertise?: { host: string; port?: number } | undefined;
   log?: (message: string) => void;
 }
 
@@ -84,6 +91,10 @@ export class Standalone {
   }
 
   get xdsPort(): number { return this.xds.port; }
+
+  private wasmBytes(): Buffer {
+    return readFileSync(resolve(this.opts.wasmPath ?? DEFAULT_WASM_PATH));
+  }
   get snapshot(): string { return this.publisher.snapshot; }
   get metricsPort(): number {
     const address = this.metricsServer?.address();
@@ -92,6 +103,10 @@ export class Standalone {
 
   async start(): Promise<void> {
     const address = this.opts.listenAddress ?? "127.0.0.1";
+    if (this.opts.metricsPort !== undefined) await this.serveMetrics(address, this.opts.metricsPort);
+    // Envoys elsewhere download the module from the metrics listener (checked by its sha256).
+    const module = this.opts.moduleAdvertise ? { name: "infergate_module", host: this.opts.moduleAdvertise.host, port: this.opts.moduleAdvertise.port ?? this.metricsPort } : undefined;
+    if (module) this.publisher.wasmRemote = { uri: `http://${module.host}:${module.port}${MODULE_PATH}`, cluster: module.name, sha256: createHash("sha256").update(this.wasmBytes()).digest("hex") };
     await this.xds.listen(this.opts.kubernetes ? address : "127.0.0.1", this.opts.xdsPort ?? 0);
     if (this.kube) {
       await this.kube.start(); // publishes through onConfig once the informers have listed
@@ -100,10 +115,9 @@ export class Standalone {
       this.config = this.source.start();
       this.applyConfig(this.config);
     }
-    if (this.opts.metricsPort !== undefined) await this.serveMetrics(address, this.opts.metricsPort);
     if (this.opts.hooksPort !== undefined) {
       const advertise = this.opts.xdsAdvertise;
-      this.hooks = new GatewayHooks({ xdsHost: advertise?.host ?? "127.0.0.1", xdsPort: advertise?.port ?? this.xds.port, config: () => this.config, log: this.opts.log });
+      this.hooks = new GatewayHooks({ xdsHost: advertise?.host ?? "127.0.0.1", xdsPort: advertise?.port ?? this.xds.port, config: () => this.config, moduleCluster: module, log: this.opts.log });
       this.hooksPort = await this.hooks.listen(address, this.opts.hooksPort);
     }
     const e = this.opts.envoy;
@@ -167,6 +181,8 @@ export class Standalone {
         });
       } else if (req.url === "/healthz") {
         res.writeHead(200).end("ok\n");
+      } else if (req.url === MODULE_PATH) {
+        res.writeHead(200, { "content-type": "application/wasm" }).end(this.wasmBytes());
       } else if (req.url === "/snapshot") {
         res.writeHead(200, { "content-type": "text/plain" }).end(this.publisher.snapshot);
       } else {

@@ -5,7 +5,8 @@
 //     filter an EnvoyExtensionPolicy attached (root_id "infergate") to the same ECDS feed;
 //   - PostClusterModify: turn the cluster built for an InferencePool backendRef into an EDS cluster
 //     of the pool's endpoints (from this server) with the override_host policy the filter steers;
-//   - PostTranslateModify: the same listener edit when Envoy Gateway sends all listeners at once.
+//   - PostTranslateModify: add the cluster Envoy downloads the filter module through (when the
+//     module is served by this server), and the same listener edit when all listeners are sent.
 // Envoy reaches this server's xDS through its Google gRPC client (see grpcConfigSource).
 // Resources are edited at the wire level (xds/wire.ts): every field we do not touch, including
 // fields newer than our protos, goes back to Envoy Gateway byte for byte. A hook that cannot make
@@ -39,6 +40,8 @@ export interface HookOptions {
   xdsPort: number;
   /** The current routing configuration (pools with their attach-to targets). */
   config: () => RoutingConfig;
+  /** When Envoys fetch the filter module from this server over HTTP: the cluster to add for it. */
+  moduleCluster?: { name: string; host: string; port: number } | undefined;
   log?: (message: string) => void;
 }
 
@@ -62,6 +65,15 @@ export function ecdsHttpFilter(name: string, xdsTarget: string): Uint8Array {
   return HttpFilter.encode(HttpFilter.fromObject({
     name,
     config_discovery: { config_source: grpcConfigSource(xdsTarget), type_urls: [WASM_TYPE_URL] },
+  })).finish();
+}
+
+/** The cluster through which Envoy downloads the filter module from this server. */
+function httpCluster(c: { name: string; host: string; port: number }): Uint8Array {
+  const Cluster = protoRoot().lookupType("envoy.config.cluster.v3.Cluster");
+  return Cluster.encode(Cluster.fromObject({
+    name: c.name, type: "STRICT_DNS", connect_timeout: { seconds: 2 },
+    load_assignment: { cluster_name: c.name, endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: c.host, port_value: c.port } } } }] }] },
   })).finish();
 }
 
@@ -265,7 +277,10 @@ export class GatewayHooks {
    * (sent with `translation.listener.includeAll`) get the same treatment as in the listener hook. */
   private onTranslate(req: WireMessage): WireMessage {
     const out = new WireMessage();
-    for (const c of req.all(2)) out.add(1, c.bytes);
+    const clusters = req.all(2);
+    for (const c of clusters) out.add(1, c.bytes);
+    const module = this.opts.moduleCluster;
+    if (module && !clusters.some((c) => WireMessage.decode(c.bytes).string(CLUSTER.name) === module.name)) out.add(1, httpCluster(module));
     for (const s of req.all(3)) out.add(2, s.bytes);
     const pools = this.opts.config().pools;
     for (const l of req.all(4)) out.add(3, modifyListener(l.bytes, pools, this.xdsTarget).bytes);

@@ -9,6 +9,8 @@ export const WASM_TYPE_URL = typeUrl("envoy.extensions.filters.http.wasm.v3.Wasm
 export interface WasmFilterOptions {
   /** Path of the compiled filter module on the Envoy host. */
   wasmPath: string;
+  /** Or: fetch the module over HTTP (Envoy Gateway's Envoys run elsewhere) through `cluster`. */
+  remote?: { uri: string; cluster: string; sha256: string } | undefined;
   /** The routing snapshot text (filter/src/core/snapshot.ts documents the format). */
   snapshot: string;
 }
@@ -22,12 +24,21 @@ export function wasmFilterJson(opts: WasmFilterOptions): Record<string, unknown>
       root_id: FILTER_CONFIG_NAME,
       // The VM is reused across configuration pushes as long as vm_config is unchanged: only the
       // snapshot (plugin configuration) changes on each push, so no module is recompiled.
-      vm_config: { vm_id: FILTER_CONFIG_NAME, runtime: "envoy.wasm.runtime.v8", code: { local: { filename: opts.wasmPath } } },
+      vm_config: { vm_id: FILTER_CONFIG_NAME, runtime: "envoy.wasm.runtime.v8", code: wasmCode(opts, "10s") },
       configuration: { "@type": typeUrl("google.protobuf.StringValue"), value: opts.snapshot },
       // A VM that traps is replaced for the next request rather than failing every later one.
       failure_policy: "FAIL_RELOAD",
       allow_on_headers_stop_iteration: true,
     },
+  };
+}
+
+/** VmConfig.code: the local file, or the module fetched over HTTP. `timeout` is written as Envoy's
+ * JSON wants it ("10s") or as protobufjs wants it ({seconds: 10}). */
+function wasmCode(opts: WasmFilterOptions, timeout: unknown): Record<string, unknown> {
+  if (!opts.remote) return { local: { filename: opts.wasmPath } };
+  return {
+    remote: { http_uri: { uri: opts.remote.uri, cluster: opts.remote.cluster, timeout }, sha256: opts.remote.sha256, retry_policy: { num_retries: 5 } },
   };
 }
 
@@ -42,7 +53,7 @@ export function encodeWasmFilter(opts: WasmFilterOptions): Uint8Array {
     config: {
       name: json.name,
       root_id: json.root_id,
-      vm_config: json.vm_config,
+      vm_config: { ...(json.vm_config as object), code: wasmCode(opts, { seconds: 10 }) },
       configuration: { type_url: typeUrl("google.protobuf.StringValue"), value: StringValue.encode({ value: opts.snapshot }).finish() },
     },
   })).finish();
