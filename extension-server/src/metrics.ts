@@ -12,5 +12,6 @@ export class ServerMetrics {
   readonly endpointWaiting = new Gauge({ name: "infergate_endpoint_waiting_requests", help: "Waiting requests the endpoint last reported.", labelNames: ["pool", "endpoint"], registers: [this.registry] });
   readonly endpointKvUsage = new Gauge({ name: "infergate_endpoint_kv_cache_usage", help: "KV-cache use (0-1) the endpoint last reported.", labelNames: ["pool", "endpoint"], registers: [this.registry] });
   readonly poolSaturation = new Gauge({ name: "infergate_pool_saturation", help: "Pool saturation (1 = saturated; Sheddable requests are shed).", labelNames: ["pool"], registers: [this.registry] });
+  readonly moduleDownloads = new Counter({ name: "infergate_module_downloads_total", help: "Downloads of the filter module by Envoys on other hosts.", registers: [this.registry] });
   readonly xdsResponses = new Counter({ name: "infergate_xds_responses_total", help: "xDS responses from Envoy by type and result (ack, nack).", labelNames: ["type", "result"], registers: [this.registry] });
 }

@@ -182,6 +182,7 @@ export class Standalone {
       } else if (req.url === "/healthz") {
         res.writeHead(200).end("ok\n");
       } else if (req.url === MODULE_PATH) {
+        this.metrics.moduleDownloads.inc();
         res.writeHead(200, { "content-type": "application/wasm" }).end(this.wasmBytes());
       } else if (req.url === "/snapshot") {
         res.writeHead(200, { "content-type": "text/plain" }).end(this.publisher.snapshot);

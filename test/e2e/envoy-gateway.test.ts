@@ -44,7 +44,9 @@ describe("Envoy Gateway extension, end to end", () => {
     assert.ok(egBin, "EG_BIN is set by scripts/test-e2e.sh");
     sims = await Promise.all(IPS.map((host) => startSimServer({ host, port: 8000, servedModels: ["qwq-32b", "qwq", "qwq-32b-canary"] })));
     writeFileSync(configPath, infergateConfig("qwq-32b"));
-    server = new Standalone({ configPath, xdsPort: XDS_PORT, hooksPort: HOOKS_PORT, log: () => undefined });
+    // As in a cluster: Envoy downloads the module from this server (a cluster the Translation hook
+    // adds), not from a local file.
+    server = new Standalone({ configPath, xdsPort: XDS_PORT, hooksPort: HOOKS_PORT, metricsPort: 9191, moduleAdvertise: { host: "127.0.0.1" }, log: () => undefined });
     await server.start();
     // Envoy Gateway's host infrastructure runs Envoy through func-e, which uses a binary already
     // at <dataHome>/envoy-versions/<version>/bin/envoy instead of downloading one.
@@ -87,6 +89,13 @@ describe("Envoy Gateway extension, end to end", () => {
     const unknown = await postJson(`http://127.0.0.1:${INFERENCE_PORT}/v1/chat/completions`, { model: "nope", messages: [] });
     assert.equal(unknown.status, 404);
     assert.equal(unknown.body.error.code, "model_not_found");
+  });
+
+  it("has Envoy fetch the filter module from the extension server, and ACK its pushes", async () => {
+    const metrics = await server.metrics.registry.metrics();
+    assert.match(metrics, /infergate_module_downloads_total [1-9]/, "Envoy downloaded the module through the cluster PostTranslateModify added");
+    assert.match(metrics, /infergate_xds_responses_total\{type="ecds",result="ack"\} [1-9]/);
+    assert.doesNotMatch(metrics, /result="nack"/);
   });
 
   it("leaves the plain listener a plain route", async () => {

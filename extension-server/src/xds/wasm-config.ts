@@ -38,7 +38,7 @@ export function wasmFilterJson(opts: WasmFilterOptions): Record<string, unknown>
 function wasmCode(opts: WasmFilterOptions, timeout: unknown): Record<string, unknown> {
   if (!opts.remote) return { local: { filename: opts.wasmPath } };
   return {
-    remote: { http_uri: { uri: opts.remote.uri, cluster: opts.remote.cluster, timeout }, sha256: opts.remote.sha256, retry_policy: { num_retries: 5 } },
+    remote: { http_uri: { uri: opts.remote.uri, cluster: opts.remote.cluster, timeout }, sha256: opts.remote.sha256 },
   };
 }
 
