@@ -110,7 +110,10 @@ describe("Envoy Gateway extension hooks", () => {
     assert.equal(c.lb_policy, undefined);
     assert.equal(Number(c.connect_timeout.seconds), 10, "untouched known field kept");
     assert.equal(WireMessage.decode(out).string(9002), "cluster-future-field");
-    assert.match(Buffer.from(WireMessage.decode(out).first(41)!.bytes).toString("latin1"), /override_host[\s\S]*x-gateway-destination-endpoint/);
+    const policy = c.load_balancing_policy.policies[0].typed_extension_config;
+    assert.equal(policy.name, "envoy.load_balancing_policies.override_host");
+    assert.equal(policy.typed_config.type_url, typeUrl("envoy.extensions.load_balancing_policies.override_host.v3.OverrideHost"));
+    assert.match(Buffer.from(policy.typed_config.value).toString("latin1"), /x-gateway-destination-endpoint[\s\S]*round_robin/);
     const plain = new WireMessage([{ field: 1, wireType: 2, bytes: clusterBytes }]);
     assert.deepEqual(Buffer.from((await call("PostClusterModify", plain)).first(1)!.bytes), Buffer.from(clusterBytes), "other clusters untouched");
   });

@@ -78,23 +78,20 @@ function httpCluster(c: { name: string; host: string; port: number }): Uint8Arra
 }
 
 function overrideHostPolicy(): Uint8Array {
-  // Encoded by hand from the Envoy API: our vendored protos predate override_host (Envoy 1.35).
-  // LoadBalancingPolicy{policies[1]: Policy{typed_extension_config(1): TypedExtensionConfig}}
-  const TypedExtensionConfig = protoRoot().lookupType("envoy.config.core.v3.TypedExtensionConfig");
-  const roundRobin = TypedExtensionConfig.encode({ name: "envoy.load_balancing_policies.round_robin", typed_config: { type_url: typeUrl("envoy.extensions.load_balancing_policies.round_robin.v3.RoundRobin"), value: new Uint8Array() } }).finish();
-  const fallback = new WireMessage();
-  fallback.add(1, new WireMessage([{ field: 1, wireType: 2, bytes: roundRobin }]).encode()); // policies[0].typed_extension_config
+  const root = protoRoot();
+  const LoadBalancingPolicy = root.lookupType("envoy.config.cluster.v3.LoadBalancingPolicy");
+  const policy = (name: string, type: string, value: Uint8Array) => LoadBalancingPolicy.encode(LoadBalancingPolicy.fromObject({
+    policies: [{ typed_extension_config: { name, typed_config: { type_url: typeUrl(type), value } } }],
+  })).finish();
+  const fallback = policy("envoy.load_balancing_policies.round_robin", "envoy.extensions.load_balancing_policies.round_robin.v3.RoundRobin", new Uint8Array());
+  // OverrideHost is newer than our vendored protos (Envoy 1.35): encoded field by field from the
+  // Envoy API — override_host_sources = 1 (OverrideHostSource.header = 1), fallback_policy = 3.
   const source = new WireMessage();
-  source.add(1, Buffer.from(DESTINATION_HEADER)); // OverrideHostSource.header
+  source.add(1, Buffer.from(DESTINATION_HEADER));
   const overrideHost = new WireMessage();
-  overrideHost.add(1, source.encode()); // override_host_sources
-  overrideHost.add(3, fallback.encode()); // fallback_policy
-  const config = TypedExtensionConfig.encode({ name: "envoy.load_balancing_policies.override_host", typed_config: { type_url: typeUrl("envoy.extensions.load_balancing_policies.override_host.v3.OverrideHost"), value: overrideHost.encode() } }).finish();
-  const policy = new WireMessage();
-  policy.add(1, config);
-  const lbPolicy = new WireMessage();
-  lbPolicy.add(1, policy.encode());
-  return lbPolicy.encode();
+  overrideHost.add(1, source.encode());
+  overrideHost.add(3, fallback);
+  return policy("envoy.load_balancing_policies.override_host", "envoy.extensions.load_balancing_policies.override_host.v3.OverrideHost", overrideHost.encode());
 }
 
 function edsClusterConfig(serviceName: string, xdsTarget: string): Uint8Array {
