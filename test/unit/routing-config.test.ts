@@ -35,6 +35,15 @@ describe("standalone YAML", () => {
     }]);
   });
 
+  it("reads the InferencePool and InferenceModel of the Kubernetes seed manifest unchanged", () => {
+    const docs = readFileSync(new URL("../../manifests/kubernetes/seed.yaml", import.meta.url), "utf8").split(/^---$/m)
+      .filter((d) => /kind: Inference(Pool|Model)/.test(d));
+    assert.equal(docs.length, 2);
+    const config = parseRoutingConfig(docs.join("---"), "seed.yaml");
+    assert.deepEqual(config.pools[0]!.attachTo, { name: "inference-gateway", port: 8081 });
+    assert.equal(config.models[0]!.modelName, "qwq");
+  });
+
   it("renders the snapshot the filter reads, with target names accepted as-is", () => {
     const text = renderSnapshot(parseRoutingConfig(seed, "seed.yaml"), 7);
     assert.equal(text, [
