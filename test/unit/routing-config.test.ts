@@ -37,7 +37,7 @@ describe("standalone YAML", () => {
 
   it("reads the InferencePool and InferenceModel of the Kubernetes seed manifest unchanged", () => {
     const docs = readFileSync(new URL("../../manifests/kubernetes/seed.yaml", import.meta.url), "utf8").split(/^---$/m)
-      .filter((d) => /kind: Inference(Pool|Model)/.test(d));
+      .filter((d) => /^kind: Inference(Pool|Model)$/m.test(d));
     assert.equal(docs.length, 2);
     const config = parseRoutingConfig(docs.join("---"), "seed.yaml");
     assert.deepEqual(config.pools[0]!.attachTo, { name: "inference-gateway", port: 8081 });
