@@ -7,9 +7,10 @@
 // Headers are held (StopIteration, with Envoy's allow_on_headers_stop_iteration) until the body
 // has yielded `model`, because the routing header must be set before the router sees the request.
 import { addSharedCounters, BufferType, MapType, getBufferBytes, getHeader, log, LogLevel, readSharedCounters, removeHeader, replaceBufferPrefix, replaceHeader, sendLocalResponse } from "./host/api";
+import { count } from "./host/metrics";
 import { badRequest, ErrorReply, jsonString, modelNotFound, noEndpoint, shed, tooLarge, unsupportedEncoding } from "./core/errors";
 import { ModelScanner, ScanResult } from "./core/json_scan";
-import { chooseTarget, endpointCosts, isSaturated, LocalLoad, pickEndpoint, prefixHash, Random, withFallbacks } from "./core/pick";
+import { affinityEndpoint, chooseTarget, endpointCosts, isSaturated, LocalLoad, pickEndpoint, prefixHash, Random, withFallbacks } from "./core/pick";
 import { Criticality, Pool, Snapshot } from "./core/snapshot";
 
 export const enum HeadersAction { Continue = 0, StopIteration = 1 }
@@ -163,6 +164,7 @@ export class Stream {
     const affinity = prefixHash(this.scanner.promptPrefix, this.scanner.promptLength, tuning.affinityBlocks);
     const costs = endpointCosts(pool, localLoads(pool), tuning, target.name);
     const index = pickEndpoint(pool, costs, affinity, tuning, this.random);
+    if (affinity != 0 && index >= 0 && index == affinityEndpoint(pool, affinity)) count("affinity_routed");
     if (index < 0) { this.reject(noEndpoint(requested, "pool " + pool.name + " has no ready endpoint")); return; }
     const endpoint = pool.endpoints[index];
     if (target.name != requested && !this.rewriteModel(target.name)) {
@@ -179,6 +181,9 @@ export class Stream {
     this.loadKey = loadKey(endpoint.address);
     addSharedCounters(this.loadKey!, [this.bodyBytes, 1]);
     this.phase = Phase.Routed;
+    count("routed");
+    count("endpoint." + endpoint.address + ".routed");
+    if (target.name != requested) count("rewritten");
   }
 
   /**
@@ -206,6 +211,7 @@ export class Stream {
 
   private reject(reply: ErrorReply): void {
     this.phase = Phase.Rejected;
+    count("rejected." + reply.status.toString());
     log(LogLevel.Debug, "infergate: " + reply.status.toString() + " " + reply.message);
     sendLocalResponse(reply.status, "infergate_" + reply.code, reply.body(), ["content-type", "application/json"]);
   }

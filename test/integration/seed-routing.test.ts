@@ -126,6 +126,28 @@ describe("seed request through Envoy", () => {
   });
 });
 
+describe("the filter's decisions in Envoy's stats", () => {
+  it("counts routed, rewritten and rejected requests, and requests per endpoint", async () => {
+    const ips = ["127.0.1.21", "127.0.1.22"];
+    const stack = await startStack(seedDocs + podsYaml("qwq-32b", ips), ips.map((ip) => ({ ip, models: ["qwq-32b"] })));
+    try {
+      for (let i = 0; i < 12; i++) assert.equal((await postJson(`${stack.inferenceUrl}/v1/chat/completions`, SEED_REQUEST)).status, 200);
+      assert.equal((await postJson(`${stack.inferenceUrl}/v1/chat/completions`, { model: "nope" })).status, 404);
+      assert.equal((await postJson(`${stack.inferenceUrl}/v1/chat/completions`, "{bad")).status, 400);
+      const text = await stack.server.envoy!.admin("stats?filter=infergate");
+      const stat = (name: string): number => Number(new RegExp(`^${name.replace(/[.]/g, "\\.")}: (\\d+)$`, "m").exec(text)?.[1] ?? NaN);
+      assert.equal(stat("wasmcustom.infergate.routed"), 12, text);
+      assert.equal(stat("wasmcustom.infergate.rewritten"), 12);
+      assert.equal(stat("wasmcustom.infergate.rejected.404"), 1);
+      assert.equal(stat("wasmcustom.infergate.rejected.400"), 1);
+      const perEndpoint = ips.map((ip) => stat(`wasmcustom.infergate.endpoint.${ip}:8000.routed`) || 0);
+      assert.equal(perEndpoint[0]! + perEndpoint[1]!, 12, text);
+    } finally {
+      await stack.stop();
+    }
+  });
+});
+
 /** POSTs with Transfer-Encoding: chunked, writing `pieces` chunks with a pause between them. */
 function chunkedPost(url: string, body: string, pieces: number): Promise<{ status: number; text: string; servedBy: string | null }> {
   return new Promise((resolve, reject) => {

@@ -31,3 +31,9 @@ export declare function proxy_get_shared_data(keyPtr: usize, keyLen: usize, outP
 
 @external("env", "proxy_set_shared_data")
 export declare function proxy_set_shared_data(keyPtr: usize, keyLen: usize, valuePtr: usize, valueLen: usize, cas: u32): i32;
+
+@external("env", "proxy_define_metric")
+export declare function proxy_define_metric(metricType: i32, namePtr: usize, nameLen: usize, outIdPtr: usize): i32;
+
+@external("env", "proxy_increment_metric")
+export declare function proxy_increment_metric(metricId: u32, offset: i64): i32;
