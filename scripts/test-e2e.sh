@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# End-to-end test with the real Envoy Gateway: builds it (pinned, from its Go module, cached in
-# .cache/), then runs test/e2e/ inside a private network namespace, because Envoy Gateway's host
-# mode binds its listeners on 0.0.0.0 and this suite only ever listens on its own loopback.
+# End-to-end tests with real parts built from their Go modules (pinned, cached in .cache/):
+# Envoy Gateway (test/e2e/envoy-gateway.test.ts) and kube-apiserver + etcd
+# (test/e2e/kube-apiserver.test.ts, which builds them via scripts/build-kube-apiserver.sh). They
+# run inside a private network namespace, because Envoy Gateway's host mode binds its listeners
+# on 0.0.0.0 and this suite only ever listens on its own loopback.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export EG_BIN="$(bash scripts/build-envoy-gateway.sh)"

@@ -38,6 +38,9 @@ export class KubeSource {
   private rebuildTimer?: NodeJS.Timeout;
   private stopped = false;
   private readonly lastStatus = new Map<string, string>();
+  /** Conditions last written per pool, so lastTransitionTime only moves when a condition changes. */
+  private readonly lastConditions = new Map<string, Condition[]>();
+  private lastInput = "";
   current?: RoutingConfig;
 
   constructor(private readonly kc: KubeConfig, private readonly events: KubeSourceEvents, private readonly debounceMs = 20) {
@@ -99,6 +102,10 @@ export class KubeSource {
   private rebuild(): void {
     if (this.stopped) return;
     const objects = this.objects();
+    // Our own status writes come back as update events: ignore changes routing cannot see.
+    const input = JSON.stringify(objects.map(routingRelevant));
+    if (input === this.lastInput) return;
+    this.lastInput = input;
     let config: RoutingConfig | undefined;
     let problems: string[] = [];
     try {
@@ -118,17 +125,31 @@ export class KubeSource {
   private async reportStatus(objects: KubernetesObject[], problems: string[]): Promise<void> {
     for (const pool of objects.filter((o) => o.kind === "InferencePool")) {
       const [group, version] = (pool.apiVersion ?? "").split("/") as [string, string];
-      const status = inferencePoolStatus(pool, version, problems, this.current);
       const key = `${pool.metadata?.namespace}/${pool.metadata?.name}`;
+      const status = inferencePoolStatus(pool, version, problems, this.current, this.lastConditions.get(key));
       const text = JSON.stringify(status);
       if (this.lastStatus.get(key) === text) continue;
+      this.lastConditions.set(key, conditionsOf(status));
       await this.custom.patchNamespacedCustomObjectStatus(
         { group, version, namespace: pool.metadata?.namespace ?? "default", plural: "inferencepools", name: pool.metadata?.name ?? "", body: { status } },
         setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
       );
       this.lastStatus.set(key, text);
+      this.events.log?.(`InferencePool ${key} status: ${conditionsOf(status).map((c) => `${c.type}=${c.status}`).join(", ")}`);
     }
   }
+}
+
+/** What routing depends on: a custom resource's metadata and spec, a Pod's labels and status. */
+function routingRelevant(o: KubernetesObject): unknown {
+  const { name, namespace, labels, annotations, generation, deletionTimestamp } = o.metadata ?? {};
+  const rest = o as KubernetesObject & { spec?: unknown; status?: unknown };
+  return [o.apiVersion, o.kind, name, namespace, labels, annotations, generation, deletionTimestamp, rest.spec, o.kind === "Pod" ? rest.status : undefined];
+}
+
+function conditionsOf(status: Record<string, unknown>): Condition[] {
+  const parents = (status.parents ?? status.parent) as Array<{ conditions: Condition[] }>;
+  return parents[0]?.conditions ?? [];
 }
 
 interface Condition { type: string; status: "True" | "False"; reason: string; message: string; observedGeneration?: number; lastTransitionTime: string }
@@ -139,16 +160,19 @@ interface Condition { type: string; status: "True" | "False"; reason: string; me
  * endpoint picker Service, so they always do). The parent is the seed's `attach-to` Gateway.
  * v1 writes `status.parents`; the x-k8s versions write `status.parent`.
  */
-export function inferencePoolStatus(pool: KubernetesObject, version: string, problems: string[], config?: RoutingConfig): Record<string, unknown> {
+export function inferencePoolStatus(pool: KubernetesObject, version: string, problems: string[], config?: RoutingConfig, previous: Condition[] = []): Record<string, unknown> {
   const name = pool.metadata?.name ?? "";
   const namespace = pool.metadata?.namespace ?? "default";
   const own = problems.filter((p) => p.includes(`InferencePool ${namespace}/${name}`) || p.includes(`InferencePool ${name}`));
   const known = config?.pools.find((p) => p.name === name && p.namespace === namespace);
   const generation = pool.metadata?.generation;
   const now = new Date().toISOString();
-  const condition = (type: string, ok: boolean, reason: string, message: string): Condition => ({
-    type, status: ok ? "True" : "False", reason, message, lastTransitionTime: now, ...(generation !== undefined ? { observedGeneration: generation } : {}),
-  });
+  const condition = (type: string, ok: boolean, reason: string, message: string): Condition => {
+    const status = ok ? "True" : "False";
+    const before = previous.find((c) => c.type === type);
+    const since = before && before.status === status ? before.lastTransitionTime : now;
+    return { type, status, reason, message, lastTransitionTime: since, ...(generation !== undefined ? { observedGeneration: generation } : {}) };
+  };
   const accepted = own.length === 0 && known !== undefined;
   const conditions = [
     condition("Accepted", accepted, accepted ? "Accepted" : "NotSupportedByParent",
