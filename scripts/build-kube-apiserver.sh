@@ -12,16 +12,36 @@ repo="$(cd "$(dirname "$0")/.." && pwd)"
 root="$repo/.cache/kube"
 bin="$root/bin"
 export GOPATH="$repo/.cache/go" GOMODCACHE="$repo/.cache/go/mod" GOCACHE="$repo/.cache/go/build" GOFLAGS=-mod=mod CGO_ENABLED=0
+# Build in a scratch directory that no outer go.mod or go.work governs.
+mkdir -p "$repo/.cache" && cd "$repo/.cache"
 mkdir -p "$bin"
 
-module_dir() { go mod download -json "$1@$2" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p'; }
+# The module's directory in the module cache (downloading it), retried: a transient proxy error
+# must not turn into a silently missing module.
+module_dir() {
+  local out attempt
+  for attempt in 1 2 3; do
+    out="$(go mod download -json "$1@$2" 2>&1 || true)"
+    if printf '%s' "$out" | grep -q '"Dir"'; then printf '%s' "$out" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p'; return 0; fi
+    sleep "$attempt"
+  done
+  printf 'cannot download %s@%s:\n%s\n' "$1" "$2" "$out" >&2
+  return 1
+}
 
-# Copies a module into a writable tree; with `stub`, an unpublished module becomes a bare go.mod.
+# Copies a module into a writable tree. With `optional`, a module that is not published becomes a
+# bare go.mod (some staging directories are never imported by kube-apiserver).
 place() {
-  local module="$1" version="$2" dest="$3" dir
-  dir="$(module_dir "$module" "$version" 2>/dev/null || true)"
+  local module="$1" version="$2" dest="$3" optional="${4:-}" dir
   mkdir -p "$dest"
-  if [ -n "$dir" ]; then cp -r "$dir/." "$dest/"; chmod -R u+w "$dest"; else echo "module $module" > "$dest/go.mod"; fi
+  if dir="$(module_dir "$module" "$version")"; then
+    cp -r "$dir/." "$dest/"
+    chmod -R u+w "$dest"
+  elif [ "$optional" = optional ]; then
+    echo "module $module" > "$dest/go.mod"
+  else
+    exit 1
+  fi
 }
 
 if [ ! -x "$bin/etcd" ]; then
@@ -40,7 +60,7 @@ if [ ! -x "$bin/kube-apiserver" ]; then
   rm -rf "$src"
   place k8s.io/kubernetes "$KUBE_VERSION" "$src"
   for name in $(sed -n 's#^\s*k8s.io/\([a-z-]*\) => ./staging/src/k8s.io/.*#\1#p' "$src/go.mod"); do
-    place "k8s.io/$name" "$STAGING_VERSION" "$src/staging/src/k8s.io/$name"
+    place "k8s.io/$name" "$STAGING_VERSION" "$src/staging/src/k8s.io/$name" optional
   done
   # The module carries a go.work for its staging tree; build from go.mod and its replaces instead.
   (cd "$src" && GOWORK=off go build -trimpath -o "$bin/kube-apiserver" ./cmd/kube-apiserver) >&2
