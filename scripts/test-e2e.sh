@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # End-to-end tests with real parts built from their Go modules (pinned, cached in .cache/):
 # Envoy Gateway (test/e2e/envoy-gateway.test.ts) and kube-apiserver + etcd
-# (test/e2e/kube-apiserver.test.ts, which builds them via scripts/build-kube-apiserver.sh). They
+# (test/e2e/kube-apiserver.test.ts, built by scripts/build-kube-apiserver.sh). They
 # run inside a private network namespace, because Envoy Gateway's host mode binds its listeners
 # on 0.0.0.0 and this suite only ever listens on its own loopback.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Build everything before entering the namespace: inside it there is no network.
 export EG_BIN="$(bash scripts/build-envoy-gateway.sh)"
+kube_bins="$(bash scripts/build-kube-apiserver.sh)"
+export KUBE_APISERVER_BIN="$(echo "$kube_bins" | sed -n 1p)" ETCD_BIN="$(echo "$kube_bins" | sed -n 2p)"
 if ! unshare --net true 2>/dev/null; then
   echo "test-e2e: cannot create a network namespace (needs root or CAP_SYS_ADMIN)" >&2
   exit 1

@@ -44,7 +44,10 @@ describe("Kubernetes source against a real kube-apiserver", () => {
   const configs: RoutingConfig[] = [];
 
   before(async () => {
-    const [apiserverBin, etcdBin] = execFileSync("bash", [join(repo, "scripts/build-kube-apiserver.sh")], { encoding: "utf8" }).trim().split("\n");
+    // scripts/test-e2e.sh builds them before entering its network namespace (no network inside).
+    const [apiserverBin, etcdBin] = process.env.KUBE_APISERVER_BIN && process.env.ETCD_BIN
+      ? [process.env.KUBE_APISERVER_BIN, process.env.ETCD_BIN]
+      : execFileSync("bash", [join(repo, "scripts/build-kube-apiserver.sh")], { encoding: "utf8" }).trim().split("\n");
     etcd = start(etcdBin!, ["--data-dir", join(dir, "etcd"), "--listen-client-urls", `http://127.0.0.1:${ETCD_PORT}`, "--advertise-client-urls", `http://127.0.0.1:${ETCD_PORT}`,
       "--listen-peer-urls", "http://127.0.0.1:23801", "--initial-advertise-peer-urls", "http://127.0.0.1:23801", "--initial-cluster", "default=http://127.0.0.1:23801"], logs);
     const { publicKey, privateKey } = generateKeyPairSync("rsa", { modulusLength: 2048, publicKeyEncoding: { type: "spki", format: "pem" }, privateKeyEncoding: { type: "pkcs8", format: "pem" } });
