@@ -1,9 +1,10 @@
 // proxy-wasm ABI 0.2.1 entry points. Envoy creates one VM per worker thread; each VM holds one
 // root context per plugin configuration (a new one for every ECDS push) and one stream context
 // per request. This file only dispatches; the logic lives in stream.ts and core/.
-import { BufferType, getBufferString, log, LogLevel, nowNanos } from "./host/api";
+import { BufferType, currentTimeNanos, getBufferBytes, log, LogLevel, setTickPeriod, Status } from "./host/api";
 import { Random } from "./core/pick";
 import { parseSnapshot } from "./core/snapshot";
+import { HEARTBEAT_MS, SharedLoad } from "./shared_load";
 import { RootConfig, Stream } from "./stream";
 // Included so asconfig.json can point `abort` at it (see host/abort.ts).
 import "./host/abort";
@@ -12,11 +13,12 @@ const DEFAULT_MAX_BODY_BYTES: i64 = 8 * 1024 * 1024;
 
 const roots = new Map<u32, RootConfig>();
 const streams = new Map<u32, Stream>();
+const sharedLoad = new SharedLoad();
 let random: Random | null = null;
 
 function randomSource(): Random {
   // Seeded lazily: the clock is a host call, which is not available while the module starts.
-  if (random === null) random = new Random(nowNanos() ^ 0x5851f42d4c957f2d);
+  if (random === null) random = new Random(currentTimeNanos() ^ 0x5851f42d4c957f2d);
   return random!;
 }
 
@@ -33,7 +35,12 @@ export function proxy_on_vm_start(rootId: u32, vmConfigSize: usize): bool {
 /** Parses the pushed snapshot. Returning false makes Envoy reject this configuration (an ECDS
  * NACK), so proxies keep routing with the previous good one. */
 export function proxy_on_configure(rootId: u32, configSize: usize): bool {
-  const text = getBufferString(BufferType.PluginConfiguration, configSize);
+  const got = configSize > 0 ? getBufferBytes(BufferType.PluginConfiguration, 0, configSize) : null;
+  if (got !== null && got.status != Status.Ok) {
+    log(LogLevel.Error, "infergate: cannot read the plugin configuration: status " + got.status.toString());
+    return false;
+  }
+  const text = got === null ? "" : got.text()!;
   const parsed = parseSnapshot(text);
   const snapshot = parsed.snapshot;
   if (snapshot === null) {
@@ -41,15 +48,24 @@ export function proxy_on_configure(rootId: u32, configSize: usize): bool {
     return false;
   }
   roots.set(rootId, new RootConfig(snapshot, DEFAULT_MAX_BODY_BYTES));
+  // Keeps this VM's load record alive (and expires records of VMs that are gone) even when idle.
+  const tick = setTickPeriod(<u32>HEARTBEAT_MS);
+  if (tick != Status.Ok) log(LogLevel.Warn, "infergate: cannot set the tick period: status " + tick.toString());
+  sharedLoad.maybeHeartbeat();
   log(LogLevel.Info, "infergate: configured snapshot version " + snapshot.version + " (" +
     snapshot.models.size.toString() + " models, " + snapshot.pools.size.toString() + " pools)");
   return true;
 }
 
+export function proxy_on_tick(rootId: u32): void {
+  sharedLoad.maybeHeartbeat();
+}
+
 export function proxy_on_context_create(contextId: u32, parentId: u32): void {
   if (parentId == 0) return; // a root context: configured in proxy_on_configure
-  if (!roots.has(parentId)) return; // never configured successfully: requests pass untouched
-  streams.set(contextId, new Stream(roots.get(parentId), randomSource()));
+  // A root that was never configured still gets a stream: it strips the client's routing headers
+  // and answers inference requests with 503 instead of letting them through unrouted.
+  streams.set(contextId, new Stream(roots.has(parentId) ? roots.get(parentId) : null, randomSource(), sharedLoad));
 }
 
 export function proxy_on_request_headers(contextId: u32, headerCount: u32, endOfStream: bool): i32 {

@@ -1,8 +1,9 @@
 // Entry point that exposes the pure decision logic (no host imports) to Node, for unit tests and
 // simulations: the same code that runs in Envoy, compiled to build/core.wasm with JS bindings.
-import { ModelScanner, ScanResult } from "./json_scan";
-import { affinityEndpoint, chooseTarget, endpointCosts, isSaturated, LocalLoad, pickEndpoint, prefixHash, Random, withFallbacks } from "./pick";
-import { Criticality, parseSnapshot } from "./snapshot";
+import { decide, LoadSource, NoLoad } from "./decide";
+import { ModelScanner, PROMPT_PREFIX_BYTES, ScanResult } from "./json_scan";
+import { LocalLoad, Random } from "./pick";
+import { parseSnapshot, Pool } from "./snapshot";
 
 /**
  * Feeds `body` to the scanner in chunks of `chunkSize` bytes (the last call marks end of stream)
@@ -31,23 +32,23 @@ export function checkSnapshot(text: string): string {
 }
 
 /**
- * Routes `model` `n` times against a snapshot and counts the choices: lines "target <name> <n>"
- * and "endpoint <address> <n>", in first-seen order.
+ * Routes `model` `n` times against a snapshot with no local load and counts the choices: lines
+ * "target <name> <n>" and "endpoint <address> <n>" (or "reply <status> <n>"), in first-seen order.
  */
 export function simulateRouting(text: string, model: string, n: i32, seed: u64): string {
   const s = parseSnapshot(text).snapshot;
-  if (s === null || !s.models.has(model)) return "error";
-  const m = s.models.get(model);
+  if (s === null) return "error";
   const random = new Random(seed);
+  const none = new NoLoad();
+  const empty = new StaticArray<u8>(0);
   const names = new Array<string>();
   const counts = new Map<string, i32>();
   for (let i = 0; i < n; i++) {
-    const t = chooseTarget(m, random);
-    const local = new Array<LocalLoad>(m.pool.endpoints.length);
-    for (let k = 0; k < local.length; k++) local[k] = new LocalLoad();
-    const e = pickEndpoint(m.pool, endpointCosts(m.pool, local, s.tuning, t === null ? "" : t.name), 0, s.tuning, random);
-    bump(names, counts, t === null ? "target -" : "target " + t.name);
-    bump(names, counts, e < 0 ? "endpoint -" : "endpoint " + m.pool.endpoints[e].address);
+    const d = decide(s, model, empty, 0, none, random);
+    const reply = d.reply;
+    if (reply !== null) { bump(names, counts, "reply " + reply.status.toString()); continue; }
+    bump(names, counts, "target " + d.target);
+    bump(names, counts, "endpoint " + d.chosen());
   }
   let out = "";
   for (let i = 0; i < names.length; i++) out += names[i] + " " + counts.get(names[i]).toString() + "\n";
@@ -72,9 +73,26 @@ export function scanPromptPrefix(body: Uint8Array, chunkSize: i32): string {
   return String.UTF8.decode(out.buffer);
 }
 
+/** Loads given as text: `pending,inflight;pending,inflight;...` for the pool's endpoints in order. */
+class TextLoads extends LoadSource {
+  constructor(private text: string) { super(); }
+  loadsOf(pool: Pool): Array<LocalLoad> {
+    const parts = this.text.length > 0 ? this.text.split(";") : new Array<string>();
+    const out = new Array<LocalLoad>(pool.endpoints.length);
+    for (let k = 0; k < out.length; k++) {
+      out[k] = new LocalLoad();
+      if (k >= parts.length) continue;
+      const pair = parts[k].split(",");
+      out[k].pendingPromptBytes = I64.parseInt(pair[0]);
+      out[k].inflight = I64.parseInt(pair[1]);
+    }
+    return out;
+  }
+}
+
 /**
- * Replays a request sequence through the routing decision against one snapshot, for the golden
- * test that proves a refactor keeps routing unchanged. Each request line is
+ * Replays a request sequence through `decide` against one snapshot, for the golden test that
+ * proves a refactor keeps routing unchanged. Each request line is
  * `model|prompt prefix|pending,inflight;pending,inflight;...` (this proxy's load on the model's
  * pool's endpoints, in snapshot order). Each output line is `reply <status>` or
  * `route <target> <endpoint>,<fallback>,... affinity=<0|1>`.
@@ -88,36 +106,14 @@ export function replayDecisions(snapshotText: string, requests: string, seed: u6
   for (let r = 0; r < lines.length; r++) {
     if (lines[r].length == 0) continue;
     const parts = lines[r].split("|");
-    const requested = parts[0];
     const prompt = String.UTF8.encode(parts[1]);
-    const prefix = new StaticArray<u8>(1024);
-    const promptLength = min(prompt.byteLength, 1024);
+    const prefix = new StaticArray<u8>(PROMPT_PREFIX_BYTES);
+    const promptLength = min(prompt.byteLength, PROMPT_PREFIX_BYTES);
     for (let i = 0; i < promptLength; i++) prefix[i] = load<u8>(changetype<usize>(prompt) + <usize>i);
-    if (!s.models.has(requested)) { out += "reply 404\n"; continue; }
-    const model = s.models.get(requested);
-    const target = chooseTarget(model, random);
-    if (target === null) { out += "reply 503\n"; continue; }
-    const pool = model.pool;
-    if (model.criticality == Criticality.Sheddable && isSaturated(pool)) { out += "reply 429\n"; continue; }
-    const loads = parts[2].length > 0 ? parts[2].split(";") : new Array<string>();
-    const local = new Array<LocalLoad>(pool.endpoints.length);
-    for (let k = 0; k < local.length; k++) {
-      local[k] = new LocalLoad();
-      if (k < loads.length) {
-        const pair = loads[k].split(",");
-        local[k].pendingPromptBytes = I64.parseInt(pair[0]);
-        local[k].inflight = I64.parseInt(pair[1]);
-      }
-    }
-    const affinity = prefixHash(prefix, promptLength, s.tuning.affinityBlocks);
-    const costs = endpointCosts(pool, local, s.tuning, target.name);
-    const index = pickEndpoint(pool, costs, affinity, s.tuning, random);
-    if (index < 0) { out += "reply 503\n"; continue; }
-    const affine = affinity != 0 && index == affinityEndpoint(pool, affinity);
-    const order = withFallbacks(costs, index, 2);
-    let destinations = pool.endpoints[order[0]].address;
-    for (let i = 1; i < order.length; i++) destinations += "," + pool.endpoints[order[i]].address;
-    out += "route " + target.name + " " + destinations + " affinity=" + (affine ? "1" : "0") + "\n";
+    const d = decide(s, parts[0], prefix, promptLength, new TextLoads(parts[2]), random);
+    const reply = d.reply;
+    if (reply !== null) { out += "reply " + reply.status.toString() + "\n"; continue; }
+    out += "route " + d.target + " " + d.destinations() + " affinity=" + (d.affinity ? "1" : "0") + "\n";
   }
   return out;
 }

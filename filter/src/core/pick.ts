@@ -67,20 +67,26 @@ export function affinityEndpoint(pool: Pool, prefixHash: u64): i32 {
   return best;
 }
 
+/** The picked endpoint's index (-1: none), and whether it is the prefix's affinity endpoint. */
+export class Pick {
+  constructor(public index: i32, public affinity: bool) {}
+}
+
 /**
  * Picks an endpoint: the prefix-affinity endpoint while it is not overloaded (its cost within
  * `affinityBoundBytes` of the cheapest), otherwise one of the near-best endpoints at random, so a
  * burst between two pushes spreads instead of piling onto the single best-looking endpoint.
- * `local[i]` is this proxy's load on `pool.endpoints[i]`; `prefixHash` 0 means no affinity.
+ * `costs[i]` is the cost of `pool.endpoints[i]`; `prefixHash` 0 means no affinity.
  */
-export function pickEndpoint(pool: Pool, costs: StaticArray<i64>, prefixHash: u64, t: Tuning, random: Random): i32 {
+export function pickEndpoint(pool: Pool, costs: StaticArray<i64>, prefixHash: u64, t: Tuning, random: Random): Pick {
   const n = pool.endpoints.length;
-  if (n == 0) return -1;
+  if (n == 0) return new Pick(-1, false);
   let cheapest = i64.MAX_VALUE;
   for (let i = 0; i < n; i++) if (costs[i] < cheapest) cheapest = costs[i];
+  let affine = -1;
   if (prefixHash != 0) {
-    const a = affinityEndpoint(pool, prefixHash);
-    if (costs[a] <= cheapest + t.affinityBoundBytes) return a;
+    affine = affinityEndpoint(pool, prefixHash);
+    if (costs[affine] <= cheapest + t.affinityBoundBytes) return new Pick(affine, true);
   }
   const slack = max<i64>(t.nearBestBytes, (cheapest * t.nearBestPercent) / 100);
   let chosen = -1;
@@ -90,7 +96,8 @@ export function pickEndpoint(pool: Pool, costs: StaticArray<i64>, prefixHash: u6
     seen++;
     if (random.below(seen) == 0) chosen = i; // uniform among the near-best (reservoir sampling)
   }
-  return chosen;
+  // The random near-best pick may still land on the affinity endpoint.
+  return new Pick(chosen, chosen >= 0 && chosen == affine);
 }
 
 /**

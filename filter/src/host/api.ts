@@ -1,72 +1,93 @@
-// Thin, allocation-aware wrappers over the raw ABI. Data the host returns is written into memory
-// it obtains from our `proxy_on_memory_allocate`; every wrapper copies what it needs and frees it.
+// The proxy-wasm ABI 0.2.1 host calls this filter makes, as thin typed wrappers in the manner of
+// proxy-wasm-rust-sdk's hostcalls.rs: each one passes its arguments through, copies out what the
+// host returned (and frees the host's allocation), and returns the host's Status. No application
+// logic lives here: callers decide what every status means for them.
 import {
-  proxy_get_buffer_bytes, proxy_get_current_time_nanoseconds, proxy_get_header_map_value, proxy_get_shared_data, proxy_log,
-  proxy_set_shared_data,
-  proxy_remove_header_map_value, proxy_replace_header_map_value, proxy_send_local_response, proxy_set_buffer_bytes,
+  proxy_define_metric, proxy_get_buffer_bytes, proxy_get_current_time_nanoseconds, proxy_get_header_map_value,
+  proxy_get_shared_data, proxy_increment_metric, proxy_log, proxy_remove_header_map_value, proxy_replace_header_map_value,
+  proxy_send_local_response, proxy_set_buffer_bytes, proxy_set_shared_data, proxy_set_tick_period_milliseconds,
 } from "./imports";
+
+/** proxy-wasm ABI WasmResult: every value a host call can return. */
+export const enum Status {
+  Ok = 0, NotFound = 1, BadArgument = 2, SerializationFailure = 3, ParseFailure = 4, BadExpression = 5,
+  InvalidMemoryAccess = 6, Empty = 7, CasMismatch = 8, ResultMismatch = 9, InternalFailure = 10,
+  BrokenConnection = 11, Unimplemented = 12,
+}
 
 export const enum LogLevel { Trace = 0, Debug = 1, Info = 2, Warn = 3, Error = 4, Critical = 5 }
 export const enum BufferType { RequestBody = 0, ResponseBody = 1, PluginConfiguration = 7 }
 export const enum MapType { RequestHeaders = 0, ResponseHeaders = 2 }
-export const enum Status { Ok = 0, NotFound = 1, BadArgument = 2, Empty = 7, CasMismatch = 8 }
+export const enum MetricType { Counter = 0, Gauge = 1, Histogram = 2 }
 
-// Two out-parameter slots (pointer, length) in static memory: the VM is single-threaded.
+// Out-parameter slots (pointer, length, cas, id, time) in static memory: the VM is single-threaded.
 const OUT_PTR: usize = memory.data(8);
 const OUT_LEN: usize = OUT_PTR + 4;
+const OUT_CAS: usize = memory.data(4);
+const OUT_ID: usize = memory.data(4);
+const OUT_TIME: usize = memory.data(8);
 
-/** A region of host-returned memory; call `free()` once done reading it. */
-export class HostBytes {
-  constructor(public ptr: usize, public len: usize) {}
-  toStr(): string { return String.UTF8.decodeUnsafe(this.ptr, this.len); }
-  free(): void { if (this.ptr != 0) heap.free(this.ptr); this.ptr = 0; this.len = 0; }
+/** A copy of bytes the host returned (the host's allocation is already freed). */
+export class Bytes {
+  constructor(public status: Status, public data: ArrayBuffer | null) {}
+  get ok(): bool { return this.status == Status.Ok; }
+  text(): string | null {
+    const d = this.data;
+    return d === null ? null : String.UTF8.decode(d);
+  }
 }
 
-export function log(level: LogLevel, message: string): void {
+/** Shared data: the value and its compare-and-swap token. */
+export class SharedValue extends Bytes {
+  constructor(status: Status, data: ArrayBuffer | null, public cas: u32) { super(status, data); }
+}
+
+function resetOut(): void {
+  store<u32>(OUT_PTR, 0);
+  store<u32>(OUT_LEN, 0);
+}
+
+/** Copies the host-allocated region named by the out slots into a new buffer and frees it. */
+function takeOut(): ArrayBuffer {
+  const ptr = <usize>load<u32>(OUT_PTR);
+  const len = <i32>load<u32>(OUT_LEN);
+  const out = new ArrayBuffer(len);
+  if (ptr != 0) {
+    memory.copy(changetype<usize>(out), ptr, <usize>len);
+    heap.free(ptr);
+  }
+  return out;
+}
+
+export function log(level: LogLevel, message: string): Status {
   const bytes = String.UTF8.encode(message);
-  proxy_log(level, changetype<usize>(bytes), bytes.byteLength);
+  return proxy_log(level, changetype<usize>(bytes), bytes.byteLength);
 }
 
-export function getBufferBytes(type: BufferType, start: usize, maxSize: usize): HostBytes | null {
-  store<u32>(OUT_PTR, 0);
-  store<u32>(OUT_LEN, 0);
-  const status = proxy_get_buffer_bytes(type, start, maxSize, OUT_PTR, OUT_LEN);
-  if (status != Status.Ok) return null;
-  return new HostBytes(load<u32>(OUT_PTR), load<u32>(OUT_LEN));
+export function getBufferBytes(type: BufferType, start: usize, maxSize: usize): Bytes {
+  resetOut();
+  const status = <Status>proxy_get_buffer_bytes(type, start, maxSize, OUT_PTR, OUT_LEN);
+  return new Bytes(status, status == Status.Ok ? takeOut() : null);
 }
 
-export function getBufferString(type: BufferType, size: usize): string {
-  if (size == 0) return "";
-  const bytes = getBufferBytes(type, 0, size);
-  if (bytes === null) return "";
-  const text = bytes.toStr();
-  bytes.free();
-  return text;
+/** Envoy semantics for start 0: drains `length` bytes from the front, then prepends `data`. */
+export function setBufferBytes(type: BufferType, start: usize, length: usize, data: ArrayBuffer): Status {
+  return <Status>proxy_set_buffer_bytes(type, start, length, changetype<usize>(data), data.byteLength);
 }
 
-/** Envoy semantics: start 0 drains `length` bytes from the front, then prepends `data`. */
-export function replaceBufferPrefix(type: BufferType, length: usize, data: ArrayBuffer): bool {
-  return proxy_set_buffer_bytes(type, 0, length, changetype<usize>(data), data.byteLength) == Status.Ok;
+export function getHeaderMapValue(map: MapType, name: ArrayBuffer): Bytes {
+  resetOut();
+  const status = <Status>proxy_get_header_map_value(map, changetype<usize>(name), name.byteLength, OUT_PTR, OUT_LEN);
+  return new Bytes(status, status == Status.Ok ? takeOut() : null);
 }
 
-export function getHeader(map: MapType, name: ArrayBuffer): string | null {
-  store<u32>(OUT_PTR, 0);
-  store<u32>(OUT_LEN, 0);
-  const status = proxy_get_header_map_value(map, changetype<usize>(name), name.byteLength, OUT_PTR, OUT_LEN);
-  if (status != Status.Ok) return null;
-  const value = new HostBytes(load<u32>(OUT_PTR), load<u32>(OUT_LEN));
-  const text = value.toStr();
-  value.free();
-  return text;
-}
-
-export function replaceHeader(map: MapType, name: ArrayBuffer, value: string): void {
+export function replaceHeaderMapValue(map: MapType, name: ArrayBuffer, value: string): Status {
   const v = String.UTF8.encode(value);
-  proxy_replace_header_map_value(map, changetype<usize>(name), name.byteLength, changetype<usize>(v), v.byteLength);
+  return <Status>proxy_replace_header_map_value(map, changetype<usize>(name), name.byteLength, changetype<usize>(v), v.byteLength);
 }
 
-export function removeHeader(map: MapType, name: ArrayBuffer): void {
-  proxy_remove_header_map_value(map, changetype<usize>(name), name.byteLength);
+export function removeHeaderMapValue(map: MapType, name: ArrayBuffer): Status {
+  return <Status>proxy_remove_header_map_value(map, changetype<usize>(name), name.byteLength);
 }
 
 /** Serializes header pairs as the ABI expects: count, (key len, value len)*, then NUL-terminated bytes. */
@@ -95,61 +116,51 @@ function serializeHeaders(pairs: string[]): ArrayBuffer {
 }
 
 /** Answers the request from the proxy; `headerPairs` alternates names and values. */
-export function sendLocalResponse(status: u32, details: string, body: string, headerPairs: string[]): void {
+export function sendLocalResponse(status: u32, details: string, body: string, headerPairs: string[]): Status {
   const d = String.UTF8.encode(details);
   const b = String.UTF8.encode(body);
   const h = serializeHeaders(headerPairs);
-  proxy_send_local_response(status, changetype<usize>(d), d.byteLength, changetype<usize>(b), b.byteLength,
+  return <Status>proxy_send_local_response(status, changetype<usize>(d), d.byteLength, changetype<usize>(b), b.byteLength,
     changetype<usize>(h), h.byteLength, -1);
 }
 
-const TIME_OUT: usize = memory.data(8);
-export function nowNanos(): u64 {
-  proxy_get_current_time_nanoseconds(TIME_OUT);
-  return load<u64>(TIME_OUT);
+/** The host's wall clock; 0 if the host refuses (it never does in Envoy). */
+export function currentTimeNanos(): u64 {
+  store<u64>(OUT_TIME, 0);
+  return proxy_get_current_time_nanoseconds(OUT_TIME) == Status.Ok ? load<u64>(OUT_TIME) : 0;
 }
 
-const OUT_CAS: usize = memory.data(8);
-
-/**
- * Adds `deltas` to a record of i64 counters in Envoy's shared data (one store per VM id, shared
- * by every worker thread), with compare-and-swap retries. Values never go below zero, so a lost
- * update can only make a counter forget load, not invent it. Returns the counters after the update.
- */
-export function addSharedCounters(key: ArrayBuffer, deltas: StaticArray<i64>): StaticArray<i64> {
-  const count = deltas.length;
-  const values = new StaticArray<i64>(count);
-  for (let attempt = 0; attempt < 16; attempt++) {
-    store<u32>(OUT_PTR, 0);
-    store<u32>(OUT_LEN, 0);
-    store<u32>(OUT_CAS, 0);
-    const status = proxy_get_shared_data(changetype<usize>(key), key.byteLength, OUT_PTR, OUT_LEN, OUT_CAS);
-    const cas = status == Status.Ok ? load<u32>(OUT_CAS) : 0;
-    readCounters(status, values);
-    for (let i = 0; i < count; i++) {
-      const v = values[i] + deltas[i];
-      values[i] = v < 0 ? 0 : v;
-    }
-    const written = proxy_set_shared_data(changetype<usize>(key), key.byteLength, changetype<usize>(values), <usize>count * 8, cas);
-    if (written != Status.CasMismatch) break;
-  }
-  return values;
+export function getSharedData(key: ArrayBuffer): SharedValue {
+  resetOut();
+  store<u32>(OUT_CAS, 0);
+  const status = <Status>proxy_get_shared_data(changetype<usize>(key), key.byteLength, OUT_PTR, OUT_LEN, OUT_CAS);
+  if (status != Status.Ok) return new SharedValue(status, null, 0);
+  const cas = load<u32>(OUT_CAS);
+  return new SharedValue(status, takeOut(), cas);
 }
 
-/** Reads a record of i64 counters from shared data (zeros when absent). */
-export function readSharedCounters(key: ArrayBuffer, values: StaticArray<i64>): void {
-  store<u32>(OUT_PTR, 0);
-  store<u32>(OUT_LEN, 0);
-  const status = proxy_get_shared_data(changetype<usize>(key), key.byteLength, OUT_PTR, OUT_LEN, OUT_CAS);
-  readCounters(status, values);
+/** `cas` 0 writes unconditionally; otherwise the write fails with CasMismatch if the value changed. */
+export function setSharedData(key: ArrayBuffer, value: ArrayBuffer, cas: u32): Status {
+  return <Status>proxy_set_shared_data(changetype<usize>(key), key.byteLength, changetype<usize>(value), value.byteLength, cas);
 }
 
-function readCounters(status: i32, values: StaticArray<i64>): void {
-  for (let i = 0; i < values.length; i++) values[i] = 0;
-  if (status != Status.Ok) return;
-  const ptr: usize = load<u32>(OUT_PTR);
-  const len: usize = load<u32>(OUT_LEN);
-  const n = min(<i32>(len / 8), values.length);
-  for (let i = 0; i < n; i++) values[i] = load<i64>(ptr + <usize>i * 8);
-  if (ptr != 0) heap.free(ptr);
+/** Defines a metric; the id is valid only when the status is Ok. */
+export class MetricId {
+  constructor(public status: Status, public id: u32) {}
+}
+
+export function defineMetric(type: MetricType, name: string): MetricId {
+  const bytes = String.UTF8.encode(name);
+  store<u32>(OUT_ID, 0);
+  const status = <Status>proxy_define_metric(type, changetype<usize>(bytes), bytes.byteLength, OUT_ID);
+  return new MetricId(status, load<u32>(OUT_ID));
+}
+
+export function incrementMetric(id: u32, offset: i64): Status {
+  return <Status>proxy_increment_metric(id, offset);
+}
+
+/** Calls proxy_on_tick for the current root context every `period` ms (0 stops). */
+export function setTickPeriod(periodMs: u32): Status {
+  return <Status>proxy_set_tick_period_milliseconds(periodMs);
 }

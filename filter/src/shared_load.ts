@@ -1,0 +1,213 @@
+// This proxy's own load on each endpoint, shared by every worker thread through Envoy's shared
+// data, so a burst between two snapshot pushes spreads across endpoints instead of every worker
+// sending it to the one that looked best.
+//
+// Each VM instance (one per worker thread, and a new one whenever Envoy reloads a VM after a
+// crash) owns one record and is its only writer, so an update never races and never gives up:
+//   infergate/load/<id>     u32 n, then n × (u64 endpoint address hash, i64 pending prompt bytes, i64 in flight)
+// Instances announce themselves in a registry, refreshed every HEARTBEAT_MS (from the root
+// context's tick, and from request traffic):
+//   infergate/instances     u32 n, then n × (u32 id, u32 0, u64 last seen, ms)
+//   infergate/next-instance u32 the next id to hand out
+// Readers sum the records of instances seen within STALE_MS. An instance that stops (a crashed
+// VM takes its streams' decrements with it) is ignored after STALE_MS, and after DEAD_MS its
+// registry entry is removed and its record emptied: load it left behind decays instead of
+// steering picks forever. Endpoints leave a record as soon as their counts are back to zero.
+import { LoadSource } from "./core/decide";
+import { LocalLoad } from "./core/pick";
+import { saturatingAdd } from "./core/saturating";
+import { Pool } from "./core/snapshot";
+import { currentTimeNanos, getSharedData, log, LogLevel, setSharedData, Status } from "./host/api";
+
+export const HEARTBEAT_MS: u64 = 1000;
+export const STALE_MS: u64 = 5000;
+export const DEAD_MS: u64 = 30000;
+/** Compare-and-swap retries on the registry before an update is logged as failed (contention
+ * there is one write per instance per second, so this is never reached in practice). */
+const MAX_CAS_ATTEMPTS: i32 = 10000;
+
+const NEXT_ID_KEY = String.UTF8.encode("infergate/next-instance");
+const INSTANCES_KEY = String.UTF8.encode("infergate/instances");
+const EMPTY = new ArrayBuffer(0);
+
+function recordKey(id: u32): ArrayBuffer {
+  return String.UTF8.encode("infergate/load/" + id.toString());
+}
+
+function nowMs(): u64 {
+  return currentTimeNanos() / 1_000_000;
+}
+
+class Counts {
+  pending: i64 = 0;
+  inflight: i64 = 0;
+}
+
+class Instance {
+  constructor(public id: u32, public seenMs: u64) {}
+}
+
+function decodeInstances(data: ArrayBuffer | null): Array<Instance> {
+  const out = new Array<Instance>();
+  if (data === null || data.byteLength < 4) return out;
+  const base = changetype<usize>(data);
+  const n = min(<i32>load<u32>(base), (data.byteLength - 4) / 16);
+  for (let i = 0; i < n; i++) {
+    const at = base + 4 + <usize>i * 16;
+    out.push(new Instance(load<u32>(at), load<u64>(at + 8)));
+  }
+  return out;
+}
+
+function encodeInstances(list: Array<Instance>): ArrayBuffer {
+  const out = new ArrayBuffer(4 + list.length * 16);
+  const base = changetype<usize>(out);
+  store<u32>(base, list.length);
+  for (let i = 0; i < list.length; i++) {
+    const at = base + 4 + <usize>i * 16;
+    store<u32>(at, list[i].id);
+    store<u32>(at + 4, 0);
+    store<u64>(at + 8, list[i].seenMs);
+  }
+  return out;
+}
+
+export class SharedLoad extends LoadSource {
+  /** This instance's id; 0 until registered. */
+  private id: u32 = 0;
+  private own: Map<u64, Counts> = new Map<u64, Counts>();
+  /** Other live instances, as of the last heartbeat. */
+  private others: Array<u32> = new Array<u32>();
+  private lastHeartbeat: u64 = 0;
+
+  /** Adds to this instance's counts for an endpoint (by address hash); counts never go below 0. */
+  add(endpointHash: u64, pendingDelta: i64, inflightDelta: i64): void {
+    this.maybeHeartbeat();
+    let c: Counts;
+    if (this.own.has(endpointHash)) c = this.own.get(endpointHash);
+    else { c = new Counts(); this.own.set(endpointHash, c); }
+    c.pending = max<i64>(0, saturatingAdd(c.pending, pendingDelta));
+    c.inflight = max<i64>(0, saturatingAdd(c.inflight, inflightDelta));
+    if (c.pending == 0 && c.inflight == 0) this.own.delete(endpointHash);
+    this.writeOwn();
+  }
+
+  loadsOf(pool: Pool): Array<LocalLoad> {
+    this.maybeHeartbeat();
+    const n = pool.endpoints.length;
+    const out = new Array<LocalLoad>(n);
+    const index = new Map<u64, i32>();
+    for (let i = 0; i < n; i++) {
+      out[i] = new LocalLoad();
+      index.set(pool.endpoints[i].hash, i);
+    }
+    const hashes = this.own.keys();
+    for (let k = 0; k < hashes.length; k++) {
+      if (!index.has(hashes[k])) continue;
+      const c = this.own.get(hashes[k]);
+      const l = out[index.get(hashes[k])];
+      l.pendingPromptBytes = saturatingAdd(l.pendingPromptBytes, c.pending);
+      l.inflight = saturatingAdd(l.inflight, c.inflight);
+    }
+    for (let k = 0; k < this.others.length; k++) this.addRecord(this.others[k], index, out);
+    return out;
+  }
+
+  /** Announces this instance and refreshes the list of live ones, at most once per HEARTBEAT_MS. */
+  maybeHeartbeat(): void {
+    const now = nowMs();
+    if (this.lastHeartbeat != 0 && now - this.lastHeartbeat < HEARTBEAT_MS) return;
+    this.lastHeartbeat = now;
+    if (this.id == 0 && !this.register()) return;
+    for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
+      const current = getSharedData(INSTANCES_KEY);
+      if (current.status != Status.Ok && current.status != Status.NotFound) {
+        log(LogLevel.Warn, "infergate: cannot read the instance registry: status " + current.status.toString());
+        return;
+      }
+      const kept = new Array<Instance>();
+      const dead = new Array<u32>();
+      const others = new Array<u32>();
+      const list = decodeInstances(current.data);
+      for (let i = 0; i < list.length; i++) {
+        const e = list[i];
+        if (e.id == this.id) continue;
+        const age = now > e.seenMs ? now - e.seenMs : 0;
+        if (age > DEAD_MS) { dead.push(e.id); continue; }
+        kept.push(e);
+        if (age <= STALE_MS) others.push(e.id);
+      }
+      kept.push(new Instance(this.id, now));
+      const written = setSharedData(INSTANCES_KEY, encodeInstances(kept), current.status == Status.Ok ? current.cas : 0);
+      if (written == Status.CasMismatch) continue;
+      if (written != Status.Ok) {
+        log(LogLevel.Warn, "infergate: cannot write the instance registry: status " + written.toString());
+        return;
+      }
+      this.others = others;
+      // Whoever removes a dead instance empties its record (proxy-wasm cannot delete a key).
+      for (let i = 0; i < dead.length; i++) setSharedData(recordKey(dead[i]), EMPTY, 0);
+      return;
+    }
+    log(LogLevel.Error, "infergate: instance registry update lost " + MAX_CAS_ATTEMPTS.toString() + " compare-and-swap races");
+  }
+
+  /** Takes the next instance id from the shared counter. */
+  private register(): bool {
+    for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
+      const current = getSharedData(NEXT_ID_KEY);
+      let next: u32 = 1;
+      if (current.status == Status.Ok && current.data !== null && current.data!.byteLength >= 4) next = load<u32>(changetype<usize>(current.data!));
+      else if (current.status != Status.NotFound && current.status != Status.Ok) {
+        log(LogLevel.Warn, "infergate: cannot read the instance counter: status " + current.status.toString());
+        return false;
+      }
+      const value = new ArrayBuffer(4);
+      store<u32>(changetype<usize>(value), next + 1 == 0 ? 1 : next + 1);
+      const written = setSharedData(NEXT_ID_KEY, value, current.status == Status.Ok ? current.cas : 0);
+      if (written == Status.CasMismatch) continue;
+      if (written != Status.Ok) {
+        log(LogLevel.Warn, "infergate: cannot write the instance counter: status " + written.toString());
+        return false;
+      }
+      this.id = next;
+      return true;
+    }
+    log(LogLevel.Error, "infergate: instance registration lost " + MAX_CAS_ATTEMPTS.toString() + " compare-and-swap races");
+    return false;
+  }
+
+  private writeOwn(): void {
+    if (this.id == 0) return; // not registered: nobody else can read it anyway
+    const hashes = this.own.keys();
+    const record = new ArrayBuffer(4 + hashes.length * 24);
+    const base = changetype<usize>(record);
+    store<u32>(base, hashes.length);
+    for (let k = 0; k < hashes.length; k++) {
+      const at = base + 4 + <usize>k * 24;
+      const c = this.own.get(hashes[k]);
+      store<u64>(at, hashes[k]);
+      store<i64>(at + 8, c.pending);
+      store<i64>(at + 16, c.inflight);
+    }
+    const status = setSharedData(recordKey(this.id), record, 0);
+    if (status != Status.Ok) log(LogLevel.Warn, "infergate: cannot write load record: status " + status.toString());
+  }
+
+  private addRecord(id: u32, index: Map<u64, i32>, out: Array<LocalLoad>): void {
+    const record = getSharedData(recordKey(id));
+    if (record.status != Status.Ok) return; // NotFound: it has never routed anything
+    const data = record.data!;
+    if (data.byteLength < 4) return;
+    const base = changetype<usize>(data);
+    const n = min(<i32>load<u32>(base), (data.byteLength - 4) / 24);
+    for (let k = 0; k < n; k++) {
+      const at = base + 4 + <usize>k * 24;
+      const hash = load<u64>(at);
+      if (!index.has(hash)) continue;
+      const l = out[index.get(hash)];
+      l.pendingPromptBytes = saturatingAdd(l.pendingPromptBytes, max<i64>(0, load<i64>(at + 8)));
+      l.inflight = saturatingAdd(l.inflight, max<i64>(0, load<i64>(at + 16)));
+    }
+  }
+}
