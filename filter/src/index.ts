@@ -78,6 +78,11 @@ export function proxy_on_request_body(contextId: u32, bodySize: usize, endOfStre
   return streams.get(contextId).onRequestBody(bodySize, endOfStream);
 }
 
+export function proxy_on_request_trailers(contextId: u32, trailerCount: u32): i32 {
+  if (!streams.has(contextId)) return 0;
+  return streams.get(contextId).onRequestTrailers();
+}
+
 export function proxy_on_response_body(contextId: u32, bodySize: usize, endOfStream: bool): i32 {
   if (streams.has(contextId)) streams.get(contextId).onResponseBody();
   return 0;

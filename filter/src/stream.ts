@@ -1,17 +1,19 @@
 // Per-request state machine, in the manner of Envoy's own filters:
 //
-//   Start --(not an inference route)--------------------------------> Passthrough
-//   Start --(inference route, body follows)--> ReadingBody --(model)--> Routed
-//                                                   \--(bad/unknown)--> Rejected (local reply)
+//   Start --(not an inference route)----------------------------------------> Passthrough
+//   Start --(inference route, body follows)--> ReadingBody --(whole body, valid)--> Routed
+//                                                   \--(bad body, unknown model, ...)--> Rejected (local reply)
 //
-// Headers are held (StopIteration, with Envoy's allow_on_headers_stop_iteration) until the body
-// has yielded `model`, because the routing header must be set before the router sees the request.
+// Headers are held (StopIteration, with Envoy's allow_on_headers_stop_iteration) until the whole
+// body has been scanned (core/json_scan.ts explains why the whole body), because the routing
+// header must be set before the router sees the request. The body ends at end of stream, or at
+// the request trailers.
 // The decision itself is core/decide.ts; this file only moves bytes and headers between Envoy and
 // it, and keeps this proxy's load counters (shared_load.ts) for the requests it routed.
 import { AFFINITY_ROUTED, count, ENDPOINT, ENDPOINT_ROUTED_SUFFIX, REJECTED, REWRITTEN, ROUTED } from "./counters";
 import { decide } from "./core/decide";
 import { badRequest, ErrorReply, internalError, jsonString, noEndpoint, tooLarge, unsupportedEncoding } from "./core/errors";
-import { ModelScanner, ScanResult } from "./core/json_scan";
+import { ModelScanner, ScanError, ScanResult } from "./core/json_scan";
 import { Random } from "./core/pick";
 import { Snapshot } from "./core/snapshot";
 import { isInferencePath } from "./core/routes";
@@ -32,7 +34,8 @@ export class RootConfig {
 export class Stream {
   private phase: Phase = Phase.Start;
   private scanner: ModelScanner = new ModelScanner();
-  private contentLength: i64 = -1;
+  /** Whether the request declared a content-length (it is corrected after a rewrite). */
+  private hasContentLength: bool = false;
   private bodyBytes: i64 = 0;
   /** Address hash of the endpoint this request was sent to, once routed (0: not routed). */
   private endpointHash: u64 = 0;
@@ -81,8 +84,8 @@ export class Stream {
       this.reject(badRequest("The request has no body; a JSON body with a \"model\" field is required.", "model"));
       return HeadersAction.StopIteration;
     }
-    const length = this.header(CONTENT_LENGTH);
-    if (length !== null) this.contentLength = I64.parseInt(length);
+    // Only whether it is there matters: the body itself is measured, never the declared length.
+    this.hasContentLength = this.header(CONTENT_LENGTH) !== null;
     if (this.phase == Phase.Rejected) return HeadersAction.StopIteration;
     this.phase = Phase.ReadingBody;
     return HeadersAction.StopIteration;
@@ -90,33 +93,40 @@ export class Stream {
 
   onRequestBody(bodySize: usize, endOfStream: bool): BodyAction {
     if (this.phase != Phase.ReadingBody) return BodyAction.Continue;
-    this.bodyBytes = <i64>bodySize;
-    const result = this.scanNewBytes(bodySize, endOfStream);
-    if (this.phase == Phase.Rejected) return BodyAction.StopIterationAndBuffer;
-    if (result == ScanResult.NeedMore) {
-      if (<i64>bodySize > this.config!.maxBodyBytes) this.reject(tooLarge(this.config!.maxBodyBytes));
+    if (<i64>bodySize > this.config!.maxBodyBytes) {
+      this.reject(tooLarge(this.config!.maxBodyBytes));
       return BodyAction.StopIterationAndBuffer;
     }
-    if (result == ScanResult.Invalid) this.reject(badRequest("Malformed JSON body: " + this.scanner.error + ".", ""));
-    else if (result == ScanResult.Missing) this.reject(badRequest("The request body has no \"model\" field.", "model"));
-    else this.route();
+    this.bodyBytes = <i64>bodySize;
+    this.scanNewBytes(bodySize);
+    if (this.phase == Phase.ReadingBody && (endOfStream || this.scanner.status == ScanResult.Invalid)) this.bodyEnded();
     return this.phase == Phase.Routed ? BodyAction.Continue : BodyAction.StopIterationAndBuffer;
   }
 
+  /** Trailers end the body too (the last body callback then had no end of stream). */
+  onRequestTrailers(): HeadersAction {
+    if (this.phase == Phase.ReadingBody) this.bodyEnded();
+    return this.phase == Phase.Rejected ? HeadersAction.StopIteration : HeadersAction.Continue;
+  }
+
+  private bodyEnded(): void {
+    const result = this.scanner.finish();
+    if (result == ScanResult.Invalid) this.reject(badRequest("Malformed request body: " + this.scanner.error + ".", this.scanner.errorKind >= ScanError.DuplicateModel ? "model" : ""));
+    else if (result == ScanResult.Missing) this.reject(badRequest("The request body has no \"model\" field.", "model"));
+    else this.route();
+  }
+
   /** Feeds the bytes Envoy buffered since the last call; while we buffer, bodySize is the total. */
-  private scanNewBytes(bodySize: usize, endOfStream: bool): ScanResult {
+  private scanNewBytes(bodySize: usize): void {
     const start = <usize>this.scanner.consumed;
-    if (bodySize > start) {
-      const chunk = getBufferBytes(BufferType.RequestBody, start, bodySize - start);
-      if (chunk.status == Status.Ok) {
-        const data = chunk.data!;
-        this.scanner.feed(changetype<usize>(data), <usize>data.byteLength);
-      } else if (chunk.status != Status.NotFound && chunk.status != Status.Empty) {
-        this.reject(internalError("Could not read the request body (status " + chunk.status.toString() + ")."));
-        return ScanResult.Invalid;
-      }
+    if (bodySize <= start) return;
+    const chunk = getBufferBytes(BufferType.RequestBody, start, bodySize - start);
+    if (chunk.status == Status.Ok) {
+      const data = chunk.data!;
+      this.scanner.feed(changetype<usize>(data), <usize>data.byteLength);
+    } else if (chunk.status != Status.NotFound && chunk.status != Status.Empty) {
+      this.reject(internalError("Could not read the request body (status " + chunk.status.toString() + ")."));
     }
-    return endOfStream ? this.scanner.finish() : this.scanner.status;
   }
 
   private route(): void {
@@ -131,8 +141,9 @@ export class Stream {
       return;
     }
     if (!this.set(DESTINATION, d.destinations()) || !this.set(POOL, d.pool!.name)) return;
-    // The whole prompt counts as pending prefill until the endpoint answers.
-    this.pendingBytes = this.contentLength > this.bodyBytes ? this.contentLength : this.bodyBytes;
+    // The whole prompt counts as pending prefill until the endpoint answers: the bytes scanned,
+    // never what the client declared.
+    this.pendingBytes = this.bodyBytes;
     const endpoint = d.pool!.endpoints[d.endpoints[0]];
     this.endpointHash = endpoint.hash;
     this.load.add(this.endpointHash, this.pendingBytes, 1);
@@ -165,8 +176,8 @@ export class Stream {
     if (head !== null) memory.copy(changetype<usize>(prefix), changetype<usize>(head), headLen);
     memory.copy(changetype<usize>(prefix) + headLen, changetype<usize>(quoted), quoted.byteLength);
     if (setBufferBytes(BufferType.RequestBody, 0, valueEnd, prefix) != Status.Ok) return false;
-    if (this.contentLength >= 0) {
-      const newLength = this.contentLength + <i64>prefix.byteLength - <i64>valueEnd;
+    if (this.hasContentLength) {
+      const newLength = this.bodyBytes + <i64>prefix.byteLength - <i64>valueEnd;
       if (!this.set(CONTENT_LENGTH, newLength.toString())) return false;
     }
     return true;

@@ -74,11 +74,11 @@ describe("seed request through Envoy", () => {
 
   it("answers malformed or model-less bodies with 400", async () => {
     const cases: Array<[string, RegExp]> = [
-      ['{"messages": [{"role": "user"', /Malformed JSON/],
-      ["not json", /Malformed JSON/],
+      ['{"messages": [{"role": "user"', /Malformed request body/],
+      ["not json", /Malformed request body/],
       ['{"messages": [{"role": "user", "content": "hi"}]}', /no "model" field/],
       ['{"model": 42}', /must be a string/],
-      ['{"messages": {"role": "user"], "model": "qwq"}', /Malformed JSON/],
+      ['{"messages": {"role": "user"], "model": "qwq"}', /Malformed request body/],
     ];
     for (const [body, message] of cases) {
       const r = await postJson(`${stack.inferenceUrl}/v1/chat/completions`, body);
@@ -88,14 +88,47 @@ describe("seed request through Envoy", () => {
     }
     const empty = await fetch(`${stack.inferenceUrl}/v1/completions`, { method: "POST" });
     assert.equal(empty.status, 400);
-    // The filter reads on past `model` to the prompt (for prefix affinity), so damage there is
-    // caught too; damage after both is the replica's to report, still as a 400 (vLLM's shape).
-    const late = await postJson(`${stack.inferenceUrl}/v1/chat/completions`, '{"model": "qwq", "messages": [}');
-    assert.equal(late.status, 400);
-    assert.equal(late.servedBy, null, "rejected by the filter");
-    const after = await postJson(`${stack.inferenceUrl}/v1/chat/completions`, '{"model": "qwq", "messages": [], "n": }');
-    assert.equal(after.status, 400);
-    assert.ok(POOL.has(after.servedBy!), "reached a replica, which rejected it");
+    // The filter reads the whole body, so damage anywhere is its to report.
+    for (const body of ['{"model": "qwq", "messages": [}', '{"model": "qwq", "messages": [], "n": }', '{"model": "qwq"} {"model": "other"}']) {
+      const r = await postJson(`${stack.inferenceUrl}/v1/chat/completions`, body);
+      assert.equal(r.status, 400, body);
+      assert.equal(r.servedBy, null, `${body}: rejected by the filter`);
+    }
+  });
+
+  it("refuses a second model key: the replica would serve the last one, past the model check", async () => {
+    for (const body of [
+      '{"messages": [{"role": "user", "content": "hi"}], "model": "qwq", "model": "secret-model"}',
+      '{"model": "secret-model", "model": "qwq", "prompt": "x"}',
+      '{"model": "qwq", "mod\\u0065l": "secret-model"}',
+    ]) {
+      const r = await postJson(`${stack.inferenceUrl}/v1/chat/completions`, body);
+      assert.equal(r.status, 400, `${body} -> ${r.text}`);
+      assert.equal(r.body.error.param, "model");
+      assert.match(r.body.error.message, /more than one "model" key/);
+      assert.equal(r.servedBy, null);
+    }
+  });
+
+  it("checks percent-encoded spellings of an inference path like the path itself", async () => {
+    for (const path of ["/v1/chat/%63ompletions", "/v1%2Fchat%2Fcompletions", "/v1//chat/./completions"]) {
+      const unknown = await postJson(`${stack.inferenceUrl}${path}`, { model: "not-served", messages: [] });
+      assert.equal(unknown.status, 404, `${path} -> ${unknown.text}`);
+      assert.equal(unknown.body.error.code, "model_not_found", path);
+      const bad = await postJson(`${stack.inferenceUrl}${path}`, '{"model": "qwq", "model": "x"}');
+      assert.equal(bad.status, 400, path);
+    }
+  });
+
+  it("refuses a model name that is not valid Unicode, and accepts a byte order mark and NaN", async () => {
+    const lone = await postJson(`${stack.inferenceUrl}/v1/chat/completions`, '{"model": "qw\\ud800q", "messages": []}');
+    assert.equal(lone.status, 400, lone.text);
+    assert.match(lone.body.error.message, /not valid Unicode/);
+    const bom = await fetch(`${stack.inferenceUrl}/v1/completions`, {
+      method: "POST", headers: { "content-type": "application/json" },
+      body: Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from('{"model": "qwq", "prompt": "hi", "temperature": NaN, "max_tokens": 1}')]),
+    });
+    assert.equal(bom.status, 200, await bom.text());
   });
 
   it("routes a body that arrives in many small chunks, model last, with escapes", async () => {

@@ -178,3 +178,23 @@ target never 0
     assert.equal(solo.get("target never"), undefined);
   });
 });
+
+describe("decide: hostile numbers cannot wrap a cost", () => {
+  const snap = snapshot(`${POOL}model m p standard\ntarget m 1\n`);
+  it("an endpoint with the largest possible load is never picked, nor does it make others unpickable", () => {
+    for (const huge of ["9223372036854775807,0", "0,9223372036854775807", "9223372036854775807,9223372036854775807", "1000000000000,4503599627370496"]) {
+      const picks = chosenOver(snap, "m", 200, { loads: [huge, "0,0", "0,0"] });
+      assert.equal(picks.get("10.0.0.1:8000"), undefined, huge);
+      assert.ok(picks.get("10.0.0.2:8000")! > 50 && picks.get("10.0.0.3:8000")! > 50, `${huge}: ${JSON.stringify([...picks])}`);
+    }
+    // Everything at the maximum: still a valid pick, and the fallbacks are listed.
+    assert.match(decideOnce(snap, "m", { loads: Array(3).fill("9223372036854775807,9223372036854775807") }), /^route m 10\.0\.0\.\d:8000,10\.0\.0\.\d:8000,10\.0\.0\.\d:8000 /);
+  });
+
+  it("takes the largest tuning values without overflow, and refuses larger ones and unknown keys", () => {
+    const big = snapshot(`${POOL}model m p standard\ntarget m 1\n`).replace(/tuning (\S+) \d+/g, "tuning $1 1000000000000");
+    assert.match(decideOnce(big, "m", { loads: ["9223372036854775807,9223372036854775807", "0,0", "1,1"] }), /^route m 10\.0\.0\.[23]:8000/);
+    assert.match(core.checkSnapshot(big.replace("tuning score-weight 1000000000000", "tuning score-weight 1000000000001")), /tuning value must be an integer from 0 to 1000000000000/);
+    assert.match(core.checkSnapshot(snapshot("tuning score-wieght 40\n")), /unknown tuning key score-wieght/);
+  });
+});

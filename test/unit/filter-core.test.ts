@@ -7,6 +7,14 @@ import * as core from "../../build/core.js";
 
 const scan = (body: string, chunk: number): string => core.scanModel(new TextEncoder().encode(body), chunk);
 
+/** Scans raw bytes (possibly not UTF-8) with every chunking; all must agree. */
+function scanBytes(bytes: number[]): string {
+  const body = Uint8Array.from(bytes);
+  const whole = core.scanModel(body, body.length);
+  for (let size = 1; size < body.length; size++) assert.equal(core.scanModel(body, size), whole, `chunk size ${size}`);
+  return whole;
+}
+
 /** Scans with every chunk size from 1 byte to the whole body; all must agree. */
 function scanAllChunkings(body: string): string {
   const whole = scan(body, Math.max(1, Buffer.byteLength(body)));
@@ -37,11 +45,40 @@ describe("body scanner", () => {
     assert.equal(found('{"model": "多模型"}').model, "多模型");
   });
 
-  it("stops once the model and the prompt prefix are known: later bytes are not read", () => {
-    assert.equal(scan('{"prompt": "p", "model": "m", this is not json', 4).split(" ")[0], "found");
-    assert.equal(scan(`{"model": "m", "prompt": "${"x".repeat(2000)} this is not json`, 64).split(" ")[0], "found");
-    // With the prompt still to come, the scanner reads on and sees the damage.
-    assert.match(scan('{"model": "m", this is not json', 4), /^invalid/);
+  it("reads the whole body: damage after the model is still refused", () => {
+    assert.match(scan('{"prompt": "p", "model": "m", this is not json', 4), /^invalid syntax/);
+    assert.match(scanAllChunkings(`{"model": "m", "prompt": "${"x".repeat(2000)}"} trailing`), /^invalid syntax: extra data after the JSON object/);
+    assert.match(scanAllChunkings('{"model": "m"}\n\t '), /^found/);
+  });
+
+  it("refuses a root object with two model keys, whatever their values, and in any spelling", () => {
+    // vLLM (Python's json) would serve the last one: past the allowlist, the weights and shedding.
+    for (const body of [
+      '{"messages":[{"role":"user","content":"hi"}],"model":"qwq","model":"other"}',
+      '{"model":"a","model":"b","prompt":"x"}',
+      '{"model":"a","mod\\u0065l":"b"}',
+      '{"model":5,"model":"b"}',
+      '{"model":"a","x":{"y":1},"model":null}',
+    ]) assert.match(scanAllChunkings(body), /^invalid duplicate-model:/, body);
+    // Nested "model" keys are someone else's business.
+    assert.equal(found('{"model":"a","tools":[{"model":"b","model":"c"}]}').model, "a");
+  });
+
+  it("refuses a model that is not valid Unicode, and accepts what Python's json accepts elsewhere", () => {
+    assert.match(scanAllChunkings('{"model": "q\\ud800q"}'), /^invalid model-not-unicode/);
+    assert.match(scanBytes([...Buffer.from('{"model": "q'), 0xed, 0xa0, 0x80, ...Buffer.from('"}')]), /^invalid model-not-unicode/);
+    // Raw bytes that are not UTF-8 at all are a syntax error anywhere.
+    assert.match(scanBytes([...Buffer.from('{"model": "q'), 0xc0, 0x80, ...Buffer.from('"}')]), /^invalid syntax: invalid UTF-8/);
+    assert.match(scanBytes([...Buffer.from('{"a": "'), 0xff, ...Buffer.from('", "model": "m"}')]), /^invalid syntax: invalid UTF-8/);
+    // An encoded surrogate outside the model is accepted (Python decodes with 'surrogatepass').
+    assert.match(scanBytes([...Buffer.from('{"a": "'), 0xed, 0xa0, 0x80, ...Buffer.from('", "model": "m"}')]), /^found/);
+    // A UTF-8 byte order mark, Python's NaN and Infinity, and deep nesting in unrelated fields.
+    assert.match(scanBytes([0xef, 0xbb, 0xbf, ...Buffer.from('{"model": "m"}')]), /^found 13 16 m$/);
+    assert.match(scanBytes([0xef, 0xbb, ...Buffer.from('{"model": "m"}')]), /^invalid syntax/);
+    assert.equal(found('{"temperature": NaN, "top_p": -Infinity, "n": Infinity, "model": "m"}').model, "m");
+    const schema = '{"type":"object","properties":{"x":'.repeat(300) + '{"type":"string"}' + "}}".repeat(300);
+    assert.equal(found(`{"tools": [${schema}], "model": "m"}`).model, "m");
+    assert.match(scan(`{"a": ${"[".repeat(1000)}${"]".repeat(1000)}, "model": "m"}`, 4096), /^invalid too-deep/);
   });
 
   it("keeps the raw leading bytes of messages, prompt or input for prefix affinity", () => {
@@ -68,7 +105,12 @@ describe("body scanner", () => {
       ["[1, 2]", /must be a JSON object/],
       ['{"model": 42}', /must be a string/],
       ['{"model": null}', /must be a string/],
-      ['{"messages": [}', /mismatched brackets/],
+      ['{"messages": [}', /unexpected character/],
+      ['{"messages": [1}', /expected ',' or '\]'/],
+      ['{"a": 01, "model": "m"}', /expected ','/],
+      ['{"a": 1., "model": "m"}', /invalid number/],
+      ['{"a": tru, "model": "m"}', /invalid literal/],
+      ['{"a": 1,}', /expected a string key/],
       ['{"messages": [1, 2', /unexpected end/],
       ['{"a" 1}', /expected ':'/],
       ['{"a": 1 "model": "x"}', /expected ',' or '}'/],
@@ -76,7 +118,6 @@ describe("body scanner", () => {
       ['{"model": "x\\q"}', /invalid escape/],
       ['{"model": "\\u12"}', /\\u escape/],
       ['{"a": "line\nbreak", "model": "m"}', /control character/],
-      [`{"a": ${"[".repeat(200)}`, /nested too deeply/],
       [`{"model": "${"m".repeat(2000)}"}`, /longer than 1024 bytes/],
     ];
     for (const [body, reason] of cases) {

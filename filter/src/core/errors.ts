@@ -37,7 +37,7 @@ export function modelNotFound(model: string): ErrorReply {
 }
 
 export function tooLarge(limit: i64): ErrorReply {
-  return new ErrorReply(413, "Request body exceeds " + limit.toString() + " bytes before the model field.", "invalid_request_error", "", "request_too_large");
+  return new ErrorReply(413, "Request body exceeds " + limit.toString() + " bytes.", "invalid_request_error", "", "request_too_large");
 }
 
 export function unsupportedEncoding(encoding: string): ErrorReply {

@@ -1,7 +1,9 @@
 // Entry point that exposes the pure decision logic (no host imports) to Node, for unit tests and
 // simulations: the same code that runs in Envoy, compiled to build/core.wasm with JS bindings.
 import { decide, LoadSource, NoLoad } from "./decide";
-import { ModelScanner, PROMPT_PREFIX_BYTES, ScanResult } from "./json_scan";
+import { jsonString } from "./errors";
+import { isInferencePath } from "./routes";
+import { ModelScanner, PROMPT_PREFIX_BYTES, ScanError, ScanResult } from "./json_scan";
 import { LocalLoad, Random } from "./pick";
 import { parseSnapshot, Pool } from "./snapshot";
 
@@ -20,7 +22,19 @@ export function scanModel(body: Uint8Array, chunkSize: i32): string {
   if (result == ScanResult.NeedMore) result = scanner.finish();
   if (result == ScanResult.Found) return "found " + scanner.valueStart.toString() + " " + scanner.valueEnd.toString() + " " + scanner.model;
   if (result == ScanResult.Missing) return "missing";
-  return "invalid " + scanner.error;
+  return "invalid " + scanErrorName(scanner.errorKind) + ": " + scanner.error;
+}
+
+function scanErrorName(kind: ScanError): string {
+  switch (kind) {
+    case ScanError.Syntax: return "syntax";
+    case ScanError.TooDeep: return "too-deep";
+    case ScanError.DuplicateModel: return "duplicate-model";
+    case ScanError.ModelNotString: return "model-not-string";
+    case ScanError.ModelTooLong: return "model-too-long";
+    case ScanError.ModelNotUnicode: return "model-not-unicode";
+    default: return "none";
+  }
 }
 
 /** "ok <version> <models> <pools>" or "error <reason>". */
@@ -116,4 +130,37 @@ export function replayDecisions(snapshotText: string, requests: string, seed: u6
     out += "route " + d.target + " " + d.destinations() + " affinity=" + (d.affinity ? "1" : "0") + "\n";
   }
   return out;
+}
+
+/** Feeds `body` to the scanner split at the (rising) offsets in `cuts`; same answer as scanModel. */
+export function scanModelSplit(body: Uint8Array, cuts: Uint32Array): string {
+  const scanner = new ModelScanner();
+  let at = 0;
+  for (let k = 0; k <= cuts.length; k++) {
+    const end = k < cuts.length ? min(<i32>cuts[k], body.length) : body.length;
+    if (end <= at) continue;
+    if (scanner.feed(body.dataStart + <usize>at, <usize>(end - at)) != ScanResult.NeedMore) break;
+    at = end;
+  }
+  const result = scanner.finish();
+  if (result == ScanResult.Found) return "found " + scanner.valueStart.toString() + " " + scanner.valueEnd.toString() + " " + scanner.model;
+  if (result == ScanResult.Missing) return "missing";
+  return "invalid " + scanErrorName(scanner.errorKind) + ": " + scanner.error;
+}
+
+/** The JSON string literal the filter writes when it rewrites `model`. */
+export function quoteJson(text: string): string {
+  return jsonString(text);
+}
+
+/** Whether the filter treats `path` as an inference route (after normalization). */
+export function inferencePath(path: string): bool {
+  return isInferencePath(path);
+}
+
+/** The tuning the filter decodes from a snapshot, `key value` per line, or "error <reason>". */
+export function describeTuning(text: string): string {
+  const parsed = parseSnapshot(text);
+  const s = parsed.snapshot;
+  return s === null ? "error " + parsed.error : s.tuning.describe();
 }

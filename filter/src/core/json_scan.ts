@@ -1,53 +1,90 @@
-// A resumable byte scanner that finds the top-level "model" string of a JSON object, and the
-// leading bytes of the prompt (the raw JSON of the top-level "messages", "prompt" or "input"
-// value) for prefix affinity.
+// A resumable, validating JSON byte scanner for request bodies. It reads the whole body once, in
+// the chunks Envoy delivers, and reports:
+//   - the top-level "model" string (decoded) and the byte span of its value, for the rewrite;
+//   - the leading bytes of the prompt (the raw JSON of the first top-level "messages", "prompt"
+//     or "input" value), for prefix affinity;
+//   - or why the body must be refused.
 //
-// Why not a JSON parser: the body can be megabytes and arrives in chunks; we need one string at
-// depth 1 and want to stop the moment it is known. The scanner keeps a few integers of state, is
-// fed each chunk once (never re-reads earlier bytes), stops as soon as both are known (or the
-// object ends), and validates the structure it walks over:
-// brackets must match, strings must be terminated, keys must be followed by ':'. It does not
-// validate number and literal spellings in values it skips (the model server will).
+// Why the whole body, and not stop at "model": the model server (vLLM and SGLang parse with
+// Python's json, where the last of duplicate keys wins) must see the very model the gateway
+// checked, rewrote and shed by. So the scan validates the body as Python's json.loads(bytes)
+// would, and refuses any body whose root object has more than one "model" key. That means:
+// RFC 8259 grammar plus Python's NaN, Infinity and -Infinity; one optional UTF-8 BOM; strict
+// UTF-8 in strings, except that encoded surrogates are accepted (Python decodes with
+// 'surrogatepass'); nothing but whitespace after the root object.
+//
+// Errors come in two kinds. A syntax error stops the scan at once. A semantic error (a second
+// "model", a model that is not a string, too long, or not valid Unicode) is remembered and
+// reported at the end, unless a syntax error comes first, so the verdict is the same as parsing
+// with json.loads and then checking the model (test/unit/scanner-property.test.ts checks it
+// against Python itself).
+//
+// Cost: one pass, a few integers of state, no allocation except the short captured key, model
+// value and prompt prefix. Runs of plain ASCII inside strings are skipped in a tight loop.
 //
 // Pure module: no host imports, so it runs unchanged inside Envoy and in Node tests.
 
 export const enum ScanResult {
-  /** More bytes are needed. */
+  /** More bytes are needed (also: the root object ended, and only the end of the body is missing). */
   NeedMore = 0,
-  /** The top-level "model" string was read (see `model`, `valueStart`, `valueEnd`), and the
-   * prompt prefix too if the body has one. */
+  /** The body is valid and its root object has exactly one "model", a string (see `model`). */
   Found = 1,
-  /** The top-level object ended without a "model" key. */
+  /** The body is valid and its root object has no "model" key. */
   Missing = 2,
-  /** The bytes are not a JSON object (see `error`). */
+  /** The body must be refused (see `error` and `errorKind`). */
   Invalid = 3,
+}
+
+/** Why a body was refused. */
+export const enum ScanError {
+  None = 0,
+  Syntax = 1,
+  TooDeep = 2,
+  DuplicateModel = 3,
+  ModelNotString = 4,
+  ModelTooLong = 5,
+  ModelNotUnicode = 6,
 }
 
 const enum State {
   BeforeRoot,
-  KeyOrEnd, // right after '{'
-  Key, // after ','
-  InKey,
+  ObjectKeyOrEnd, // right after '{'
+  ObjectKey, // after ',' in an object
   Colon,
   Value,
-  InModelValue,
-  SkipString, // a string value at depth 1
-  SkipNested, // inside an object/array value
-  SkipScalar, // a number or literal at depth 1
+  ArrayValueOrEnd, // right after '['
   AfterValue,
-  Done,
+  AfterRoot,
+  InString,
+  InNumber,
+  InLiteral,
 }
 
-const MAX_KEY_BYTES: i32 = 64;
-const MAX_MODEL_BYTES: i32 = 1024;
-const MAX_DEPTH: i32 = 128;
-const MODEL_KEY: StaticArray<u8> = [0x6d, 0x6f, 0x64, 0x65, 0x6c]; // "model"
-const PROMPT_KEYS: string[] = ["messages", "prompt", "input"];
+/** What the string being scanned is: a value or a key nobody needs (skipped fast), or a root key
+ * or the model value (captured). */
+const enum Str { Skip = 0, Key = 1, RootKey = 2, Model = 3 }
+
+const enum Num { AfterMinus, Zero, Int, AfterDot, Frac, AfterE, AfterESign, Exp }
+
+/** Deeper than Python's json can parse (its recursion limit is 1000 frames). */
+export const MAX_DEPTH: i32 = 1000;
+/** Longest decoded model name accepted. */
+export const MAX_MODEL_BYTES: i32 = 1024;
 /** Leading prompt bytes kept for prefix affinity. */
 export const PROMPT_PREFIX_BYTES: i32 = 1024;
+/** Root keys longer than this (raw) are neither "model" nor a prompt key, however escaped. */
+const MAX_KEY_BYTES: i32 = 64;
+/** "model" fully \u-escaped is 30 bytes; a model value of 1024 bytes is at most 6144 escaped. */
+const MAX_MODEL_RAW_BYTES: i32 = MAX_MODEL_BYTES * 6;
+
+const LITERALS: string[] = ["true", "false", "null", "NaN", "Infinity"];
 
 function isWhitespace(c: u32): bool {
   return c == 0x20 || c == 0x0a || c == 0x0d || c == 0x09;
+}
+
+function isDigit(c: u32): bool {
+  return c >= 0x30 && c <= 0x39;
 }
 
 function hexValue(c: u32): i32 {
@@ -57,83 +94,75 @@ function hexValue(c: u32): i32 {
   return -1;
 }
 
-function bytesToString(bytes: Array<u8>): string {
-  let out = "";
-  for (let i = 0; i < bytes.length; i++) out += String.fromCharCode(bytes[i]);
+/** The decoded bytes of a captured string (escapes resolved), and whether it held a surrogate
+ * that is not part of a valid pair (such a string has no UTF-8 form). */
+class Decoded {
+  bytes: Array<u8> = new Array<u8>();
+  loneSurrogate: bool = false;
+}
+
+/** Decodes the raw bytes of a string whose syntax the scanner has already validated. */
+function decodeString(raw: Array<u8>): Decoded {
+  const out = new Decoded();
+  let i = 0;
+  while (i < raw.length) {
+    const c = <u32>raw[i];
+    if (c != 0x5c) {
+      // Raw bytes are valid UTF-8 already, except encoded surrogates (ED A0..BF ..).
+      if (c == 0xed && i + 1 < raw.length && <u32>raw[i + 1] >= 0xa0) out.loneSurrogate = true;
+      out.bytes.push(<u8>c);
+      i++;
+      continue;
+    }
+    const e = <u32>raw[i + 1];
+    i += 2;
+    if (e == 0x75) {
+      let code = hex4(raw, i);
+      i += 4;
+      if (code >= 0xd800 && code <= 0xdbff && i + 6 <= raw.length && <u32>raw[i] == 0x5c && <u32>raw[i + 1] == 0x75) {
+        const low = hex4(raw, i + 2);
+        if (low >= 0xdc00 && low <= 0xdfff) {
+          code = 0x10000 + ((code - 0xd800) << 10) + (low - 0xdc00);
+          i += 6;
+        }
+      }
+      if (code >= 0xd800 && code <= 0xdfff) out.loneSurrogate = true;
+      pushCodePoint(out.bytes, <u32>code);
+    } else if (e == 0x62) out.bytes.push(0x08);
+    else if (e == 0x66) out.bytes.push(0x0c);
+    else if (e == 0x6e) out.bytes.push(0x0a);
+    else if (e == 0x72) out.bytes.push(0x0d);
+    else if (e == 0x74) out.bytes.push(0x09);
+    else out.bytes.push(<u8>e); // " \ /
+  }
   return out;
 }
 
-function isScalarByte(c: u32): bool {
-  // Digits, letters (true/false/null, exponents), sign and decimal point.
-  return (c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x7a) || (c >= 0x41 && c <= 0x5a) || c == 0x2b || c == 0x2d || c == 0x2e;
+function hex4(raw: Array<u8>, at: i32): i32 {
+  let v = 0;
+  for (let k = 0; k < 4; k++) v = (v << 4) | hexValue(<u32>raw[at + k]);
+  return v;
 }
 
-/**
- * Decodes the string escapes of a captured key or value into UTF-8 bytes. Separate from the byte
- * loop so escapes split across chunks need no special casing: escape bytes are buffered raw and
- * decoded once the closing quote is seen.
- */
-class EscapeDecoder {
-  out: Array<u8> = new Array<u8>();
-  error: string = "";
-
-  decode(raw: Array<u8>): bool {
-    this.out = new Array<u8>();
-    let i = 0;
-    while (i < raw.length) {
-      const c = <u32>raw[i];
-      if (c != 0x5c) { this.out.push(<u8>c); i++; continue; }
-      if (i + 1 >= raw.length) { this.error = "unterminated escape"; return false; }
-      const e = <u32>raw[i + 1];
-      i += 2;
-      if (e == 0x22 || e == 0x5c || e == 0x2f) this.out.push(<u8>e);
-      else if (e == 0x62) this.out.push(0x08);
-      else if (e == 0x66) this.out.push(0x0c);
-      else if (e == 0x6e) this.out.push(0x0a);
-      else if (e == 0x72) this.out.push(0x0d);
-      else if (e == 0x74) this.out.push(0x09);
-      else if (e == 0x75) {
-        let code = this.hex4(raw, i);
-        if (code < 0) return false;
-        i += 4;
-        if (code >= 0xd800 && code <= 0xdbff && i + 6 <= raw.length && <u32>raw[i] == 0x5c && <u32>raw[i + 1] == 0x75) {
-          const low = this.hex4(raw, i + 2);
-          if (low >= 0xdc00 && low <= 0xdfff) {
-            code = 0x10000 + ((code - 0xd800) << 10) + (low - 0xdc00);
-            i += 6;
-          }
-        }
-        this.pushCodePoint(<u32>code);
-      } else { this.error = "invalid escape"; return false; }
-    }
-    return true;
+function pushCodePoint(out: Array<u8>, cp: u32): void {
+  if (cp < 0x80) out.push(<u8>cp);
+  else if (cp < 0x800) { out.push(<u8>(0xc0 | (cp >> 6))); out.push(<u8>(0x80 | (cp & 0x3f))); }
+  else if (cp < 0x10000) {
+    out.push(<u8>(0xe0 | (cp >> 12)));
+    out.push(<u8>(0x80 | ((cp >> 6) & 0x3f)));
+    out.push(<u8>(0x80 | (cp & 0x3f)));
+  } else {
+    out.push(<u8>(0xf0 | (cp >> 18)));
+    out.push(<u8>(0x80 | ((cp >> 12) & 0x3f)));
+    out.push(<u8>(0x80 | ((cp >> 6) & 0x3f)));
+    out.push(<u8>(0x80 | (cp & 0x3f)));
   }
+}
 
-  private hex4(raw: Array<u8>, at: i32): i32 {
-    if (at + 4 > raw.length) { this.error = "truncated \\u escape"; return -1; }
-    let v = 0;
-    for (let k = 0; k < 4; k++) {
-      const h = hexValue(<u32>raw[at + k]);
-      if (h < 0) { this.error = "invalid \\u escape"; return -1; }
-      v = (v << 4) | h;
-    }
-    return v;
-  }
-
-  private pushCodePoint(cp: u32): void {
-    if (cp < 0x80) this.out.push(<u8>cp);
-    else if (cp < 0x800) { this.out.push(<u8>(0xc0 | (cp >> 6))); this.out.push(<u8>(0x80 | (cp & 0x3f))); }
-    else if (cp < 0x10000) {
-      this.out.push(<u8>(0xe0 | (cp >> 12)));
-      this.out.push(<u8>(0x80 | ((cp >> 6) & 0x3f)));
-      this.out.push(<u8>(0x80 | (cp & 0x3f)));
-    } else {
-      this.out.push(<u8>(0xf0 | (cp >> 18)));
-      this.out.push(<u8>(0x80 | ((cp >> 12) & 0x3f)));
-      this.out.push(<u8>(0x80 | ((cp >> 6) & 0x3f)));
-      this.out.push(<u8>(0x80 | (cp & 0x3f)));
-    }
-  }
+function equalsAscii(bytes: Array<u8>, text: string): bool {
+  if (bytes.length != text.length) return false;
+  for (let k = 0; k < bytes.length; k++) if (<u32>bytes[k] != <u32>text.charCodeAt(k)) return false;
+  return true;
 }
 
 export class ModelScanner {
@@ -143,29 +172,48 @@ export class ModelScanner {
   valueStart: i64 = -1;
   /** Absolute offset just past the closing quote of the model value. */
   valueEnd: i64 = -1;
-  /** Why the body was rejected (valid once `Invalid`). */
+  /** Why the body was refused (valid once `Invalid`). */
   error: string = "";
+  errorKind: ScanError = ScanError.None;
   /** Bytes consumed so far: the absolute offset of the next byte to feed. */
   consumed: i64 = 0;
   /** Raw leading bytes of the prompt value; `promptLength` of them are valid. */
   promptPrefix: StaticArray<u8> = new StaticArray<u8>(PROMPT_PREFIX_BYTES);
   promptLength: i32 = 0;
-  private modelFound: bool = false;
-  private promptDone: bool = false;
-  private keyIsPrompt: bool = false;
-  private capturing: bool = false;
 
-  private state: State = State.BeforeRoot;
   private result: ScanResult = ScanResult.NeedMore;
-  private inString: bool = false;
-  private escaped: bool = false;
-  private raw: Array<u8> = new Array<u8>();
-  private keyIsModel: bool = false;
-  private keyTooLong: bool = false;
-  // Container stack for nested values: 0x7b '{' or 0x5b '['; index 0 is the root object.
-  private stack: StaticArray<u8> = new StaticArray<u8>(MAX_DEPTH);
+  private state: State = State.BeforeRoot;
+  /** One bit per open container, 1 = object; bit 0 is the root object. */
+  private stack: StaticArray<u8> = new StaticArray<u8>(MAX_DEPTH / 8 + 1);
   private depth: i32 = 0;
-  private decoder: EscapeDecoder = new EscapeDecoder();
+
+  // The string being scanned.
+  private str: Str = Str.Skip;
+  /** 0: none; 1: after a backslash; 2..5: that many hex digits of a \u escape still due, minus 1. */
+  private escape: i32 = 0;
+  /** UTF-8 continuation bytes still due, and the allowed range of the next one. */
+  private utfNeed: i32 = 0;
+  private utfLow: u32 = 0x80;
+  private utfHigh: u32 = 0xbf;
+  private raw: Array<u8> = new Array<u8>();
+  private rawOverflow: bool = false;
+
+  // The number or literal being scanned.
+  private num: Num = Num.Int;
+  private literal: string = "";
+  private literalAt: i32 = 0;
+
+  // What the root object's current key is.
+  private keyIsModel: bool = false;
+  private keyIsPrompt: bool = false;
+  private modelSeen: bool = false;
+  private duplicateModel: bool = false;
+  private promptSeen: bool = false;
+  private capturing: bool = false;
+  private bomAt: i32 = 0;
+  /** The model value's problem, reported at the end unless a syntax error comes first. */
+  private deferred: ScanError = ScanError.None;
+  private deferredMessage: string = "";
 
   get status(): ScanResult { return this.result; }
 
@@ -173,87 +221,107 @@ export class ModelScanner {
   feed(ptr: usize, len: usize): ScanResult {
     let i: usize = 0;
     while (i < len && this.result == ScanResult.NeedMore) {
+      if (this.state == State.InString && this.str <= Str.Key && this.escape == 0 && this.utfNeed == 0 && !this.capturing) {
+        // Fast path: plain ASCII inside a string that nobody needs.
+        while (i < len) {
+          const c = <u32>load<u8>(ptr + i);
+          if (c < 0x20 || c == 0x22 || c == 0x5c || c >= 0x80) break;
+          i++;
+        }
+        if (i >= len) break;
+      }
       this.step(<u32>load<u8>(ptr + i), this.consumed + <i64>i);
       i++;
     }
-    this.consumed += <i64>i;
+    this.consumed += <i64>len;
     return this.result;
   }
 
-  /** The body ended: anything still open is truncated JSON (unless the model is already known). */
+  /** The body ended. */
   finish(): ScanResult {
-    if (this.result == ScanResult.NeedMore && this.modelFound) {
-      this.found();
-    } else if (this.result == ScanResult.NeedMore) {
-      this.fail(this.state == State.BeforeRoot ? "request body is empty" : "unexpected end of JSON body");
-    }
+    if (this.result != ScanResult.NeedMore) return this.result;
+    if (this.state == State.BeforeRoot) { this.fail(ScanError.Syntax, "request body is empty"); return this.result; }
+    if (this.state != State.AfterRoot) { this.fail(ScanError.Syntax, "unexpected end of JSON body"); return this.result; }
+    // A second "model" outranks what is wrong with either value: the server would read the last.
+    if (this.duplicateModel) this.fail(ScanError.DuplicateModel, "the JSON object has more than one \"model\" key");
+    else if (this.deferred != ScanError.None) this.fail(this.deferred, this.deferredMessage);
+    else this.result = this.modelSeen ? ScanResult.Found : ScanResult.Missing;
     return this.result;
   }
 
-  private fail(message: string): void {
+  private fail(kind: ScanError, message: string): void {
+    this.errorKind = kind;
     this.error = message;
     this.result = ScanResult.Invalid;
-    this.state = State.Done;
+  }
+
+  private defer(kind: ScanError, message: string): void {
+    if (this.deferred == ScanError.None) { this.deferred = kind; this.deferredMessage = message; }
   }
 
   private step(c: u32, at: i64): void {
-    // Capture every byte of the prompt value, up to and including its closing quote or bracket.
-    if (this.capturing && this.state != State.AfterValue) this.capture(c);
+    if (this.capturing) this.capture(c);
+    this.dispatch(c, at);
+  }
+
+  private dispatch(c: u32, at: i64): void {
     switch (this.state) {
+      case State.InString: { this.stringByte(c, at); return; }
+      case State.InNumber: { this.numberByte(c, at); return; }
+      case State.InLiteral: {
+        if (c != <u32>this.literal.charCodeAt(this.literalAt)) { this.fail(ScanError.Syntax, "invalid literal in a JSON value"); return; }
+        if (++this.literalAt == this.literal.length) this.endValue();
+        return;
+      }
       case State.BeforeRoot: {
+        // One UTF-8 byte order mark may open the body (Python's json.loads accepts it in bytes).
+        if (this.bomAt > 0 && this.bomAt < 3) {
+          if (c != (this.bomAt == 1 ? 0xbb : 0xbf)) { this.fail(ScanError.Syntax, "invalid UTF-8 byte order mark"); return; }
+          this.bomAt++;
+          return;
+        }
+        if (at == 0 && c == 0xef) { this.bomAt = 1; return; }
         if (isWhitespace(c)) return;
-        if (c != 0x7b) { this.fail("request body must be a JSON object"); return; }
-        this.stack[0] = 0x7b;
-        this.depth = 1;
-        this.state = State.KeyOrEnd;
+        if (c != 0x7b) { this.fail(ScanError.Syntax, "request body must be a JSON object"); return; }
+        this.push(true);
+        this.state = State.ObjectKeyOrEnd;
         return;
       }
-      case State.KeyOrEnd:
-      case State.Key: {
+      case State.ObjectKeyOrEnd:
+      case State.ObjectKey: {
         if (isWhitespace(c)) return;
-        if (c == 0x22) { this.startCapture(); this.state = State.InKey; return; }
-        if (c == 0x7d && this.state == State.KeyOrEnd) { this.endRoot(); return; }
-        this.fail("expected a string key in the JSON object");
-        return;
-      }
-      case State.InKey: {
-        if (this.captureStringByte(c, MAX_KEY_BYTES)) this.endKey();
+        if (c == 0x22) { this.startString(this.depth == 1 ? Str.RootKey : Str.Key); return; }
+        if (c == 0x7d && this.state == State.ObjectKeyOrEnd) { this.pop(); return; }
+        this.fail(ScanError.Syntax, "expected a string key in a JSON object");
         return;
       }
       case State.Colon: {
         if (isWhitespace(c)) return;
-        if (c != 0x3a) { this.fail("expected ':' after a key"); return; }
+        if (c != 0x3a) { this.fail(ScanError.Syntax, "expected ':' after a key"); return; }
         this.state = State.Value;
         return;
       }
-      case State.Value: {
+      case State.ArrayValueOrEnd: {
+        if (isWhitespace(c)) return;
+        if (c == 0x5d) { this.pop(); return; }
         this.startValue(c, at);
         return;
       }
-      case State.InModelValue: {
-        if (this.captureStringByte(c, MAX_MODEL_BYTES)) this.endModel(at);
-        return;
-      }
-      case State.SkipString: {
-        if (this.skipStringByte(c)) this.state = State.AfterValue;
-        return;
-      }
-      case State.SkipNested: {
-        this.skipNestedByte(c);
-        return;
-      }
-      case State.SkipScalar: {
-        if (isScalarByte(c)) return;
-        this.state = State.AfterValue;
-        this.step(c, at);
+      case State.Value: {
+        if (isWhitespace(c)) return;
+        this.startValue(c, at);
         return;
       }
       case State.AfterValue: {
-        if (this.capturing) this.endPrompt();
         if (isWhitespace(c)) return;
-        if (c == 0x2c) { this.state = State.Key; return; }
-        if (c == 0x7d) { this.endRoot(); return; }
-        this.fail("expected ',' or '}' after a value");
+        const inObject = this.topIsObject();
+        if (c == 0x2c) { this.state = inObject ? State.ObjectKey : State.Value; return; }
+        if ((c == 0x7d && inObject) || (c == 0x5d && !inObject)) { this.pop(); return; }
+        this.fail(ScanError.Syntax, inObject ? "expected ',' or '}' after a value" : "expected ',' or ']' after a value");
+        return;
+      }
+      case State.AfterRoot: {
+        if (!isWhitespace(c)) this.fail(ScanError.Syntax, "extra data after the JSON object");
         return;
       }
       default:
@@ -262,122 +330,224 @@ export class ModelScanner {
   }
 
   private startValue(c: u32, at: i64): void {
-    if (isWhitespace(c)) return;
-    if (this.keyIsPrompt && !this.promptDone && !this.keyIsModel) {
+    const rootValue = this.depth == 1;
+    if (rootValue && this.keyIsPrompt && !this.promptSeen) {
+      this.promptSeen = true;
       this.capturing = true;
       this.capture(c);
     }
-    if (this.keyIsModel) {
-      if (c != 0x22) { this.fail("\"model\" must be a string"); return; }
-      this.valueStart = at;
-      this.startCapture();
-      this.state = State.InModelValue;
+    const isModel = rootValue && this.keyIsModel;
+    if (isModel && c != 0x22) this.defer(ScanError.ModelNotString, "\"model\" must be a string");
+    if (c == 0x22) {
+      if (isModel) this.valueStart = at;
+      this.startString(isModel ? Str.Model : Str.Skip);
+    } else if (c == 0x7b) {
+      this.push(true);
+      this.state = State.ObjectKeyOrEnd;
+    } else if (c == 0x5b) {
+      this.push(false);
+      this.state = State.ArrayValueOrEnd;
+    } else if (c == 0x2d) {
+      this.num = Num.AfterMinus;
+      this.state = State.InNumber;
+    } else if (isDigit(c)) {
+      this.num = c == 0x30 ? Num.Zero : Num.Int;
+      this.state = State.InNumber;
+    } else {
+      for (let k = 0; k < LITERALS.length; k++) {
+        if (<u32>LITERALS[k].charCodeAt(0) == c) { this.startLiteral(LITERALS[k]); return; }
+      }
+      this.fail(ScanError.Syntax, "unexpected character in a JSON value");
+    }
+  }
+
+  private startLiteral(text: string): void {
+    this.literal = text;
+    this.literalAt = 1;
+    this.state = State.InLiteral;
+  }
+
+  /** A value (scalar or container) ended at this depth. */
+  private endValue(): void {
+    if (this.depth == 1 && this.capturing) this.capturing = false;
+    this.state = State.AfterValue;
+  }
+
+  private push(object: bool): void {
+    if (this.depth >= MAX_DEPTH) { this.fail(ScanError.TooDeep, "JSON body is nested more than " + MAX_DEPTH.toString() + " levels deep"); return; }
+    const byte = this.depth >> 3;
+    const bit = <u8>(1 << <u8>(this.depth & 7));
+    this.stack[byte] = object ? this.stack[byte] | bit : this.stack[byte] & ~bit;
+    this.depth++;
+  }
+
+  private pop(): void {
+    this.depth--;
+    if (this.depth == 0) { this.capturing = false; this.state = State.AfterRoot; return; }
+    this.endValue();
+  }
+
+  private topIsObject(): bool {
+    const d = this.depth - 1;
+    return (this.stack[d >> 3] & <u8>(1 << <u8>(d & 7))) != 0;
+  }
+
+  private startString(kind: Str): void {
+    this.str = kind;
+    this.escape = 0;
+    this.utfNeed = 0;
+    this.rawOverflow = false;
+    if (kind > Str.Key) this.raw = new Array<u8>();
+    this.state = State.InString;
+  }
+
+  private keep(c: u32): void {
+    if (this.str <= Str.Key) return;
+    const limit = this.str == Str.RootKey ? MAX_KEY_BYTES : MAX_MODEL_RAW_BYTES;
+    if (this.raw.length < limit) this.raw.push(<u8>c);
+    else this.rawOverflow = true;
+  }
+
+  private stringByte(c: u32, at: i64): void {
+    if (this.escape == 1) {
+      if (c == 0x75) this.escape = 5;
+      else if (c == 0x22 || c == 0x5c || c == 0x2f || c == 0x62 || c == 0x66 || c == 0x6e || c == 0x72 || c == 0x74) this.escape = 0;
+      else { this.fail(ScanError.Syntax, "invalid escape in a JSON string"); return; }
+      this.keep(c);
       return;
     }
-    if (c == 0x22) { this.inString = true; this.escaped = false; this.state = State.SkipString; return; }
-    if (c == 0x7b || c == 0x5b) { this.push(<u8>c); this.state = State.SkipNested; return; }
-    if (isScalarByte(c)) { this.state = State.SkipScalar; return; }
-    this.fail("unexpected character in a JSON value");
+    if (this.escape > 1) {
+      if (hexValue(c) < 0) { this.fail(ScanError.Syntax, "invalid \\u escape in a JSON string"); return; }
+      this.escape = this.escape == 2 ? 0 : this.escape - 1;
+      this.keep(c);
+      return;
+    }
+    if (this.utfNeed > 0) {
+      if (c < this.utfLow || c > this.utfHigh) { this.fail(ScanError.Syntax, "invalid UTF-8 in a JSON string"); return; }
+      this.utfNeed--;
+      this.utfLow = 0x80;
+      this.utfHigh = 0xbf;
+      this.keep(c);
+      return;
+    }
+    if (c == 0x22) { this.endString(at); return; }
+    if (c == 0x5c) { this.escape = 1; this.keep(c); return; }
+    if (c < 0x20) { this.fail(ScanError.Syntax, "control character in a JSON string"); return; }
+    if (c >= 0x80 && !this.utf8Lead(c)) { this.fail(ScanError.Syntax, "invalid UTF-8 in a JSON string"); return; }
+    this.keep(c);
   }
 
-  private startCapture(): void {
-    this.raw = new Array<u8>();
-    this.escaped = false;
-    this.keyTooLong = false;
-  }
-
-  /** Appends one byte of a captured string; returns true at the closing quote. */
-  private captureStringByte(c: u32, limit: i32): bool {
-    if (this.escaped) { this.escaped = false; }
-    else if (c == 0x5c) { this.escaped = true; }
-    else if (c == 0x22) { return true; }
-    else if (c < 0x20) { this.fail("control character in a JSON string"); return false; }
-    if (this.raw.length < limit) this.raw.push(<u8>c);
-    else this.keyTooLong = true;
+  /** Starts a multi-byte UTF-8 sequence; false for a byte that cannot lead one. */
+  private utf8Lead(c: u32): bool {
+    if (c >= 0xc2 && c <= 0xdf) { this.utfNeed = 1; return true; }
+    if (c >= 0xe0 && c <= 0xef) {
+      this.utfNeed = 2;
+      // E0 must not be overlong. ED leads the surrogates, which Python's 'surrogatepass' accepts.
+      if (c == 0xe0) this.utfLow = 0xa0;
+      return true;
+    }
+    if (c >= 0xf0 && c <= 0xf4) {
+      this.utfNeed = 3;
+      if (c == 0xf0) this.utfLow = 0x90;
+      if (c == 0xf4) this.utfHigh = 0x8f;
+      return true;
+    }
     return false;
   }
 
-  private endKey(): void {
+  private endString(at: i64): void {
+    const kind = this.str;
+    this.str = Str.Skip;
+    if (kind == Str.Key) { this.state = State.Colon; return; }
+    if (kind == Str.RootKey) { this.endRootKey(); return; }
+    if (kind == Str.Model) this.endModel(at);
+    this.endValue();
+  }
+
+  private endRootKey(): void {
+    this.state = State.Colon;
     this.keyIsModel = false;
     this.keyIsPrompt = false;
-    if (!this.keyTooLong && this.decoder.decode(this.raw)) {
-      const key = this.decoder.out;
-      if (key.length == MODEL_KEY.length) {
-        let same = true;
-        for (let k = 0; k < key.length; k++) if (key[k] != MODEL_KEY[k]) { same = false; break; }
-        this.keyIsModel = same;
-      }
-      if (!this.keyIsModel && key.length <= 8) this.keyIsPrompt = PROMPT_KEYS.includes(bytesToString(key));
-    } else if (!this.keyTooLong) {
-      this.fail(this.decoder.error);
-      return;
+    if (this.rawOverflow) return;
+    const key = decodeString(this.raw).bytes;
+    if (equalsAscii(key, "model")) {
+      if (this.modelSeen) this.duplicateModel = true;
+      this.modelSeen = true;
+      this.keyIsModel = true;
+    } else {
+      this.keyIsPrompt = equalsAscii(key, "messages") || equalsAscii(key, "prompt") || equalsAscii(key, "input");
     }
-    this.state = State.Colon;
   }
 
   private endModel(at: i64): void {
-    if (this.keyTooLong) { this.fail("\"model\" is longer than 1024 bytes"); return; }
-    if (!this.decoder.decode(this.raw)) { this.fail(this.decoder.error); return; }
-    const bytes = this.decoder.out;
-    const buf = new ArrayBuffer(bytes.length);
-    for (let k = 0; k < bytes.length; k++) store<u8>(changetype<usize>(buf) + k, bytes[k]);
-    this.model = String.UTF8.decode(buf);
     this.valueEnd = at + 1;
-    this.modelFound = true;
-    this.state = State.AfterValue;
-    if (this.promptDone) this.found();
+    if (this.rawOverflow) { this.defer(ScanError.ModelTooLong, "\"model\" is longer than " + MAX_MODEL_BYTES.toString() + " bytes"); return; }
+    const decoded = decodeString(this.raw);
+    if (decoded.bytes.length > MAX_MODEL_BYTES) { this.defer(ScanError.ModelTooLong, "\"model\" is longer than " + MAX_MODEL_BYTES.toString() + " bytes"); return; }
+    if (decoded.loneSurrogate) { this.defer(ScanError.ModelNotUnicode, "\"model\" is not valid Unicode (it contains an unpaired surrogate)"); return; }
+    const buf = new ArrayBuffer(decoded.bytes.length);
+    for (let k = 0; k < decoded.bytes.length; k++) store<u8>(changetype<usize>(buf) + k, decoded.bytes[k]);
+    this.model = String.UTF8.decode(buf);
   }
 
-  private found(): void {
-    this.result = ScanResult.Found;
-    this.state = State.Done;
+  private numberByte(c: u32, at: i64): void {
+    const digit = isDigit(c);
+    switch (this.num) {
+      case Num.AfterMinus: {
+        if (c == 0x49) { this.startLiteral("Infinity"); return; } // -Infinity
+        if (!digit) break;
+        this.num = c == 0x30 ? Num.Zero : Num.Int;
+        return;
+      }
+      case Num.Zero:
+      case Num.Int: {
+        if (digit && this.num == Num.Int) return;
+        if (c == 0x2e) { this.num = Num.AfterDot; return; }
+        if (c == 0x65 || c == 0x45) { this.num = Num.AfterE; return; }
+        this.endNumber(c, at);
+        return;
+      }
+      case Num.AfterDot: {
+        if (!digit) break;
+        this.num = Num.Frac;
+        return;
+      }
+      case Num.Frac: {
+        if (digit) return;
+        if (c == 0x65 || c == 0x45) { this.num = Num.AfterE; return; }
+        this.endNumber(c, at);
+        return;
+      }
+      case Num.AfterE: {
+        if (c == 0x2b || c == 0x2d) { this.num = Num.AfterESign; return; }
+        if (!digit) break;
+        this.num = Num.Exp;
+        return;
+      }
+      case Num.AfterESign: {
+        if (!digit) break;
+        this.num = Num.Exp;
+        return;
+      }
+      case Num.Exp: {
+        if (digit) return;
+        this.endNumber(c, at);
+        return;
+      }
+    }
+    this.fail(ScanError.Syntax, "invalid number in a JSON value");
   }
 
-  private endRoot(): void {
-    if (this.capturing) this.endPrompt();
-    this.result = this.modelFound ? ScanResult.Found : ScanResult.Missing;
-    this.state = State.Done;
+  /** A complete number ended at `c`, which belongs to what follows it (and was captured once,
+   * if the prompt is being captured). */
+  private endNumber(c: u32, at: i64): void {
+    this.endValue();
+    this.dispatch(c, at);
   }
 
-  /** Appends a byte of the prompt value; the prompt is done when the prefix buffer is full. */
+  /** Appends a byte of the prompt value; the capture ends when the prefix buffer is full. */
   private capture(c: u32): void {
-    if (this.promptLength < PROMPT_PREFIX_BYTES) {
-      this.promptPrefix[this.promptLength++] = <u8>c;
-      if (this.promptLength < PROMPT_PREFIX_BYTES) return;
-    }
-    this.endPrompt();
-  }
-
-  private endPrompt(): void {
-    this.capturing = false;
-    this.promptDone = true;
-    if (this.modelFound && this.result == ScanResult.NeedMore) this.found();
-  }
-
-  /** Returns true at the closing quote of a skipped string. */
-  private skipStringByte(c: u32): bool {
-    if (this.escaped) { this.escaped = false; return false; }
-    if (c == 0x5c) { this.escaped = true; return false; }
-    if (c == 0x22) { this.inString = false; return true; }
-    if (c < 0x20) this.fail("control character in a JSON string");
-    return false;
-  }
-
-  private skipNestedByte(c: u32): void {
-    if (this.inString) { this.skipStringByte(c); return; }
-    if (c == 0x22) { this.inString = true; this.escaped = false; return; }
-    if (c == 0x7b || c == 0x5b) { this.push(<u8>c); return; }
-    if (c == 0x7d || c == 0x5d) {
-      const open = this.stack[this.depth - 1];
-      if ((c == 0x7d && open != 0x7b) || (c == 0x5d && open != 0x5b)) { this.fail("mismatched brackets in JSON body"); return; }
-      this.depth--;
-      if (this.depth == 1) this.state = State.AfterValue;
-    }
-  }
-
-  private push(open: u8): void {
-    if (this.depth >= MAX_DEPTH) { this.fail("JSON body is nested too deeply"); return; }
-    this.stack[this.depth] = open;
-    this.depth++;
+    if (this.promptLength < PROMPT_PREFIX_BYTES) this.promptPrefix[this.promptLength++] = <u8>c;
+    if (this.promptLength >= PROMPT_PREFIX_BYTES) this.capturing = false;
   }
 }

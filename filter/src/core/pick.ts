@@ -1,6 +1,7 @@
 // Routing decisions: the weighted target-model choice and the endpoint pick. Pure module: the
 // random source and the proxy's own load counters are passed in, so tests can drive them and
 // Envoy feeds them from the clock and shared data.
+import { saturatingAdd, saturatingMul } from "./saturating";
 import { Endpoint, Model, Pool, Target, Tuning } from "./snapshot";
 
 /** xorshift64* — small, fast, and good enough for load spreading (not for secrets). */
@@ -45,7 +46,10 @@ export class LocalLoad {
  * shortfall (which carries the replica's own queue and KV pressure, including other proxies' load).
  */
 export function endpointCost(e: Endpoint, local: LocalLoad, t: Tuning): i64 {
-  return (1000 - min<i64>(1000, e.score)) * t.scoreWeight + local.pendingPromptBytes + local.inflight * t.inflightWeight;
+  // Saturating: no input (a client's body, a counter, a pushed weight) can wrap a cost negative.
+  const shortfall = saturatingMul(1000 - min<i64>(1000, max<i64>(0, e.score)), t.scoreWeight);
+  const inflight = saturatingMul(max<i64>(0, local.inflight), t.inflightWeight);
+  return saturatingAdd(saturatingAdd(shortfall, max<i64>(0, local.pendingPromptBytes)), inflight);
 }
 
 /** splitmix64's finalizer: a well-mixed 64-bit value from two hashes. */
@@ -86,13 +90,14 @@ export function pickEndpoint(pool: Pool, costs: StaticArray<i64>, prefixHash: u6
   let affine = -1;
   if (prefixHash != 0) {
     affine = affinityEndpoint(pool, prefixHash);
-    if (costs[affine] <= cheapest + t.affinityBoundBytes) return new Pick(affine, true);
+    if (costs[affine] <= saturatingAdd(cheapest, t.affinityBoundBytes)) return new Pick(affine, true);
   }
-  const slack = max<i64>(t.nearBestBytes, (cheapest * t.nearBestPercent) / 100);
+  const slack = max<i64>(t.nearBestBytes, saturatingMul(cheapest, t.nearBestPercent) / 100);
+  const bound = saturatingAdd(cheapest, slack);
   let chosen = -1;
   let seen: u64 = 0;
   for (let i = 0; i < n; i++) {
-    if (costs[i] > cheapest + slack) continue;
+    if (costs[i] > bound) continue;
     seen++;
     if (random.below(seen) == 0) chosen = i; // uniform among the near-best (reservoir sampling)
   }
@@ -110,7 +115,7 @@ export function endpointCosts(pool: Pool, local: Array<LocalLoad>, t: Tuning, mo
   for (let i = 0; i < costs.length; i++) {
     const e = pool.endpoints[i];
     costs[i] = endpointCost(e, local[i], t);
-    if (adapter && !e.loras.includes(model)) costs[i] += e.loraFree == 0 ? t.loraFullBytes : t.loraLoadBytes;
+    if (adapter && !e.loras.includes(model)) costs[i] = saturatingAdd(costs[i], e.loraFree == 0 ? t.loraFullBytes : t.loraLoadBytes);
   }
   return costs;
 }

@@ -13,8 +13,60 @@ export const INFERENCE_PATHS: string[] = [
   "/v1/completions", "/v1/chat/completions", "/v1/embeddings", "/v1/responses", "/v1/rerank", "/v1/score",
 ];
 
+/**
+ * Whether a request path is an inference route, after the normalization the model server applies
+ * or may apply: uvicorn percent-decodes the whole path (so `/v1/chat/%63ompletions` and
+ * `/v1%2Fchat%2Fcompletions` are served as chat completions), and Envoy may merge slashes and
+ * resolve dot segments. Matching more spellings than the server accepts is safe (the request only
+ * gets the model check); matching fewer would let a request skip the check.
+ */
 export function isInferencePath(path: string): bool {
+  return INFERENCE_PATHS.includes(normalizePath(path));
+}
+
+function hexDigit(c: i32): i32 {
+  if (c >= 0x30 && c <= 0x39) return c - 0x30;
+  if (c >= 0x61 && c <= 0x66) return c - 0x61 + 10;
+  if (c >= 0x41 && c <= 0x46) return c - 0x41 + 10;
+  return -1;
+}
+
+/** The path without its query, percent-decoded, with empty and `.` segments dropped and `..`
+ * segments resolved. Decoding is repeated until stable, so double encoding cannot hide a route. */
+export function normalizePath(path: string): string {
   const q = path.indexOf("?");
-  const bare = q >= 0 ? path.substring(0, q) : path;
-  return INFERENCE_PATHS.includes(bare);
+  let bare = q >= 0 ? path.substring(0, q) : path;
+  for (let round = 0; round < 4 && bare.includes("%"); round++) bare = percentDecode(bare);
+  const segments = bare.split("/");
+  const out = new Array<string>();
+  for (let i = 0; i < segments.length; i++) {
+    const s = segments[i];
+    if (s.length == 0 || s == ".") continue;
+    if (s == "..") { if (out.length > 0) out.pop(); continue; }
+    out.push(s);
+  }
+  return "/" + out.join("/");
+}
+
+function percentDecode(text: string): string {
+  const bytes = String.UTF8.encode(text);
+  const src = changetype<usize>(bytes);
+  const n = bytes.byteLength;
+  const out = new ArrayBuffer(n);
+  const dst = changetype<usize>(out);
+  let w = 0;
+  for (let i = 0; i < n; i++) {
+    const c = <i32>load<u8>(src + i);
+    if (c == 0x25 && i + 2 < n) {
+      const hi = hexDigit(<i32>load<u8>(src + i + 1));
+      const lo = hexDigit(<i32>load<u8>(src + i + 2));
+      if (hi >= 0 && lo >= 0) {
+        store<u8>(dst + w++, <u8>((hi << 4) | lo));
+        i += 2;
+        continue;
+      }
+    }
+    store<u8>(dst + w++, <u8>c);
+  }
+  return String.UTF8.decodeUnsafe(dst, w);
 }

@@ -16,11 +16,14 @@
 // which this filter ignores. Also:
 //
 //   saturation <pool> <milli>     pool saturation ×1000 (≥ 1000: saturated; Sheddable requests get 429)
-//   tuning <key> <value>          picker weights (see Tuning)
+//   tuning <key> <value>          picker weights (see Tuning); an unknown key rejects the snapshot
 //
 // Pure module: no host imports.
 
 export const FORMAT_HEADER = "infergate-snapshot 1";
+
+/** The largest tuning value accepted (costs are saturating anyway; this keeps them meaningful). */
+export const MAX_TUNING: i64 = 1_000_000_000_000;
 
 export const enum Criticality { Critical = 0, Standard = 1, Sheddable = 2 }
 
@@ -62,15 +65,28 @@ export class Tuning {
   /** ...or where every slot is taken (it waits for one). */
   loraFullBytes: i64 = 262144;
 
-  set(key: string, value: i64): void {
+  /** Sets a tuning key; false for a key this filter does not know (the snapshot is then
+   * rejected: a misspelt key must not be ignored silently). */
+  set(key: string, value: i64): bool {
     if (key == "score-weight") this.scoreWeight = value;
     else if (key == "inflight-weight") this.inflightWeight = value;
     else if (key == "near-best-bytes") this.nearBestBytes = value;
     else if (key == "near-best-percent") this.nearBestPercent = value;
     else if (key == "affinity-bound-bytes") this.affinityBoundBytes = value;
-    else if (key == "affinity-blocks") this.affinityBlocks = <i32>value;
+    else if (key == "affinity-blocks") this.affinityBlocks = <i32>min<i64>(value, 16);
     else if (key == "lora-load-bytes") this.loraLoadBytes = value;
     else if (key == "lora-full-bytes") this.loraFullBytes = value;
+    else return false;
+    return true;
+  }
+
+  /** Every key and value, one `key value` line each (the contract test compares them with the
+   * extension server's). */
+  describe(): string {
+    return "score-weight " + this.scoreWeight.toString() + "\ninflight-weight " + this.inflightWeight.toString() +
+      "\nnear-best-bytes " + this.nearBestBytes.toString() + "\nnear-best-percent " + this.nearBestPercent.toString() +
+      "\naffinity-bound-bytes " + this.affinityBoundBytes.toString() + "\naffinity-blocks " + this.affinityBlocks.toString() +
+      "\nlora-load-bytes " + this.loraLoadBytes.toString() + "\nlora-full-bytes " + this.loraFullBytes.toString() + "\n";
   }
 }
 
@@ -162,8 +178,8 @@ class Parser {
 
   private setTuning(key: string, value: string, lineNo: i32): bool {
     const v = parseNonNegative(value);
-    if (v < 0) return this.fail(lineNo, "tuning value must be a non-negative integer");
-    this.snapshot.tuning.set(key, v);
+    if (v < 0 || v > MAX_TUNING) return this.fail(lineNo, "tuning value must be an integer from 0 to " + MAX_TUNING.toString());
+    if (!this.snapshot.tuning.set(key, v)) return this.fail(lineNo, "unknown tuning key " + key);
     return true;
   }
 
