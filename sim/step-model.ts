@@ -10,6 +10,8 @@ export interface StepProfile {
   perSeqMs: number;
   perContextTokenMs: number;
   perPrefillTokenMs: number;
+  /** Prefill attention compute per (query token, earlier key token) pair; 0 or absent: none. */
+  attentionPairMs?: number;
   /** API-server work before a request reaches the scheduler (tokenization, queueing). */
   requestOverheadMs: number;
   /** Scheduler limits (vLLM's max_num_seqs and max_num_batched_tokens). */
@@ -19,6 +21,10 @@ export interface StepProfile {
   kvBlocks: number;
   blockSize: number;
   maxLoras: number;
+  /** Admit a waiting request only if its whole remaining prompt fits now, not just its first chunk
+   * (vLLM's later `scheduler_reserve_full_isl`); absent or false: first chunk only, as in the
+   * vLLM releases of the seed's time. */
+  admitFullPrompt?: boolean;
 }
 
 export const PROFILES: Record<string, StepProfile> = {
@@ -37,10 +43,17 @@ export const PROFILES: Record<string, StepProfile> = {
   },
 };
 
-export interface StepLoad { runningSeqs: number; contextTokens: number; prefillTokens: number }
+export interface StepLoad {
+  runningSeqs: number;
+  contextTokens: number;
+  prefillTokens: number;
+  /** Causal attention pairs computed by this step's prefill chunks. */
+  attentionPairs?: number;
+}
 
 export function stepTimeMs(p: StepProfile, load: StepLoad): number {
-  return p.fixedMs + p.perSeqMs * load.runningSeqs + p.perContextTokenMs * load.contextTokens + p.perPrefillTokenMs * load.prefillTokens;
+  return p.fixedMs + p.perSeqMs * load.runningSeqs + p.perContextTokenMs * load.contextTokens + p.perPrefillTokenMs * load.prefillTokens
+    + (p.attentionPairMs ?? 0) * (load.attentionPairs ?? 0);
 }
 
 export function profileNamed(name: string, overrides: Partial<StepProfile> = {}): StepProfile {
