@@ -10,6 +10,8 @@ export interface StepProfile {
   perSeqMs: number;
   perContextTokenMs: number;
   perPrefillTokenMs: number;
+  /** Prefill attention compute per (query token, earlier key token) pair; 0 or absent: none. */
+  attentionPairMs?: number;
   /** API-server work before a request reaches the scheduler (tokenization, queueing). */
   requestOverheadMs: number;
   /** Scheduler limits (vLLM's max_num_seqs and max_num_batched_tokens). */
@@ -19,16 +21,30 @@ export interface StepProfile {
   kvBlocks: number;
   blockSize: number;
   maxLoras: number;
+  /** Admit a waiting request only if its whole remaining prompt fits now, not just its first chunk
+   * (vLLM's later `scheduler_reserve_full_isl`); absent or false: first chunk only, as in the
+   * vLLM releases of the seed's time. */
+  admitFullPrompt?: boolean;
 }
 
 export const PROFILES: Record<string, StepProfile> = {
-  // 41 ms weight read + all-reduce per step; 0.3 ms per running sequence; 0.14 µs per context
-  // token (64 KiB/token/GPU at ~480 GB/s); 0.40 ms per prefill token (compute + PCIe all-reduce).
-  // 4,500 blocks (72K tokens) per replica: the seed ran all 60 requests at once, which needs more
-  // than the 55K tokens a default A10 setup leaves (see the reference's caveat).
+  // QwQ-32B (Qwen2.5-32B: 64 layers, hidden 5120, 40 query / 8 KV heads of 128, 32.76B parameters,
+  // bf16) at TP=4 on 4×A10 24 GB (PCIe), vLLM V1 defaults for a <70 GiB GPU. Every value comes
+  // from the hardware, not from the seed's figures; bench/CALIBRATION.md has the derivations.
+  // - fixedMs 44: reading 16.38 GB of weights per GPU at ~75% of 600 GB/s (36 ms), 128 small
+  //   PCIe all-reduces (~4 ms), sampler and engine-core CPU time (~4 ms); llmperf's 46.7 ms batch-1
+  //   ITL for a 34.4B model on 4×A10G, scaled to 32.8B, gives 44.5 ms.
+  // - perContextTokenMs 0.00014: 64 KiB of KV per token per GPU read at ~480 GB/s.
+  // - perPrefillTokenMs 0.40: 16.4 GFLOP per token per GPU at ~70% of 125 TFLOPS (0.19 ms) plus
+  //   1.97 MB of all-reduce traffic per token per GPU at ~10 GB/s over PCIe (0.20 ms).
+  // - attentionPairMs 5.2e-6: 327,680 FLOP per (query, key) pair per GPU (4 × 10 heads × 128 ×
+  //   64 layers) at ~50% of 125 TFLOPS.
+  // - kvBlocks 3430: 0.9 × 22.07 GiB − 15.26 GiB weights − ~1.0 GiB profile-run activation peak
+  //   (sampler over 256 dummy rows × 152,064 vocab) − ~0.25 GiB NCCL/cuBLAS = 3.35 GiB of 1 MiB
+  //   blocks (16 tokens × 64 KiB).
   "qwq-32b-4xa10": {
-    name: "qwq-32b-4xa10", fixedMs: 41, perSeqMs: 0.3, perContextTokenMs: 0.00014, perPrefillTokenMs: 0.4,
-    requestOverheadMs: 100, maxNumSeqs: 256, maxNumBatchedTokens: 2048, kvBlocks: 4500, blockSize: 16, maxLoras: 4,
+    name: "qwq-32b-4xa10", fixedMs: 44, perSeqMs: 0.3, perContextTokenMs: 0.00014, perPrefillTokenMs: 0.4, attentionPairMs: 5.2e-6,
+    requestOverheadMs: 100, maxNumSeqs: 256, maxNumBatchedTokens: 2048, kvBlocks: 3430, blockSize: 16, maxLoras: 4,
   },
   // A small fast model for tests: short steps, small cache (easy to fill and preempt).
   tiny: {
@@ -37,10 +53,17 @@ export const PROFILES: Record<string, StepProfile> = {
   },
 };
 
-export interface StepLoad { runningSeqs: number; contextTokens: number; prefillTokens: number }
+export interface StepLoad {
+  runningSeqs: number;
+  contextTokens: number;
+  prefillTokens: number;
+  /** Causal attention pairs computed by this step's prefill chunks. */
+  attentionPairs?: number;
+}
 
 export function stepTimeMs(p: StepProfile, load: StepLoad): number {
-  return p.fixedMs + p.perSeqMs * load.runningSeqs + p.perContextTokenMs * load.contextTokens + p.perPrefillTokenMs * load.prefillTokens;
+  return p.fixedMs + p.perSeqMs * load.runningSeqs + p.perContextTokenMs * load.contextTokens + p.perPrefillTokenMs * load.prefillTokens
+    + (p.attentionPairMs ?? 0) * (load.attentionPairs ?? 0);
 }
 
 export function profileNamed(name: string, overrides: Partial<StepProfile> = {}): StepProfile {
