@@ -3,97 +3,41 @@
 // are created as written, Pods get IPs through the status subresource, informers follow changes,
 // and the InferencePool status written by infergate reads back from the API server.
 import assert from "node:assert/strict";
-import { spawn, execFileSync, type ChildProcess } from "node:child_process";
-import { generateKeyPairSync } from "node:crypto";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { ApiextensionsV1Api, CoreV1Api, CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions } from "@kubernetes/client-node";
-import { Agent, request } from "undici";
+import { CoreV1Api, CustomObjectsApi, type KubeConfig, PatchStrategy, setHeaderOptions } from "@kubernetes/client-node";
 import { parseAllDocuments } from "yaml";
 import type { RoutingConfig } from "../../extension-server/src/config/routing-config.ts";
 import { KubeSource } from "../../extension-server/src/config/kube-source.ts";
+import { startKubeApiServer, type KubeApiServer } from "../support/kube-apiserver.ts";
 import { waitFor } from "../support/stack.ts";
 
 const repo = new URL("../..", import.meta.url).pathname;
 const GROUP = "inference.networking.x-k8s.io";
-const ETCD_PORT = 23791;
-const API_PORT = 26443;
-const TOKEN = "infergate-test-token";
-
-function start(bin: string, args: string[], log: string[]): ChildProcess {
-  const child = spawn(bin, args, { stdio: ["ignore", "pipe", "pipe"], detached: true });
-  const keep = (c: Buffer) => { log.push(c.toString()); if (log.length > 200) log.shift(); };
-  child.stdout!.on("data", keep);
-  child.stderr!.on("data", keep);
-  return child;
-}
-
-function stop(child?: ChildProcess): void {
-  if (child?.pid) { try { process.kill(-child.pid, "SIGKILL"); } catch { /* gone */ } }
-}
 
 describe("Kubernetes source against a real kube-apiserver", () => {
-  const dir = mkdtempSync(join(tmpdir(), "infergate-kube-"));
   const logs: string[] = [];
-  let etcd: ChildProcess | undefined;
-  let apiserver: ChildProcess | undefined;
+  let api: KubeApiServer | undefined;
   let kc: KubeConfig;
   let source: KubeSource | undefined;
   const configs: RoutingConfig[] = [];
 
+  // scripts/test-e2e.sh builds the binaries before entering its network namespace (no network inside).
   before(async () => {
-    // scripts/test-e2e.sh builds them before entering its network namespace (no network inside).
-    const [apiserverBin, etcdBin] = process.env.KUBE_APISERVER_BIN && process.env.ETCD_BIN
-      ? [process.env.KUBE_APISERVER_BIN, process.env.ETCD_BIN]
-      : execFileSync("bash", [join(repo, "scripts/build-kube-apiserver.sh")], { encoding: "utf8" }).trim().split("\n");
-    etcd = start(etcdBin!, ["--data-dir", join(dir, "etcd"), "--listen-client-urls", `http://127.0.0.1:${ETCD_PORT}`, "--advertise-client-urls", `http://127.0.0.1:${ETCD_PORT}`,
-      "--listen-peer-urls", "http://127.0.0.1:23801", "--initial-advertise-peer-urls", "http://127.0.0.1:23801", "--initial-cluster", "default=http://127.0.0.1:23801"], logs);
-    const { publicKey, privateKey } = generateKeyPairSync("rsa", { modulusLength: 2048, publicKeyEncoding: { type: "spki", format: "pem" }, privateKeyEncoding: { type: "pkcs8", format: "pem" } });
-    writeFileSync(join(dir, "sa.pub"), publicKey);
-    writeFileSync(join(dir, "sa.key"), privateKey);
-    writeFileSync(join(dir, "tokens.csv"), `${TOKEN},admin,admin,system:masters\n`);
-    apiserver = start(apiserverBin!, [
-      `--etcd-servers=http://127.0.0.1:${ETCD_PORT}`, `--secure-port=${API_PORT}`, "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
-      `--cert-dir=${join(dir, "certs")}`, `--token-auth-file=${join(dir, "tokens.csv")}`, "--authorization-mode=RBAC",
-      "--service-account-issuer=https://kubernetes.default.svc", `--service-account-key-file=${join(dir, "sa.pub")}`, `--service-account-signing-key-file=${join(dir, "sa.key")}`,
-      "--service-cluster-ip-range=10.0.0.0/24", "--disable-admission-plugins=ServiceAccount", "--allow-privileged=true",
-    ], logs);
-    kc = new KubeConfig();
-    kc.loadFromOptions({
-      clusters: [{ name: "real", server: `https://127.0.0.1:${API_PORT}`, skipTLSVerify: true }],
-      users: [{ name: "admin", token: TOKEN }], contexts: [{ name: "real", cluster: "real", user: "admin" }], currentContext: "real",
-    });
-    const core = kc.makeApiClient(CoreV1Api);
-    await waitFor(async () => { try { await core.listNamespace(); return true; } catch { return false; } }, 90_000, 500)
-      .catch((err) => { throw new Error(`${String(err)}\n${logs.join("").slice(-3000)}`); });
-    await waitFor(async () => { try { await core.readNamespacedServiceAccount({ name: "default", namespace: "default" }); return true; } catch { return false; } }, 30_000, 500).catch(() => undefined);
+    api = await startKubeApiServer();
+    kc = api.kc;
   });
 
   after(async () => {
     await source?.stop();
-    stop(apiserver);
-    stop(etcd);
+    await api?.stop();
   });
 
   it("installs infergate's CRDs", async () => {
-    const ext = kc.makeApiClient(ApiextensionsV1Api);
-    // Posted as raw JSON, as kubectl would: client-node's typed model would drop the
-    // `x-kubernetes-*` schema extensions it does not map.
-    const dispatcher = new Agent({ connect: { rejectUnauthorized: false } });
-    for (const doc of parseAllDocuments(readFileSync(join(repo, "manifests/kubernetes/crds.yaml"), "utf8"))) {
-      const res = await request(`https://127.0.0.1:${API_PORT}/apis/apiextensions.k8s.io/v1/customresourcedefinitions`, {
-        method: "POST", dispatcher, body: JSON.stringify(doc.toJS()), headers: { "content-type": "application/json", authorization: `Bearer ${TOKEN}` },
-      });
-      const answer = await res.body.text();
-      assert.equal(res.statusCode, 201, answer);
-    }
-    await dispatcher.close();
-    await waitFor(async () => {
-      const crds = await ext.listCustomResourceDefinition();
-      return crds.items.filter((c) => c.spec.group === GROUP && c.status?.conditions?.some((x) => x.type === "Established" && x.status === "True")).length === 2;
-    }, 30_000, 200);
+    const crds = parseAllDocuments(readFileSync(join(repo, "manifests/kubernetes/crds.yaml"), "utf8")).map((d) => d.toJS());
+    await api!.installCrds(crds);
+    assert.equal(crds.filter((c) => c.spec.group === GROUP).length, 2);
   });
 
   it("reads the seed's resources and Pods created through the API, and follows changes", async () => {
