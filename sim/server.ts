@@ -110,7 +110,8 @@ class SimHttp {
   private parse(api: Api, body: string): Completion | { status: number; error: ReturnType<typeof errorBody> } {
     let json: Record<string, unknown>;
     try {
-      const parsed: unknown = JSON.parse(body);
+      // Like Python's json.loads on the raw bytes: a leading UTF-8 byte order mark is allowed.
+      const parsed: unknown = JSON.parse(body.charCodeAt(0) === 0xfeff ? body.slice(1) : body);
       if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw new Error("not an object");
       json = parsed as Record<string, unknown>;
     } catch (err) {

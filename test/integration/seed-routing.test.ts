@@ -120,13 +120,13 @@ describe("seed request through Envoy", () => {
     }
   });
 
-  it("refuses a model name that is not valid Unicode, and accepts a byte order mark and NaN", async () => {
+  it("refuses a model name that is not valid Unicode, and accepts a byte order mark", async () => {
     const lone = await postJson(`${stack.inferenceUrl}/v1/chat/completions`, '{"model": "qw\\ud800q", "messages": []}');
     assert.equal(lone.status, 400, lone.text);
     assert.match(lone.body.error.message, /not valid Unicode/);
     const bom = await fetch(`${stack.inferenceUrl}/v1/completions`, {
       method: "POST", headers: { "content-type": "application/json" },
-      body: Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from('{"model": "qwq", "prompt": "hi", "temperature": NaN, "max_tokens": 1}')]),
+      body: Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from('{"model": "qwq", "prompt": "hi", "max_tokens": 1}')]),
     });
     assert.equal(bom.status, 200, await bom.text());
   });
