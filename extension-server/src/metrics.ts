@@ -1,5 +1,9 @@
 // Prometheus metrics about what the extension server knows and pushes.
 import { Counter, Gauge, Registry } from "prom-client";
+import type { RoutingConfig } from "./config/routing-config.ts";
+import type { EndpointReading } from "./load/scraper.ts";
+import type { Schedule } from "./scheduling/scheduler.ts";
+import { endpointAddress } from "./snapshot.ts";
 
 export class ServerMetrics {
   readonly registry = new Registry();
@@ -14,4 +18,23 @@ export class ServerMetrics {
   readonly poolSaturation = new Gauge({ name: "infergate_pool_saturation", help: "Pool saturation (1 = saturated; Sheddable requests are shed).", labelNames: ["pool"], registers: [this.registry] });
   readonly moduleDownloads = new Counter({ name: "infergate_module_downloads_total", help: "Downloads of the filter module by Envoys on other hosts.", registers: [this.registry] });
   readonly xdsResponses = new Counter({ name: "infergate_xds_responses_total", help: "xDS responses from Envoy by type and result (ack, nack).", labelNames: ["type", "result"], registers: [this.registry] });
+
+  /** The per-pool and per-endpoint gauges, from a schedule and the readings it came from. */
+  recordSchedule(config: RoutingConfig, schedule: Schedule, readings: ReadonlyMap<string, Readonly<EndpointReading>>): void {
+    for (const pool of config.pools) {
+      const scheduled = schedule.get(pool.name);
+      this.poolSaturation.set({ pool: pool.name }, scheduled?.saturation ?? 0);
+      for (const e of pool.endpoints) {
+        const endpoint = endpointAddress(e);
+        const labels = { pool: pool.name, endpoint };
+        const reading = readings.get(endpoint);
+        const s = scheduled?.endpoints.get(endpoint);
+        this.endpointReady.set(labels, s?.ready ? 1 : 0);
+        this.endpointWaiting.set(labels, reading?.load?.waiting ?? 0);
+        this.endpointKvUsage.set(labels, reading?.load?.kvUsage ?? 0);
+        if (s?.score !== undefined) this.endpointScore.set(labels, s.score);
+        else this.endpointScore.remove(labels);
+      }
+    }
+  }
 }

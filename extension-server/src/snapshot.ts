@@ -1,46 +1,32 @@
-// Renders the routing snapshot the filter decodes (format documented in filter/src/core/snapshot.ts).
+// Renders the routing snapshot the filter decodes (format documented in filter/src/core/snapshot.ts)
+// from the configuration and the scheduler's latest schedule.
 import type { PoolConfig, RoutingConfig } from "./config/routing-config.ts";
+import { SNAPSHOT_FORMAT_HEADER } from "./contract.ts";
+import type { EndpointScore, PoolSchedule, Schedule } from "./scheduling/scheduler.ts";
 
-export const SNAPSHOT_HEADER = "infergate-snapshot 1";
-/** Score of an endpoint with no load data yet: every endpoint ties, so the filter spreads at random. */
-export const NEUTRAL_SCORE = 1000;
+/** Score of an endpoint with no schedule yet: every endpoint ties, so the filter spreads at random. */
+const NEUTRAL_SCORE = 1000;
 
 export function endpointAddress(e: { ip: string; port: number }): string {
   return e.ip.includes(":") ? `[${e.ip}]:${e.port}` : `${e.ip}:${e.port}`;
 }
 
-/** What the scheduler made of an endpoint; undefined leaves it out of the snapshot (not routable). */
-export interface EndpointView {
-  score: number;
-  /** LoRA adapters running or waiting there, and whether a slot is free. */
-  loras?: string[];
-  loraFree?: boolean;
-}
-
-export interface LoadView {
-  endpoint(address: string): EndpointView | undefined;
-  /** Pool saturation (1 = saturated). */
-  saturation(pool: string): number;
-}
-
-/** Before any metrics: every endpoint routable with the same score, nothing saturated. */
-export const NEUTRAL_LOAD: LoadView = { endpoint: () => ({ score: NEUTRAL_SCORE }), saturation: () => 0 };
-
-function endpointLine(address: string, view: EndpointView): string {
-  let line = `endpoint ${address} ${Math.max(0, Math.min(1000, Math.round(view.score)))}`;
-  if (view.loras && view.loras.length > 0) line += ` loras=${view.loras.join(",")}`;
-  if (view.loraFree !== undefined) line += ` lora-free=${view.loraFree ? 1 : 0}`;
+function endpointLine(address: string, e: EndpointScore & { score: number }): string {
+  let line = `endpoint ${address} ${Math.max(0, Math.min(1000, Math.round(e.score)))}`;
+  if (e.loras && e.loras.length > 0) line += ` loras=${e.loras.join(",")}`;
+  if (e.loraFree !== undefined) line += ` lora-free=${e.loraFree ? 1 : 0}`;
   return line;
 }
 
-function poolLines(pool: PoolConfig, load: LoadView): string[] {
+/** The pool and its routable endpoints. Without a schedule every endpoint is routable, neutral. */
+function poolLines(pool: PoolConfig, scheduled: PoolSchedule | undefined): string[] {
   const lines = [`pool ${pool.name}`];
   for (const e of pool.endpoints) {
     const address = endpointAddress(e);
-    const view = load.endpoint(address);
-    if (view) lines.push(endpointLine(address, view));
+    const s = scheduled ? scheduled.endpoints.get(address) : { ready: true, score: NEUTRAL_SCORE };
+    if (s?.score !== undefined) lines.push(endpointLine(address, { ...s, score: s.score }));
   }
-  lines.push(`saturation ${pool.name} ${Math.max(0, Math.round(load.saturation(pool.name) * 1000))}`);
+  lines.push(`saturation ${pool.name} ${Math.max(0, Math.round((scheduled?.saturation ?? 0) * 1000))}`);
   return lines;
 }
 
@@ -69,12 +55,12 @@ function modelLines(config: RoutingConfig): string[] {
   return lines;
 }
 
-export function renderSnapshot(config: RoutingConfig, version: number, load: LoadView = NEUTRAL_LOAD): string {
+export function renderSnapshot(config: RoutingConfig, version: number, schedule?: Schedule): string {
   return [
-    SNAPSHOT_HEADER,
+    SNAPSHOT_FORMAT_HEADER,
     `version ${version}`,
     ...TUNING_KEYS.map(([key, field]) => `tuning ${key} ${config.scheduler.picker[field]}`),
-    ...config.pools.flatMap((p) => poolLines(p, load)),
+    ...config.pools.flatMap((p) => poolLines(p, schedule?.get(p.name))),
     ...modelLines(config),
     "",
   ].join("\n");

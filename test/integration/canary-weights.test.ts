@@ -1,5 +1,6 @@
 // InferenceModel targetModels weights (canary release), applied by the filter inside Envoy, and
-// live configuration edits reaching a running Envoy over ECDS.
+// live configuration edits reaching a running Envoy over ECDS. Each test first puts the weights
+// it starts from in place, so the tests run in any order.
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { podsYaml, postJson, startStack, waitFor, type Stack } from "../support/stack.ts";
@@ -48,6 +49,17 @@ async function countModels(url: string, n: number, concurrency = 8): Promise<Map
   return counts;
 }
 
+/** Writes the weights and waits until Envoy routes with them (a canary share of 0 or 50%). */
+async function useWeights(stack: Stack, stable: number, canary: number): Promise<void> {
+  stack.writeConfig(poolYaml(stable, canary));
+  await waitFor(async () => stack.server.snapshot.includes(`target llm-stable ${stable}\ntarget llm-canary ${canary}\n`), 3000);
+  // The snapshot is pushed; 20 requests confirm Envoy has it (20 stable in a row under 50/50: 1 in a million).
+  await waitFor(async () => {
+    const counts = await countModels(stack.inferenceUrl, 20, 1);
+    return canary === 0 ? counts.get("llm-stable") === 20 : (counts.get("llm-canary") ?? 0) > 0;
+  }, 3000, 0);
+}
+
 describe("weighted target models", () => {
   let stack: Stack;
 
@@ -58,6 +70,7 @@ describe("weighted target models", () => {
   after(async () => { await stack?.stop(); });
 
   it("splits 50/50 over 400 requests", async () => {
+    await useWeights(stack, 50, 50);
     const counts = await countModels(stack.inferenceUrl, 400);
     // Binomial(400, 0.5) has standard deviation 10; ±45 is 4.5 sigma, a false failure about once
     // in 150,000 runs, while a filter that ignored weights (0 or 400) fails at once.
@@ -68,6 +81,7 @@ describe("weighted target models", () => {
   });
 
   it("applies an edited weight within one second, without restarting Envoy", async () => {
+    await useWeights(stack, 50, 50);
     const pid = stack.server.envoy!.pid;
     const started = Date.now();
     stack.writeConfig(poolYaml(100, 0));
@@ -84,8 +98,9 @@ describe("weighted target models", () => {
   });
 
   it("rejects an invalid edit with the field named and keeps routing with the last good config", async () => {
+    await useWeights(stack, 100, 0);
     // Scores in the snapshot move with load; the models and weights must not.
-    const routing = (): string => stack.server.snapshot.split("\n").filter((l) => /^(model|target) /.test(l)).join("\n");
+    const routing = (): string => stack.server.snapshot.split("\n").filter((l: string) => /^(model|target) /.test(l)).join("\n");
     const routingBefore = routing();
     stack.writeConfig(poolYaml(100, 0).replace("weight: 100", "weight: lots"));
     await waitFor(async () => stack.server.lastRejection.length > 0, 2000);

@@ -118,6 +118,25 @@ describe("Envoy Gateway extension hooks", () => {
     assert.deepEqual(Buffer.from((await call("PostClusterModify", plain)).first(1)!.bytes), Buffer.from(clusterBytes), "other clusters untouched");
   });
 
+  it("answers INTERNAL when it cannot edit a resource, so Envoy Gateway (failOpen: false) keeps its last good configuration", async () => {
+    // A listener whose first field claims 100 bytes that are not there.
+    const truncated = Buffer.from([0x0a, 0x64, 0x61]);
+    await assert.rejects(listenerCall(truncated), (err: grpc.ServiceError) => err.code === grpc.status.INTERNAL);
+    // No configuration loaded yet: nothing to decide with, so no answer either.
+    const early = new GatewayHooks({ xdsHost: "x", xdsPort: 1, config: () => { throw new Error("no configuration loaded yet"); }, log: () => undefined });
+    const port = await early.listen("127.0.0.1", 0);
+    const c = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+    try {
+      const request = new WireMessage([{ field: 1, wireType: 2, bytes: listenerBytes("default/inference-gateway/llm-gw", 8081, hcmBytes()) }]);
+      await assert.rejects(new Promise((resolve, reject) => c.makeUnaryRequest(`/${SERVICE}/PostHTTPListenerModify`, (m: WireMessage) => Buffer.from(m.encode()),
+        (b: Buffer) => b, request, (err, res) => (err ? reject(err) : resolve(res)))),
+      (err: grpc.ServiceError) => err.code === grpc.status.INTERNAL && /no configuration/.test(err.details));
+    } finally {
+      c.close();
+      early.close();
+    }
+  });
+
   it("returns every resource from PostTranslateModify, editing only attached listeners", async () => {
     const other = withUnknown(Cluster.encode(Cluster.fromObject({ name: "other" })).finish(), 9003, "x");
     const req = new WireMessage();

@@ -6,7 +6,7 @@ import { after, before, describe, it } from "node:test";
 import { KubeConfig } from "@kubernetes/client-node";
 import type { RoutingConfig } from "../../extension-server/src/config/routing-config.ts";
 import { KubeSource } from "../../extension-server/src/config/kube-source.ts";
-import { Standalone } from "../../extension-server/src/standalone.ts";
+import { InfergateServer } from "../../extension-server/src/server.ts";
 import { FakeKubeApi } from "../support/fake-kube-api.ts";
 import { waitFor } from "../support/stack.ts";
 
@@ -53,8 +53,8 @@ describe("Kubernetes source", () => {
       contexts: [{ name: "test", cluster: "test", user: "test" }],
       currentContext: "test",
     });
-    source = new KubeSource(kc, { onConfig: (c) => configs.push(c), onRejected: (p) => rejections.push(p) });
-    await source.start();
+    source = new KubeSource(kc);
+    await source.start({ onConfig: (c) => configs.push(c), onRejected: (p) => rejections.push(p) });
   });
 
   after(async () => {
@@ -119,7 +119,7 @@ describe("Kubernetes source", () => {
   });
 
   it("drives the extension server in Kubernetes mode (snapshot and hooks from the cluster's objects)", async () => {
-    const server = new Standalone({ configPath: "", kubernetes: kc, xdsPort: 0, hooksPort: 0, log: () => undefined });
+    const server = new InfergateServer({ source: { kubernetes: kc }, xdsPort: 0, hooksPort: 0, log: () => undefined });
     try {
       await server.start();
       assert.ok(server.hooksPort > 0);

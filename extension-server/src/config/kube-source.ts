@@ -9,17 +9,12 @@ import {
 } from "@kubernetes/client-node";
 import { ConfigError, routingConfigFromObjects, type RoutingConfig } from "./routing-config.ts";
 import { GROUP_K8S, GROUP_X_K8S } from "./resources.ts";
-
-export interface KubeSourceEvents {
-  onConfig(config: RoutingConfig): void;
-  onRejected(problems: string[]): void;
-  log?(message: string): void;
-}
+import type { ConfigSource, SourceEvents } from "./source.ts";
 
 interface Resource { group: string; version: string; plural: string; kind: string; rank: number }
 
 /** Newer versions win when a CRD serves the same object under several versions. */
-export const WATCHED: Resource[] = [
+const WATCHED: Resource[] = [
   { group: GROUP_K8S, version: "v1", plural: "inferencepools", kind: "InferencePool", rank: 3 },
   { group: GROUP_X_K8S, version: "v1alpha2", plural: "inferencepools", kind: "InferencePool", rank: 2 },
   { group: GROUP_X_K8S, version: "v1alpha1", plural: "inferencepools", kind: "InferencePool", rank: 1 },
@@ -27,11 +22,11 @@ export const WATCHED: Resource[] = [
   { group: GROUP_X_K8S, version: "v1alpha1", plural: "inferencemodels", kind: "InferenceModel", rank: 1 },
 ];
 
-export const CONTROLLER_NAME = "infergate.io/extension-server";
+const CONTROLLER_NAME = "infergate.io/extension-server";
 
 type Cache = Informer<KubernetesObject> & ObjectCache<KubernetesObject>;
 
-export class KubeSource {
+export class KubeSource implements ConfigSource {
   private readonly custom: CustomObjectsApi;
   private readonly core: CoreV1Api;
   private readonly informers: Array<{ resource?: Resource; cache: Cache }> = [];
@@ -41,15 +36,21 @@ export class KubeSource {
   /** Conditions last written per pool, so lastTransitionTime only moves when a condition changes. */
   private readonly lastConditions = new Map<string, Condition[]>();
   private lastInput = "";
-  current?: RoutingConfig;
+  private current?: RoutingConfig;
+  private lastProblems: string[] = [];
+  private events: SourceEvents = { onConfig: () => undefined, onRejected: () => undefined };
 
-  constructor(private readonly kc: KubeConfig, private readonly events: KubeSourceEvents, private readonly debounceMs = 20) {
+  readonly description = "the cluster's resources";
+
+  constructor(private readonly kc: KubeConfig, private readonly debounceMs = 20) {
     this.custom = kc.makeApiClient(CustomObjectsApi);
     this.core = kc.makeApiClient(CoreV1Api);
   }
 
-  /** Starts an informer for every served version (a version the cluster does not serve is skipped). */
-  async start(): Promise<void> {
+  /** Starts an informer for every served version (a version the cluster does not serve is skipped),
+   * and builds the first configuration once they have listed. */
+  async start(events: SourceEvents): Promise<void> {
+    this.events = events;
     for (const r of WATCHED) {
       const list = () => this.custom.listClusterCustomObject({ group: r.group, version: r.version, plural: r.plural });
       try {
@@ -63,6 +64,7 @@ export class KubeSource {
     this.add(makeInformer(this.kc, "/api/v1/pods", () => this.core.listPodForAllNamespaces() as never));
     await Promise.all(this.informers.map((i) => i.cache.start()));
     this.rebuild();
+    if (!this.current) throw new ConfigError(this.lastProblems.length ? this.lastProblems : ["no valid InferencePool in the cluster"]);
   }
 
   async stop(): Promise<void> {
@@ -84,7 +86,7 @@ export class KubeSource {
   }
 
   /** The watched objects, each once (the newest version's copy), Pods with their kind set. */
-  objects(): KubernetesObject[] {
+  private objects(): KubernetesObject[] {
     const best = new Map<string, { rank: number; obj: KubernetesObject }>();
     const out: KubernetesObject[] = [];
     for (const { resource, cache } of this.informers) {
@@ -113,6 +115,7 @@ export class KubeSource {
     } catch (err) {
       problems = err instanceof ConfigError ? err.problems : [String(err)];
     }
+    this.lastProblems = problems;
     if (config) {
       this.current = config;
       this.events.onConfig(config);
@@ -160,7 +163,7 @@ interface Condition { type: string; status: "True" | "False"; reason: string; me
  * endpoint picker Service, so they always do). The parent is the seed's `attach-to` Gateway.
  * v1 writes `status.parents`; the x-k8s versions write `status.parent`.
  */
-export function inferencePoolStatus(pool: KubernetesObject, version: string, problems: string[], config?: RoutingConfig, previous: Condition[] = []): Record<string, unknown> {
+function inferencePoolStatus(pool: KubernetesObject, version: string, problems: string[], config?: RoutingConfig, previous: Condition[] = []): Record<string, unknown> {
   const name = pool.metadata?.name ?? "";
   const namespace = pool.metadata?.namespace ?? "default";
   const own = problems.filter((p) => p.includes(`InferencePool ${namespace}/${name}`) || p.includes(`InferencePool ${name}`));

@@ -72,8 +72,6 @@ export const attachTo = z.object({
   port: port.optional(),
 });
 
-export type InferencePoolV1alpha = z.infer<typeof inferencePoolV1alpha>;
-export type InferencePoolV1 = z.infer<typeof inferencePoolV1>;
 export type InferenceModel = z.infer<typeof inferenceModel>;
 export type Pod = z.infer<typeof pod>;
 export type AttachTo = z.infer<typeof attachTo>;

@@ -174,7 +174,7 @@ function matches(selector: Record<string, string>, labels: Record<string, string
 }
 
 /** Pods are pool members when they share its namespace, match its selector and are ready. */
-export function selectEndpoints(pool: PoolConfig, pods: Pod[]): PoolEndpoint[] {
+function selectEndpoints(pool: PoolConfig, pods: Pod[]): PoolEndpoint[] {
   const members = pods
     .filter((p) => (p.metadata.namespace ?? DEFAULT_NAMESPACE) === pool.namespace && matches(pool.selector, p.metadata.labels) && podIsReady(p))
     .sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
@@ -209,7 +209,7 @@ function modelFrom(m: InferenceModel, problems: string[]): ModelConfig {
 }
 
 /** Builds the routing configuration from validated resources, or throws ConfigError. */
-export function buildRoutingConfig(collected: Collected): RoutingConfig {
+function buildRoutingConfig(collected: Collected): RoutingConfig {
   const problems = [...collected.problems];
   const pools = new Map<string, PoolConfig>();
   for (const p of collected.pools) {

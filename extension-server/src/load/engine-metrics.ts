@@ -1,16 +1,10 @@
 // What a model server's /metrics says about its load, across the engines users run: vLLM (v1
 // names and the pre-0.9 `gpu_cache_usage_perc`; counters with or without `_total`), SGLang and
 // trtllm-serve. Values summed over label sets (several models or engines behind one port).
+import type { EndpointLoad } from "../scheduling/plugins.ts";
 import { parseSamples, type Sample } from "./prometheus-text.ts";
 
-export interface EngineLoad {
-  waiting: number;
-  running: number;
-  /** KV-cache use, 0–1. */
-  kvUsage: number;
-  runningLoras: string[];
-  waitingLoras: string[];
-  maxLoras: number;
+export interface EngineLoad extends EndpointLoad {
   /** Which engine's names were found. */
   engine: "vllm" | "sglang" | "trtllm" | "unknown";
 }

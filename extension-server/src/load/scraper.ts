@@ -1,25 +1,21 @@
 // Scrapes every endpoint's /metrics on a short interval and keeps, per endpoint, the last load
-// reading and how fresh it is. A failed scrape marks the endpoint down at once (a dead replica
-// refuses connections in microseconds); a reading older than `staleAfterMs` counts as down too.
+// reading, when it succeeded and how many scrapes failed since. Whether that makes the endpoint
+// ready is the scheduler's decision (scheduling/plugins.ts `isFresh`).
 import { Pool } from "undici";
+import type { Reading } from "../scheduling/plugins.ts";
 import { parseEngineLoad, type EngineLoad } from "./engine-metrics.ts";
 
 export interface ScrapeOptions {
   intervalMs: number;
   /** A scrape that takes longer fails. */
   timeoutMs: number;
-  /** A reading older than this no longer counts. */
-  staleAfterMs: number;
 }
 
-export const DEFAULT_SCRAPE: ScrapeOptions = { intervalMs: 50, timeoutMs: 1000, staleAfterMs: 500 };
-
-export interface EndpointReading {
+export interface EndpointReading extends Reading {
   address: string;
-  load?: EngineLoad;
+  load?: EngineLoad | undefined;
   /** performance.now() of the last successful scrape. */
   lastSuccess: number;
-  consecutiveFailures: number;
   lastError?: string;
 }
 
@@ -68,6 +64,7 @@ class EndpointScraper {
 export class Scraper {
   private readonly scrapers = new Map<string, EndpointScraper>();
 
+  /** `onReading` runs after every scrape, successful or not. */
   constructor(private readonly opts: ScrapeOptions, private readonly onReading: () => void) {}
 
   /** Starts scraping new endpoints and stops scraping removed ones. */
@@ -77,14 +74,9 @@ export class Scraper {
     for (const address of wanted) if (!this.scrapers.has(address)) this.scrapers.set(address, new EndpointScraper(address, this.opts, this.onReading));
   }
 
-  reading(address: string): EndpointReading | undefined {
-    return this.scrapers.get(address)?.reading;
-  }
-
-  /** Whether the endpoint's last scrape succeeded and is recent. */
-  isReady(address: string, now = performance.now()): boolean {
-    const r = this.reading(address);
-    return r !== undefined && r.load !== undefined && r.consecutiveFailures === 0 && now - r.lastSuccess <= this.opts.staleAfterMs;
+  /** The current reading of every scraped endpoint, by address. */
+  readings(): ReadonlyMap<string, Readonly<EndpointReading>> {
+    return new Map([...this.scrapers].map(([address, s]) => [address, s.reading]));
   }
 
   stop(): void {
