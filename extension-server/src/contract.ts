@@ -13,3 +13,10 @@ export const FILTER_NAME = "infergate";
 
 /** First line of every routing snapshot (filter/src/core/snapshot.ts documents the format). */
 export const SNAPSHOT_FORMAT_HEADER = "infergate-snapshot 1";
+
+/**
+ * Every name that enters the snapshot (model, target, pool, LoRA adapter) matches this: no
+ * whitespace or control characters (the snapshot is space- and newline-separated), no `,` or `=`
+ * (an endpoint's attributes are `key=a,b`), not starting with `#` (a comment line).
+ */
+export const SNAPSHOT_NAME = /^[A-Za-z0-9_][A-Za-z0-9._:/@+-]{0,252}$/;

@@ -10,6 +10,7 @@ export class ServerMetrics {
   readonly configReloads = new Counter({ name: "infergate_config_reloads_total", help: "Configuration loads by result (ok, rejected).", labelNames: ["result"], registers: [this.registry] });
   readonly snapshotVersion = new Gauge({ name: "infergate_snapshot_version", help: "Version of the routing snapshot being served.", registers: [this.registry] });
   readonly poolEndpoints = new Gauge({ name: "infergate_pool_endpoints", help: "Endpoints known per pool.", labelNames: ["pool"], registers: [this.registry] });
+  readonly snapshotRecordsDropped = new Counter({ name: "infergate_snapshot_records_dropped_total", help: "Snapshot records left out because a field was unsafe (a name with whitespace, a number that is not an integer); counted when a record starts being left out.", registers: [this.registry] });
   readonly snapshotPushes = new Counter({ name: "infergate_snapshot_pushes_total", help: "Routing snapshots pushed to Envoy over ECDS.", registers: [this.registry] });
   readonly endpointScore = new Gauge({ name: "infergate_endpoint_score", help: "Score (0-1000) pushed for each endpoint; absent when not routable.", labelNames: ["pool", "endpoint"], registers: [this.registry] });
   readonly endpointReady = new Gauge({ name: "infergate_endpoint_ready", help: "1 when the endpoint's metrics are fresh, else 0.", labelNames: ["pool", "endpoint"], registers: [this.registry] });

@@ -17,6 +17,7 @@ export interface PublisherOptions {
   wasmPath: string;
   wasmRemote?: WasmFilterOptions["remote"];
   metrics?: ServerMetrics | undefined;
+  log?: ((message: string) => void) | undefined;
 }
 
 function resource(name: string, type: string, json: Record<string, unknown>): EncodedResource {
@@ -32,6 +33,8 @@ export class Publisher {
   private schedule?: Schedule;
   private lastPushAt = -Infinity;
   private trailing?: NodeJS.Timeout;
+  /** Records the renderer dropped last time, so each is logged when it starts being dropped. */
+  private dropped = new Set<string>();
 
   constructor(private readonly xds: XdsServer, private readonly opts: PublisherOptions) {}
 
@@ -63,7 +66,14 @@ export class Publisher {
   private pushSnapshot(): void {
     if (!this.config) return;
     // Only a change of content makes a new version.
-    const body = renderSnapshot(this.config, 0, this.schedule);
+    const dropped = new Set<string>();
+    const body = renderSnapshot(this.config, 0, this.schedule, (record, why) => dropped.add(`${record}: ${why}`));
+    for (const d of dropped) {
+      if (this.dropped.has(d)) continue;
+      this.opts.log?.(`left out of the snapshot: ${d}`);
+      this.opts.metrics?.snapshotRecordsDropped.inc();
+    }
+    this.dropped = dropped;
     if (body === this.lastBody) return;
     this.lastBody = body;
     this.snapshotVersion++;

@@ -92,6 +92,7 @@ export class InfergateServer {
     const publisher = this.publisher = new Publisher(this.xds, {
       wasmPath: this.wasmPath,
       metrics: this.metrics,
+      log: this.log,
       // Envoys elsewhere download the module from the HTTP listener, checked by its sha256.
       wasmRemote: module && {
         uri: `http://${module.host}:${module.port ?? this.ports.http}${MODULE_PATH}`, cluster: MODULE_CLUSTER,

@@ -59,7 +59,7 @@ describe("standalone YAML", () => {
     ].join("\n"));
     // Every line decodes in the filter's own parser (the same code Envoy runs).
     assert.match(core.checkSnapshot(text), /^ok 7 2 1$/);
-    const scored = { ready: true, score: 640.4, loras: ["sql-lora"], loraFree: false };
+    const scored = { ready: true, score: 640, loras: ["sql-lora"], loraFree: false };
     const loaded = renderSnapshot(parseRoutingConfig(seed, "seed.yaml"), 8, new Map([["reasoning-pool", {
       saturation: 1.25,
       endpoints: new Map<string, EndpointScore>([["127.0.0.11:8000", scored], ["127.0.0.12:8000", scored], ["127.0.0.13:8000", { ready: false }]]),

@@ -82,6 +82,31 @@ describe("scraper", () => {
     }
   });
 
+  it("fails a 10 MB body at the size cap without slowing the other endpoints", async () => {
+    const line = "process_resident_memory_bytes 1\n";
+    const big = line.repeat(Math.ceil((10 << 20) / line.length));
+    let bigServed = 0;
+    const hostile = await serve((res) => { bigServed++; res.end(big); });
+    let goodScrapes = 0;
+    const good = await serve((res) => { goodScrapes++; res.end(METRICS); });
+    const scraper = new Scraper({ intervalMs: 20, timeoutMs: 2000 }, () => undefined);
+    try {
+      scraper.setEndpoints([hostile.address, good.address]);
+      await until(() => (scraper.readings().get(hostile.address)?.consecutiveFailures ?? 0) > 0, 3000);
+      const r = scraper.readings().get(hostile.address)!;
+      assert.equal(r.load, undefined);
+      assert.match(r.lastError!, /larger than 4194304 bytes/);
+      const before = goodScrapes;
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      assert.ok(goodScrapes - before >= 10, `the good endpoint was scraped ${goodScrapes - before} times in 500 ms (every 20 ms wanted)`);
+      assert.ok(isFresh(scraper.readings().get(good.address), performance.now(), STALE_AFTER_MS));
+      assert.ok(bigServed <= 12, `a failing endpoint is retried with backoff (${bigServed} requests)`);
+    } finally {
+      scraper.stop();
+      for (const s of [hostile, good]) { s.server.closeAllConnections(); s.server.close(); }
+    }
+  });
+
   it("stops scraping removed endpoints and starts on new ones", async () => {
     const a = await serve((res) => res.end(METRICS));
     const b = await serve((res) => res.end(METRICS));

@@ -1,9 +1,17 @@
 // Scrapes every endpoint's /metrics on a short interval and keeps, per endpoint, the last load
 // reading, when it succeeded and how many scrapes failed since. Whether that makes the endpoint
 // ready is the scheduler's decision (scheduling/plugins.ts `isFresh`).
-import { Pool } from "undici";
+//
+// A replica's output is untrusted, and the event loop that scrapes also serves xDS, the hooks and
+// /healthz: a body larger than MAX_BODY_BYTES is cut off and the scrape fails, a scrape takes at
+// most timeoutMs, and an endpoint that keeps failing is retried with a growing delay (up to
+// MAX_BACKOFF_MS), so a slow or hostile replica costs only its own readings.
+import { Pool, type Dispatcher } from "undici";
 import type { Reading } from "../scheduling/plugins.ts";
 import { parseEngineLoad, type EngineLoad } from "./engine-metrics.ts";
+
+export const MAX_BODY_BYTES = 4 * 1024 * 1024;
+const MAX_BACKOFF_MS = 1000;
 
 export interface ScrapeOptions {
   intervalMs: number;
@@ -39,9 +47,11 @@ class EndpointScraper {
     const started = performance.now();
     try {
       const res = await this.pool.request({ path: "/metrics", method: "GET", signal: AbortSignal.timeout(this.opts.timeoutMs) });
-      const text = await res.body.text();
-      if (res.statusCode !== 200) throw new Error(`HTTP ${res.statusCode}`);
-      this.reading.load = parseEngineLoad(text);
+      if (res.statusCode !== 200) {
+        await res.body.dump({ limit: 64 * 1024 }).catch(() => undefined);
+        throw new Error(`HTTP ${res.statusCode}`);
+      }
+      this.reading.load = parseEngineLoad(await readCapped(res.body, MAX_BODY_BYTES));
       this.reading.lastSuccess = performance.now();
       this.reading.consecutiveFailures = 0;
       delete this.reading.lastError;
@@ -51,7 +61,10 @@ class EndpointScraper {
     }
     if (this.stopped) return;
     this.onReading();
-    this.schedule(Math.max(0, this.opts.intervalMs - (performance.now() - started)));
+    // Failing: 1, 2, 4... intervals, up to MAX_BACKOFF_MS (or the interval, if longer).
+    const failures = this.reading.consecutiveFailures;
+    const period = failures === 0 ? this.opts.intervalMs : Math.min(this.opts.intervalMs * 2 ** (failures - 1), Math.max(MAX_BACKOFF_MS, this.opts.intervalMs));
+    this.schedule(Math.max(0, period - (performance.now() - started)));
   }
 
   stop(): void {
@@ -59,6 +72,19 @@ class EndpointScraper {
     clearTimeout(this.timer);
     void this.pool.destroy();
   }
+}
+
+/** The body as text, or an error once it is larger than `limit` bytes (leaving the loop early
+ * destroys the stream: the rest is not read). */
+async function readCapped(body: Dispatcher.ResponseData["body"], limit: number): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body) {
+    size += (chunk as Buffer).length;
+    if (size > limit) throw new Error(`body larger than ${limit} bytes`);
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks).toString("utf8");
 }
 
 export class Scraper {

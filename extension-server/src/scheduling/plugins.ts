@@ -90,6 +90,9 @@ export function scoreCandidates(candidates: Candidate[], scorers: WeightedScorer
   return sums.map((s) => Math.round((1000 * s) / total));
 }
 
+/** Saturation figures are capped here (1 already means saturated). */
+const MAX_SATURATION = 1000;
+
 /** The Inference Extension's saturation: mean over endpoints of max(queue / queueThreshold,
  * kv / kvThreshold), an endpoint without fresh metrics counting as saturated (1) unless it has
  * not been scraped yet (0). A pool with no endpoint is saturated. */
@@ -98,5 +101,5 @@ export function poolSaturation(candidates: Candidate[], thresholds: SchedulerCon
   const per = candidates.map((c) => (c.ready
     ? Math.max(c.load.waiting / thresholds.queueThreshold, c.load.kvUsage / thresholds.kvThreshold)
     : c.unscraped ? 0 : 1));
-  return per.reduce((a, b) => a + b, 0) / per.length;
+  return Math.min(MAX_SATURATION, per.reduce((a, b) => a + b, 0) / per.length);
 }
