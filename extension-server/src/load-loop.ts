@@ -53,7 +53,7 @@ export class LoadLoop {
 
   private schedule(config: RoutingConfig, scraper: Scraper): Schedule {
     const readings = scraper.readings();
-    const pools = config.pools.map((p) => ({ pool: p.name, endpoints: p.endpoints.map(endpointAddress) }));
+    const pools = config.pools.map((p) => ({ pool: p.id, endpoints: p.endpoints.map(endpointAddress) }));
     const result = schedule(pools, readings, performance.now(), config.scheduler);
     this.metrics.recordSchedule(config, result, readings);
     return result;

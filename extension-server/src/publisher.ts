@@ -89,11 +89,10 @@ export class Publisher {
   }
 
   private publishEndpoints(config: RoutingConfig): void {
-    const key = JSON.stringify(config.pools.map((p) => [p.name, p.endpoints]));
+    const key = JSON.stringify(config.pools.map((p) => [p.id, p.endpoints]));
     if (key === this.lastEndpoints) return;
     this.lastEndpoints = key;
     this.xds.setResources(TYPE_LOAD_ASSIGNMENT, config.pools.map((p) =>
-      resource(poolClusterName(p.name), "envoy.config.endpoint.v3.ClusterLoadAssignment", loadAssignment(poolClusterName(p.name), p.endpoints))));
-    for (const p of config.pools) this.opts.metrics?.poolEndpoints.set({ pool: p.name }, p.endpoints.length);
+      resource(poolClusterName(p.id), "envoy.config.endpoint.v3.ClusterLoadAssignment", loadAssignment(poolClusterName(p.id), p.endpoints))));
   }
 }

@@ -74,6 +74,8 @@ export class InfergateServer {
   get snapshot(): string { return this.publisher?.snapshot ?? ""; }
   /** Why the last configuration change was rejected (empty once a good one loads). */
   get lastRejection(): readonly string[] { return this.rejection; }
+  /** What the configuration being served left out, and why. */
+  get problems(): readonly string[] { return this.config?.problems.map((p) => p.text) ?? []; }
   get envoy(): EnvoyProcess | undefined { return this.envoyProcess; }
   get xdsPort(): number { return this.ports.xds; }
   get metricsPort(): number { return this.ports.http; }
@@ -106,8 +108,10 @@ export class InfergateServer {
         this.config = config;
         this.rejection = [];
         this.metrics.configReloads.inc({ result: "ok" });
+        this.metrics.recordConfig(config);
         loop.setConfig(config);
-        this.log(`loaded ${this.source.description}: snapshot ${publisher.snapshot.split("\n")[1] ?? ""}`);
+        const skipped = config.problems.length > 0 ? `; left out:\n  ${config.problems.map((p) => p.text).join("\n  ")}` : "";
+        this.log(`loaded ${this.source.description}: ${config.pools.length} pools, ${config.models.length} models, snapshot ${publisher.snapshot.split("\n")[1] ?? ""}${skipped}`);
       },
       onRejected: (problems) => {
         this.rejection = problems;

@@ -56,7 +56,7 @@ function endpointLine(address: string, e: EndpointScore, score: number): string 
 
 /** The pool and its routable endpoints. Without a schedule every endpoint is routable, neutral. */
 function poolLines(pool: PoolConfig, scheduled: PoolSchedule | undefined, onDropped: DroppedRecord): string[] {
-  const head = record(`pool ${pool.name}`, onDropped, () => [`pool ${name(pool.name, "pool")}`]);
+  const head = record(`pool ${pool.id}`, onDropped, () => [`pool ${name(pool.id, "pool")}`]);
   if (head.length === 0) return [];
   const lines = [...head];
   for (const e of pool.endpoints) {
@@ -67,7 +67,7 @@ function poolLines(pool: PoolConfig, scheduled: PoolSchedule | undefined, onDrop
     lines.push(...record(`endpoint ${address}`, onDropped, () => [endpointLine(address, s, score)]));
   }
   const milli = Math.round((scheduled?.saturation ?? 0) * 1000);
-  lines.push(...record(`saturation ${pool.name}`, onDropped, () => [`saturation ${pool.name} ${integer(milli, "saturation")}`]));
+  lines.push(...record(`saturation ${pool.id}`, onDropped, () => [`saturation ${pool.id} ${integer(milli, "saturation")}`]));
   return lines;
 }
 
@@ -108,8 +108,8 @@ function modelLines(config: RoutingConfig, pools: ReadonlySet<string>, onDropped
 }
 
 export function renderSnapshot(config: RoutingConfig, version: number, schedule?: Schedule, onDropped: DroppedRecord = () => undefined): string {
-  const pools = config.pools.map((p) => poolLines(p, schedule?.get(p.name), onDropped));
-  const written = new Set(config.pools.filter((_, i) => pools[i]!.length > 0).map((p) => p.name));
+  const pools = config.pools.map((p) => poolLines(p, schedule?.get(p.id), onDropped));
+  const written = new Set(config.pools.filter((_, i) => pools[i]!.length > 0).map((p) => p.id));
   return [
     SNAPSHOT_FORMAT_HEADER,
     `version ${integer(version, "version")}`,

@@ -97,15 +97,31 @@ describe("weighted target models", () => {
     assert.equal(stack.server.envoy!.pid, pid, "same Envoy process");
   });
 
-  it("rejects an invalid edit with the field named and keeps routing with the last good config", async () => {
+  it("leaves out only the InferenceModel an invalid edit breaks, naming the field; the rest keeps routing", async () => {
     await useWeights(stack, 100, 0);
-    // Scores in the snapshot move with load; the models and weights must not.
-    const routing = (): string => stack.server.snapshot.split("\n").filter((l: string) => /^(model|target) /.test(l)).join("\n");
-    const routingBefore = routing();
-    stack.writeConfig(poolYaml(100, 0).replace("weight: 100", "weight: lots"));
+    const other = `---
+apiVersion: inference.networking.x-k8s.io/v1alpha2
+kind: InferenceModel
+metadata: {name: other}
+spec: {modelName: other, poolRef: {name: canary-pool}, targetModels: [{name: llm-stable, weight: 1}]}
+`;
+    stack.writeConfig(poolYaml(100, 0).replace("weight: 100", "weight: lots") + other);
+    await waitFor(async () => stack.server.problems.length > 0 && stack.server.snapshot.includes("model other "), 2000);
+    assert.match(stack.server.problems.join("\n"), /InferenceModel chat.*spec\.targetModels\[0\]\.weight/);
+    assert.doesNotMatch(stack.server.snapshot, /^model chat /m);
+    await waitFor(async () => (await postJson(`${stack.inferenceUrl}/v1/completions`, { model: "chat", prompt: "x", max_tokens: 1 })).status === 404, 2000);
+    for (let i = 0; i < 10; i++) assert.equal((await postJson(`${stack.inferenceUrl}/v1/completions`, { model: "other", prompt: "x", max_tokens: 1 })).status, 200);
+  });
+
+  it("rejects a file with no valid InferencePool and keeps routing with the last good one", async () => {
+    await useWeights(stack, 100, 0);
+    const routing = (): string => stack.server.snapshot.split("\n").filter((l: string) => /^(pool|model|target) /.test(l)).join("\n");
+    const before = routing();
+    stack.writeConfig(poolYaml(100, 0).replace("targetPortNumber: 8000", "targetPortNumber: port-eight-thousand"));
     await waitFor(async () => stack.server.lastRejection.length > 0, 2000);
-    assert.match(stack.server.lastRejection.join("\n"), /InferenceModel chat.*spec\.targetModels\[0\]\.weight/);
-    assert.equal(routing(), routingBefore, "models and weights unchanged");
+    assert.match(stack.server.lastRejection.join("\n"), /InferencePool canary-pool\): spec\.targetPortNumber/);
+    assert.match(stack.server.lastRejection.join("\n"), /no valid InferencePool/);
+    assert.equal(routing(), before, "pools, models and weights unchanged");
     const counts = await countModels(stack.inferenceUrl, 50);
     assert.equal(counts.get("llm-stable"), 50);
   });

@@ -54,6 +54,7 @@ export async function startStack(yaml: string, replicas: ReplicaSpec[]): Promise
   try {
     await server.start();
   } catch (err) {
+    await server.stop().catch(() => undefined);
     await Promise.all(sims.map((s) => s.close()));
     throw err;
   }

@@ -52,10 +52,10 @@ describe("Envoy resources", () => {
   });
 
   it("encodes the steered pool cluster: EDS from this server, override_host on the destination header", () => {
-    const c = decode("envoy.config.cluster.v3.Cluster", encodeJson("envoy.config.cluster.v3.Cluster", poolCluster("c", "p", { target: "xds:18000" }, "override_host")));
+    const c = decode("envoy.config.cluster.v3.Cluster", encodeJson("envoy.config.cluster.v3.Cluster", poolCluster("c", "ns/p", { target: "xds:18000" }, "override_host")));
     assert.equal(c.type, "EDS");
     assert.equal(Number(c.connect_timeout.seconds), 5);
-    assert.equal(c.eds_cluster_config.service_name, "infergate-pool-p");
+    assert.equal(c.eds_cluster_config.service_name, "infergate-pool/ns/p");
     assert.equal(c.eds_cluster_config.eds_config.api_config_source.grpc_services[0].google_grpc.target_uri, "xds:18000");
     const policy = c.load_balancing_policy.policies[0].typed_extension_config;
     assert.equal(policy.name, "envoy.load_balancing_policies.override_host");

@@ -106,7 +106,7 @@ describe("Envoy Gateway extension hooks", () => {
     const c = Cluster.toObject(Cluster.decode(out), { enums: String }) as any;
     assert.equal(c.name, "httproute/default/llm/rule/0");
     assert.equal(c.type, "EDS");
-    assert.equal(c.eds_cluster_config.service_name, "infergate-pool-reasoning-pool");
+    assert.equal(c.eds_cluster_config.service_name, "infergate-pool/default/reasoning-pool");
     assert.equal(c.lb_policy, undefined);
     assert.equal(Number(c.connect_timeout.seconds), 10, "untouched known field kept");
     assert.equal(WireMessage.decode(out).string(9002), "cluster-future-field");

@@ -1,6 +1,10 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { loadConfigFile } from "../../extension-server/src/config/file-source.ts";
 import { ConfigError, parseRoutingConfig } from "../../extension-server/src/config/routing-config.ts";
 import type { EndpointScore } from "../../extension-server/src/scheduling/scheduler.ts";
 import { renderSnapshot } from "../../extension-server/src/snapshot.ts";
@@ -10,14 +14,9 @@ import * as core from "../../build/core.js";
 const seedPath = new URL("../../manifests/standalone/seed.yaml", import.meta.url);
 const seed = readFileSync(seedPath, "utf8");
 
+/** What the configuration left out of `text`, and why. */
 function problemsOf(text: string): string[] {
-  try {
-    parseRoutingConfig(text, "test.yaml");
-  } catch (err) {
-    assert.ok(err instanceof ConfigError, String(err));
-    return err.problems;
-  }
-  assert.fail("expected the configuration to be rejected");
+  return parseRoutingConfig(text, "test.yaml").problems.map((p) => p.text);
 }
 
 describe("standalone YAML", () => {
@@ -31,7 +30,7 @@ describe("standalone YAML", () => {
     assert.deepEqual(pool.attachTo, { name: "inference-gateway", port: 8081 });
     assert.deepEqual(pool.endpoints.map((e) => `${e.ip}:${e.port}`), ["127.0.0.11:8000", "127.0.0.12:8000", "127.0.0.13:8000"]);
     assert.deepEqual(config.models, [{
-      resourceName: "inferencemodel-sample", namespace: "default", modelName: "qwq", pool: "reasoning-pool",
+      resourceName: "inferencemodel-sample", namespace: "default", modelName: "qwq", pool: "default/reasoning-pool",
       criticality: "critical", targets: [{ name: "qwq-32b", weight: 100 }],
     }]);
   });
@@ -51,22 +50,22 @@ describe("standalone YAML", () => {
       "infergate-snapshot 1", "version 7",
       "tuning score-weight 40", "tuning inflight-weight 2048", "tuning near-best-bytes 2048", "tuning near-best-percent 5",
       "tuning affinity-bound-bytes 16384", "tuning affinity-blocks 4", "tuning lora-load-bytes 8192", "tuning lora-full-bytes 262144",
-      "pool reasoning-pool",
+      "pool default/reasoning-pool",
       "endpoint 127.0.0.11:8000 1000", "endpoint 127.0.0.12:8000 1000", "endpoint 127.0.0.13:8000 1000",
-      "saturation reasoning-pool 0",
-      "model qwq reasoning-pool critical", "target qwq-32b 100",
-      "model qwq-32b reasoning-pool standard", "target qwq-32b 1", "",
+      "saturation default/reasoning-pool 0",
+      "model qwq default/reasoning-pool critical", "target qwq-32b 100",
+      "model qwq-32b default/reasoning-pool standard", "target qwq-32b 1", "",
     ].join("\n"));
     // Every line decodes in the filter's own parser (the same code Envoy runs).
     assert.match(core.checkSnapshot(text), /^ok 7 2 1$/);
     const scored = { ready: true, score: 640, loras: ["sql-lora"], loraFree: false };
-    const loaded = renderSnapshot(parseRoutingConfig(seed, "seed.yaml"), 8, new Map([["reasoning-pool", {
+    const loaded = renderSnapshot(parseRoutingConfig(seed, "seed.yaml"), 8, new Map([["default/reasoning-pool", {
       saturation: 1.25,
       endpoints: new Map<string, EndpointScore>([["127.0.0.11:8000", scored], ["127.0.0.12:8000", scored], ["127.0.0.13:8000", { ready: false }]]),
     }]]));
     assert.match(loaded, /endpoint 127\.0\.0\.11:8000 640 loras=sql-lora lora-free=0\n/);
     assert.doesNotMatch(loaded, /127\.0\.0\.13/, "an endpoint that is not routable is left out");
-    assert.match(loaded, /saturation reasoning-pool 1250/);
+    assert.match(loaded, /saturation default\/reasoning-pool 1250/);
     assert.match(core.checkSnapshot(loaded), /^ok 8 /);
   });
 
@@ -98,20 +97,23 @@ status: {podIP: 10.1.2.4, conditions: [{type: Ready, status: "False"}]}
     assert.deepEqual(config.pools[0]!.endpoints.map((e) => `${e.ip}:${e.port}`), ["10.1.2.3:8000", "10.1.2.3:8001"]);
   });
 
-  it("names the document and the field of every problem", () => {
+  it("names the document and the field of every problem, and leaves out only the objects concerned", () => {
     const problems = problemsOf(seed.replace("targetPortNumber: 8000", "targetPortNumber: eight-thousand").replace("weight: 100", "weight: -1"));
     assert.ok(problems.some((p) => /document 1 \(InferencePool reasoning-pool\): spec\.targetPortNumber/.test(p)), problems.join("\n"));
     assert.ok(problems.some((p) => /document 2 \(InferenceModel inferencemodel-sample\): spec\.targetModels\[0\]\.weight/.test(p)), problems.join("\n"));
+    // The model is left out because it is invalid; a valid one on the (invalid, left out) pool for its pool.
+    const onMissingPool = problemsOf(seed.replace("targetPortNumber: 8000", "targetPortNumber: eight-thousand"));
+    assert.match(onMissingPool.join("\n"), /document 2 \(InferenceModel inferencemodel-sample\): spec\.poolRef\.name: no valid InferencePool named reasoning-pool in namespace default/);
   });
 
-  it("rejects broken YAML, unknown kinds, dangling pool references and clashing model names", () => {
+  it("leaves out broken YAML, unknown kinds, dangling pool references and clashing model names", () => {
     assert.match(problemsOf("kind: [unclosed").join("\n"), /YAML error/);
     assert.match(problemsOf(seed + "---\napiVersion: v1\nkind: Service\nmetadata: {name: s}\n").join("\n"), /unsupported kind "Service"/);
-    assert.match(problemsOf(seed.replace("    name: reasoning-pool\n  targetModels", "    name: nowhere\n  targetModels")).join("\n"), /poolRef\.name: no InferencePool named nowhere/);
+    assert.match(problemsOf(seed.replace("    name: reasoning-pool\n  targetModels", "    name: nowhere\n  targetModels")).join("\n"), /poolRef\.name: no valid InferencePool named nowhere/);
     const twice = seed + "---\n" + seed.split("---")[1]!.replace("inferencemodel-sample", "second");
-    assert.match(problemsOf(twice).join("\n"), /modelName: qwq is already served by InferenceModel inferencemodel-sample/);
+    assert.match(problemsOf(twice).join("\n"), /document \d+ \(InferenceModel second\): spec\.modelName: qwq is already served by InferenceModel default\/inferencemodel-sample/);
     assert.match(problemsOf(seed.replace("weight: 100", "weight: 0")).join("\n"), /at least one weight must be positive/);
-    assert.match(problemsOf(seed.replace("modelName: qwq", "modelName: q w q")).join("\n"), /modelName: must not contain whitespace/);
+    assert.match(problemsOf(seed.replace("modelName: qwq", "modelName: q w q")).join("\n"), /modelName: must be 1-253 characters/);
     assert.match(problemsOf(seed.replace("port: 8081", "port: huge")).join("\n"), /attach-to"\]: port/);
   });
 
@@ -130,5 +132,66 @@ spec: {modelName: m, poolRef: {name: p}, targetModels: ${targets}}
     assert.deepEqual(config.models[0]!.targets, [{ name: "a", weight: 1 }, { name: "b", weight: 1 }]);
     assert.equal(config.models[0]!.criticality, "standard", "unset criticality is Standard");
     assert.match(problemsOf(base("[{name: a, weight: 3}, {name: b}]")).join("\n"), /weights must be set on every target or on none/);
+  });
+
+  it("skips selected Pods without an IP or not ready, counting them, and never looks at unselected Pods", () => {
+    const config = parseRoutingConfig(seed + `---
+apiVersion: v1
+kind: Pod
+metadata: {name: pending, labels: {app: qwq-32b}}
+status: {phase: Pending}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: no-ip-yet, labels: {app: qwq-32b}}
+status: {phase: Running}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: odd-ip, labels: {app: qwq-32b}}
+status: {phase: Running, podIP: "10.0.0.999"}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: elsewhere, namespace: other, labels: {app: qwq-32b}}
+status: {phase: Pending}
+`, "pods.yaml");
+    assert.deepEqual(config.pools[0]!.endpoints.map((e) => e.podName), ["qwq-32b-0", "qwq-32b-1", "qwq-32b-2"]);
+    assert.deepEqual(config.pools[0]!.skipped, { "not-ready": 1, "no-ip": 1, "invalid-ip": 1 });
+    assert.deepEqual(config.problems, [], "skipped Pods are not problems");
+  });
+
+  it("applies the rest of a file with a bad document; refuses a file with no valid InferencePool", () => {
+    const config = parseRoutingConfig("kind: [unclosed\n---\n" + seed, "mixed.yaml");
+    assert.equal(config.pools.length, 1);
+    assert.equal(config.models.length, 1);
+    assert.match(config.problems.map((p) => p.text).join("\n"), /mixed\.yaml: document 1: YAML error/);
+    const dir = mkdtempSync(join(tmpdir(), "infergate-config-"));
+    writeFileSync(join(dir, "none.yaml"), seed.replace("kind: InferencePool", "kind: InferencePoool"));
+    assert.throws(() => loadConfigFile(join(dir, "none.yaml")), (err: unknown) => err instanceof ConfigError
+      && /unsupported kind "InferencePoool"/.test(err.problems.join("\n")) && /none\.yaml: no valid InferencePool/.test(err.problems.join("\n")));
+  });
+
+  it("resolves a model's pool in its own namespace, and gives a model name served twice to one InferenceModel", () => {
+    const pool = (ns: string) => `---
+apiVersion: inference.networking.x-k8s.io/v1alpha2
+kind: InferencePool
+metadata: {name: llm, namespace: ${ns}}
+spec: {selector: {app: a}, targetPortNumber: 80}
+`;
+    const model = (ns: string, name: string, modelName: string, created?: string) => `---
+apiVersion: inference.networking.x-k8s.io/v1alpha2
+kind: InferenceModel
+metadata: {name: ${name}, namespace: ${ns}${created ? `, creationTimestamp: "${created}"` : ""}}
+spec: {modelName: ${modelName}, poolRef: {name: llm}}
+`;
+    const config = parseRoutingConfig(pool("team-a") + pool("team-b") + model("team-c", "orphan", "x") + model("team-a", "chat", "shared", "2025-02-01T00:00:00Z")
+      + model("team-b", "chat", "shared", "2025-01-01T00:00:00Z") + model("team-a", "own", "only-a"), "ns.yaml");
+    assert.deepEqual(config.pools.map((p) => p.id), ["team-a/llm", "team-b/llm"]);
+    assert.deepEqual(config.models.map((m) => `${m.modelName} -> ${m.pool}`), ["shared -> team-b/llm", "only-a -> team-a/llm"], "the older InferenceModel keeps the name");
+    const problems = config.problems.map((p) => p.text).join("\n");
+    assert.match(problems, /InferenceModel orphan\): spec\.poolRef\.name: no valid InferencePool named llm in namespace team-c/);
+    assert.match(problems, /InferenceModel chat\): spec\.modelName: shared is already served by InferenceModel team-b\/chat/);
+    assert.deepEqual(config.problems.map((p) => `${p.object?.kind} ${p.object?.namespace}/${p.object?.name}`).sort(), ["InferenceModel team-a/chat", "InferenceModel team-c/orphan"]);
   });
 });

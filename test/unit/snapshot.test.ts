@@ -28,7 +28,7 @@ status: {podIP: 10.0.0.${i}}
 
 function render(c: RoutingConfig, endpoints: Array<[string, EndpointScore]>, saturation: number): { text: string; dropped: string[] } {
   const dropped: string[] = [];
-  const pool = c.pools[0]!.name;
+  const pool = c.pools[0]!.id;
   const schedule: Schedule = new Map([[pool, { saturation, endpoints: new Map(endpoints) }]]);
   const text = renderSnapshot(c, 5, schedule, (record, why) => dropped.push(`${record}: ${why}`));
   return { text, dropped };
@@ -58,12 +58,12 @@ describe("snapshot renderer", () => {
     const { text, dropped } = render(bad, [["10.0.0.1:80", { ready: true, score: 1000 }]], 0);
     assert.match(core.checkSnapshot(text), /^ok 5 /, text);
     assert.doesNotMatch(text, /^model m|^model x|target t t/m);
-    assert.match(text, /^model ok p standard\ntarget t2 1$/m, "a bad target alone is dropped");
+    assert.match(text, /^model ok default\/p standard\ntarget t2 1$/m, "a bad target alone is dropped");
     assert.ok(dropped.length >= 2, dropped.join("\n"));
 
     const badPool: RoutingConfig = structuredClone(config);
-    badPool.pools[0]!.name = "p\npool q";
-    badPool.models[0]!.pool = badPool.pools[0]!.name;
+    badPool.pools[0]!.id = "p\npool q";
+    badPool.models[0]!.pool = badPool.pools[0]!.id;
     const r = render(badPool, [["10.0.0.1:80", { ready: true, score: 1000 }]], 0);
     assert.match(core.checkSnapshot(r.text), /^ok 5 0 0$/, r.text);
     assert.ok(r.dropped.some((d) => /^pool /.test(d)), r.dropped.join("\n"));

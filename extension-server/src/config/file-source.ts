@@ -1,5 +1,7 @@
-// Standalone source of truth: a YAML file, re-read whenever it changes. A file that fails to
-// parse or validate is rejected with its reasons and the previous good configuration stays.
+// Standalone source of truth: a YAML file, re-read whenever it changes. A document that fails to
+// parse or validate is left out and named (routing-config.ts); the rest applies. A file with no
+// valid InferencePool is rejected: at start-up that is fatal (standalone Envoy needs a pool), later
+// the previous configuration stays.
 import { readFileSync, statSync, unwatchFile, watchFile } from "node:fs";
 import { ConfigError, parseRoutingConfig, type RoutingConfig } from "./routing-config.ts";
 import type { ConfigSource, SourceEvents } from "./source.ts";
@@ -11,7 +13,9 @@ export function loadConfigFile(path: string): RoutingConfig {
   } catch (err) {
     throw new ConfigError([`${path}: cannot read: ${(err as Error).message}`]);
   }
-  return parseRoutingConfig(text, path);
+  const config = parseRoutingConfig(text, path);
+  if (config.pools.length === 0) throw new ConfigError([...config.problems.map((p) => p.text), `${path}: no valid InferencePool`]);
+  return config;
 }
 
 export class FileSource implements ConfigSource {

@@ -70,11 +70,11 @@ function inferenceListener(opts: BootstrapOptions, port: number, pool: PoolConfi
   const routes = [
     // The filter strips any client-sent destination and pool, and sets both on requests it routed.
     ...opts.config.pools.map((p) => ({
-      match: { prefix: "/", headers: [{ name: POOL_HEADER, string_match: { exact: p.name } }, { name: DESTINATION_HEADER, present_match: true }] },
-      route: { ...toCluster(pickedClusterName(p.name)), retry_policy: RETRY_ON_CONNECT_FAILURE },
+      match: { prefix: "/", headers: [{ name: POOL_HEADER, string_match: { exact: p.id } }, { name: DESTINATION_HEADER, present_match: true }] },
+      route: { ...toCluster(pickedClusterName(p.id)), retry_policy: RETRY_ON_CONNECT_FAILURE },
     })),
     // Everything else (GET /v1/models, /health, ...) goes to the pool by round robin.
-    { match: { prefix: "/" }, route: toCluster(poolClusterName(pool.name)) },
+    { match: { prefix: "/" }, route: toCluster(poolClusterName(pool.id)) },
   ];
   // Start routing with the snapshot known when the bootstrap was written, even if the extension
   // server is not reachable yet; ECDS replaces it as soon as it connects.
@@ -97,10 +97,10 @@ function clusters(opts: BootstrapOptions): Json[] {
   // Each pool's endpoints (one EDS resource) back two clusters: the endpoints the filter picks
   // (override_host only connects to a listed address that is a member of the pool, so a forged
   // header cannot reach anything else), and plain round robin for everything else.
-  const picked = opts.config.pools.map((p) => poolCluster(pickedClusterName(p.name), p.name, XDS, "override_host"));
-  const pools = opts.config.pools.map((p) => poolCluster(poolClusterName(p.name), p.name, XDS, "ROUND_ROBIN"));
+  const picked = opts.config.pools.map((p) => poolCluster(pickedClusterName(p.id), p.id, XDS, "override_host"));
+  const pools = opts.config.pools.map((p) => poolCluster(poolClusterName(p.id), p.id, XDS, "ROUND_ROBIN"));
   const first = opts.config.pools[0];
-  const leastRequest = opts.leastRequestPort !== undefined && first ? [poolCluster(leastRequestClusterName(first.name), first.name, XDS, "LEAST_REQUEST")] : [];
+  const leastRequest = opts.leastRequestPort !== undefined && first ? [poolCluster(leastRequestClusterName(first.id), first.id, XDS, "LEAST_REQUEST")] : [];
   return [xds, ...picked, ...pools, ...leastRequest];
 }
 
@@ -118,9 +118,9 @@ export function buildBootstrap(opts: BootstrapOptions): Json {
   const first = opts.config.pools[0];
   if (!first) throw new Error("the configuration has no InferencePool");
   const listeners = [
-    plainListener("plain", opts.listenAddress, opts.plainPort, poolClusterName(first.name)),
+    plainListener("plain", opts.listenAddress, opts.plainPort, poolClusterName(first.id)),
     ...[...inferencePorts(opts)].map(([port, pool]) => inferenceListener(opts, port, pool)),
-    ...(opts.leastRequestPort !== undefined ? [plainListener("least-request", opts.listenAddress, opts.leastRequestPort, leastRequestClusterName(first.name))] : []),
+    ...(opts.leastRequestPort !== undefined ? [plainListener("least-request", opts.listenAddress, opts.leastRequestPort, leastRequestClusterName(first.id))] : []),
   ];
   return {
     node: { id: "infergate-standalone", cluster: "infergate" },

@@ -17,9 +17,9 @@ export function typed(type: string, body: Json = {}): Json {
   return { "@type": typeUrl(type), ...body };
 }
 
-/** The cluster (and EDS resource) of a pool's endpoints. */
+/** The cluster (and EDS resource) of a pool's endpoints; `pool` is its `<namespace>/<name>`. */
 export function poolClusterName(pool: string): string {
-  return `infergate-pool-${pool}`;
+  return `infergate-pool/${pool}`;
 }
 
 /**

@@ -15,7 +15,7 @@
 // logs why. Envoy Gateway runs its extension with `failOpen: false`, so it then pushes nothing new
 // and every Envoy keeps its last good configuration; a half-edited resource is never sent.
 import * as grpc from "@grpc/grpc-js";
-import type { PoolConfig, RoutingConfig } from "../config/routing-config.ts";
+import { poolId, type PoolConfig, type RoutingConfig } from "../config/routing-config.ts";
 import { FILTER_NAME } from "../contract.ts";
 import { ecdsHttpFilter, filterConfigDiscovery, hostCluster, overrideHostPolicy, poolEdsConfig, WASM_TYPE_URL, type XdsTransport } from "../envoy/resources.ts";
 import { encodeJson } from "../xds/encode.ts";
@@ -158,10 +158,11 @@ function modifyListener(bytes: Uint8Array, pools: PoolConfig[], xds: XdsTranspor
 function modifyCluster(bytes: Uint8Array, resources: ExtensionResource[], xds: XdsTransport): { bytes: Uint8Array; changed: boolean } {
   const pool = resources.find((r) => r.kind === "InferencePool");
   if (!pool?.metadata?.name) return { bytes, changed: false };
+  const id = poolId(pool.metadata.namespace ?? "default", pool.metadata.name);
   const cluster = WireMessage.decode(bytes);
   cluster.remove(CLUSTER.type, CLUSTER.cluster_type, CLUSTER.eds_cluster_config, CLUSTER.lb_policy, CLUSTER.load_assignment, CLUSTER.load_balancing_policy);
   cluster.addVarint(CLUSTER.type, CLUSTER_EDS);
-  cluster.add(CLUSTER.eds_cluster_config, encodeJson(`${T.cluster}.EdsClusterConfig`, poolEdsConfig(pool.metadata.name, xds)));
+  cluster.add(CLUSTER.eds_cluster_config, encodeJson(`${T.cluster}.EdsClusterConfig`, poolEdsConfig(id, xds)));
   cluster.add(CLUSTER.load_balancing_policy, encodeJson("envoy.config.cluster.v3.LoadBalancingPolicy", overrideHostPolicy()));
   return { bytes: cluster.encode(), changed: true };
 }
