@@ -55,6 +55,8 @@ describe("Envoy resources", () => {
     const c = decode("envoy.config.cluster.v3.Cluster", encodeJson("envoy.config.cluster.v3.Cluster", poolCluster("c", "ns/p", { target: "xds:18000" }, "override_host")));
     assert.equal(c.type, "EDS");
     assert.equal(Number(c.connect_timeout.seconds), 5);
+    const t = c.circuit_breakers.thresholds[0];
+    assert.deepEqual([t.retry_budget.budget_percent.value, t.retry_budget.min_retry_concurrency.value, t.max_requests.value], [100, 64, 65536]);
     assert.equal(c.eds_cluster_config.service_name, "infergate-pool/ns/p");
     assert.equal(c.eds_cluster_config.eds_config.api_config_source.grpc_services[0].google_grpc.target_uri, "xds:18000");
     const policy = c.load_balancing_policy.policies[0].typed_extension_config;

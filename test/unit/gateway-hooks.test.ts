@@ -114,6 +114,14 @@ describe("Envoy Gateway extension hooks", () => {
     assert.equal(policy.name, "envoy.load_balancing_policies.override_host");
     assert.equal(policy.typed_config.type_url, typeUrl("envoy.extensions.load_balancing_policies.override_host.v3.OverrideHost"));
     assert.match(Buffer.from(policy.typed_config.value).toString("latin1"), /x-gateway-destination-endpoint[\s\S]*round_robin/);
+    const budget = c.circuit_breakers.thresholds[0].retry_budget;
+    assert.deepEqual([budget.budget_percent.value, budget.min_retry_concurrency.value], [100, 64], "a burst of retries after a replica dies does not overflow");
+    // Circuit breakers Envoy Gateway set (its defaults, or a BackendTrafficPolicy's) are kept.
+    const withBreakers = Cluster.encode(Cluster.fromObject({ name: "httproute/default/llm/rule/0", circuit_breakers: { thresholds: [{ max_retries: { value: 1024 } }] } })).finish();
+    const kept = new WireMessage([{ field: 1, wireType: 2, bytes: withBreakers }]);
+    kept.add(2, context.encode());
+    const k = Cluster.toObject(Cluster.decode((await call("PostClusterModify", kept)).first(1)!.bytes)) as any;
+    assert.deepEqual(k.circuit_breakers, { thresholds: [{ max_retries: { value: 1024 } }] });
     const plain = new WireMessage([{ field: 1, wireType: 2, bytes: clusterBytes }]);
     assert.deepEqual(Buffer.from((await call("PostClusterModify", plain)).first(1)!.bytes), Buffer.from(clusterBytes), "other clusters untouched");
   });

@@ -57,12 +57,36 @@ export function overrideHostPolicy(): Json {
   }));
 }
 
+/** Requests in flight (and waiting for a connection) per pool cluster and Envoy. LLM requests
+ * stream for minutes, and the filter sheds by criticality itself: Envoy's default of 1024 would
+ * answer 503 to a busy pool long before the replicas are full. */
+const POOL_MAX_REQUESTS = 65_536;
+
+/**
+ * Cluster.circuit_breakers of a pool cluster. When a replica dies, every request the filter had
+ * sent there retries at once on the next endpoint it listed (only on connect failures, refused
+ * streams and resets before the request was sent; at most twice per request). Envoy's default
+ * allows 3 retries in flight per cluster, so a burst overflows and gets 503s. The retry budget lets
+ * as many retries be in flight as there are requests (a request retries one attempt at a time),
+ * and at least 64 when the cluster is quiet.
+ */
+export function poolCircuitBreakers(): Json {
+  return {
+    thresholds: [{
+      priority: "DEFAULT",
+      max_connections: POOL_MAX_REQUESTS, max_pending_requests: POOL_MAX_REQUESTS, max_requests: POOL_MAX_REQUESTS,
+      retry_budget: { budget_percent: { value: 100 }, min_retry_concurrency: 64 },
+    }],
+  };
+}
+
 /** An EDS cluster over a pool's endpoints, balanced by `lb` (override_host: steered by the filter). */
 export function poolCluster(name: string, pool: string, xds: XdsTransport, lb: "ROUND_ROBIN" | "LEAST_REQUEST" | "override_host"): Json {
   return {
     name, type: "EDS", connect_timeout: "5s",
     eds_cluster_config: poolEdsConfig(pool, xds),
     ...(lb === "override_host" ? { load_balancing_policy: overrideHostPolicy() } : { lb_policy: lb }),
+    circuit_breakers: poolCircuitBreakers(),
   };
 }
 

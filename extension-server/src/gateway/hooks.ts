@@ -17,7 +17,7 @@
 import * as grpc from "@grpc/grpc-js";
 import { poolId, type PoolConfig, type RoutingConfig } from "../config/routing-config.ts";
 import { FILTER_NAME } from "../contract.ts";
-import { ecdsHttpFilter, filterConfigDiscovery, hostCluster, overrideHostPolicy, poolEdsConfig, WASM_TYPE_URL, type XdsTransport } from "../envoy/resources.ts";
+import { ecdsHttpFilter, filterConfigDiscovery, hostCluster, overrideHostPolicy, poolCircuitBreakers, poolEdsConfig, WASM_TYPE_URL, type XdsTransport } from "../envoy/resources.ts";
 import { encodeJson } from "../xds/encode.ts";
 import { fieldNumbers, protoRoot } from "../xds/protos.ts";
 import { WireMessage, type WireField } from "../xds/wire.ts";
@@ -41,7 +41,7 @@ const HCM = fieldNumbers("envoy.extensions.filters.network.http_connection_manag
 const HTTP_FILTER = fieldNumbers(T.httpFilter, ["name", "typed_config", "config_discovery"]);
 const WASM = fieldNumbers("envoy.extensions.filters.http.wasm.v3.Wasm", ["config"]);
 const PLUGIN_CONFIG = fieldNumbers("envoy.extensions.wasm.v3.PluginConfig", ["root_id"]);
-const CLUSTER = fieldNumbers(T.cluster, ["name", "type", "cluster_type", "eds_cluster_config", "lb_policy", "load_assignment", "load_balancing_policy"]);
+const CLUSTER = fieldNumbers(T.cluster, ["name", "type", "cluster_type", "eds_cluster_config", "lb_policy", "load_assignment", "load_balancing_policy", "circuit_breakers"]);
 const CLUSTER_EDS = protoRoot().lookupEnum(`${T.cluster}.DiscoveryType`).values.EDS!;
 // Envoy Gateway's messages (proto/extension/).
 const EXTENSION_RESOURCE = fieldNumbers("envoygateway.extension.ExtensionResource", ["unstructured_bytes"]);
@@ -154,7 +154,9 @@ function modifyListener(bytes: Uint8Array, pools: PoolConfig[], xds: XdsTranspor
   return changed ? { bytes: listener.encode(), changed } : { bytes, changed };
 }
 
-/** An InferencePool backend's cluster becomes EDS (endpoints from this server) + override_host. */
+/** An InferencePool backend's cluster becomes EDS (endpoints from this server) + override_host.
+ * Circuit breakers Envoy Gateway set (its defaults allow 1024 retries in flight, or a
+ * BackendTrafficPolicy's) are kept; a cluster without any gets the pool clusters' own. */
 function modifyCluster(bytes: Uint8Array, resources: ExtensionResource[], xds: XdsTransport): { bytes: Uint8Array; changed: boolean } {
   const pool = resources.find((r) => r.kind === "InferencePool");
   if (!pool?.metadata?.name) return { bytes, changed: false };
@@ -164,6 +166,7 @@ function modifyCluster(bytes: Uint8Array, resources: ExtensionResource[], xds: X
   cluster.addVarint(CLUSTER.type, CLUSTER_EDS);
   cluster.add(CLUSTER.eds_cluster_config, encodeJson(`${T.cluster}.EdsClusterConfig`, poolEdsConfig(id, xds)));
   cluster.add(CLUSTER.load_balancing_policy, encodeJson("envoy.config.cluster.v3.LoadBalancingPolicy", overrideHostPolicy()));
+  if (!cluster.first(CLUSTER.circuit_breakers)) cluster.add(CLUSTER.circuit_breakers, encodeJson("envoy.config.cluster.v3.CircuitBreakers", poolCircuitBreakers()));
   return { bytes: cluster.encode(), changed: true };
 }
 
