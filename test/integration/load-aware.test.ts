@@ -6,31 +6,13 @@
 import assert from "node:assert/strict";
 import { after, before, beforeEach, describe, it } from "node:test";
 import { startSimServer } from "../../sim/server.ts";
-import { metricSamples, podsYaml, postJson, SIM_PORT, startStack, waitFor, type Stack } from "../support/stack.ts";
+import { chatPoolYaml, metricSamples, podsYaml, postJson, setReplicaLoad, SIM_PORT, startStack, waitFor, type Stack } from "../support/stack.ts";
 
 const IPS = ["127.0.4.11", "127.0.4.12", "127.0.4.13"];
 const ADDRESSES = IPS.map((ip) => `${ip}:${SIM_PORT}`);
 
-const CONFIG = `apiVersion: inference.networking.x-k8s.io/v1alpha2
-kind: InferencePool
-metadata: {name: pool}
-spec: {targetPortNumber: ${SIM_PORT}, selector: {app: llm}}
----
-apiVersion: inference.networking.x-k8s.io/v1alpha2
-kind: InferenceModel
-metadata: {name: critical}
-spec: {modelName: chat, criticality: Critical, poolRef: {name: pool}, targetModels: [{name: llm, weight: 1}]}
----
-apiVersion: inference.networking.x-k8s.io/v1alpha2
-kind: InferenceModel
-metadata: {name: batch}
-spec: {modelName: batch, criticality: Sheddable, poolRef: {name: pool}, targetModels: [{name: llm, weight: 1}]}
-${podsYaml("llm", IPS)}`;
-
-async function setLoad(address: string, load: Record<string, number>): Promise<void> {
-  const res = await fetch(`http://${address}/admin/load`, { method: "POST", body: JSON.stringify(load) });
-  assert.equal(res.status, 200);
-}
+const CONFIG = chatPoolYaml(IPS, "llm", [{ name: "batch", criticality: "Sheddable" }]);
+const setLoad = setReplicaLoad;
 
 async function send(stack: Stack, model = "chat", prompt = "hello"): Promise<{ status: number; servedBy: string | null; body: any }> {
   return postJson(`${stack.inferenceUrl}/v1/completions`, { model, prompt, max_tokens: 1 });

@@ -5,22 +5,13 @@
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
 import { after, before, describe, it } from "node:test";
-import { podsYaml, postJson, SIM_PORT, startStack, waitFor, type Stack } from "../support/stack.ts";
+import { chatPoolYaml, postJson, setReplicaLoad, SIM_PORT, startStack, waitFor, type Stack } from "../support/stack.ts";
 
 const LIVE = ["127.0.9.11", "127.0.9.12"];
 const DOOMED = "127.0.9.13";
 const BURST = 24;
 
-const CONFIG = `apiVersion: inference.networking.x-k8s.io/v1alpha2
-kind: InferencePool
-metadata: {name: pool}
-spec: {targetPortNumber: ${SIM_PORT}, selector: {app: llm}}
----
-apiVersion: inference.networking.x-k8s.io/v1alpha2
-kind: InferenceModel
-metadata: {name: chat}
-spec: {modelName: chat, criticality: Critical, poolRef: {name: pool}}
-${podsYaml("llm", [...LIVE, DOOMED])}`;
+const CONFIG = chatPoolYaml([...LIVE, DOOMED], "chat");
 
 /** A replica in its own process, so it can die the way a crashed server does. */
 async function startReplicaProcess(host: string): Promise<ChildProcess> {
@@ -32,7 +23,6 @@ async function startReplicaProcess(host: string): Promise<ChildProcess> {
   return child;
 }
 
-const setLoad = (ip: string, load: object) => fetch(`http://${ip}:${SIM_PORT}/admin/load`, { method: "POST", body: JSON.stringify(load) });
 
 describe("a replica killed under a burst", () => {
   let stack: Stack;
@@ -49,7 +39,7 @@ describe("a replica killed under a burst", () => {
 
   it(`answers all of ${BURST} concurrent requests fired right after the SIGKILL`, async () => {
     // The doomed replica looks best, so the burst goes there first and every request has to retry.
-    for (const ip of LIVE) assert.equal((await setLoad(ip, { waiting: 20 })).status, 200);
+    for (const ip of LIVE) await setReplicaLoad(`${ip}:${SIM_PORT}`, { waiting: 20 });
     await waitFor(async () => (await postJson(`${stack.inferenceUrl}/v1/completions`, { model: "chat", prompt: "warm", max_tokens: 1 })).servedBy === `${DOOMED}:${SIM_PORT}`, 3000);
     doomed.kill("SIGKILL");
     const results = await Promise.all(Array.from({ length: BURST }, (_, i) =>

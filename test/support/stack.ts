@@ -37,6 +37,30 @@ status:
 `).join("");
 }
 
+/**
+ * An InferencePool `pool` over the Pods labelled `app: llm` at `ips` (port SIM_PORT), with a Critical
+ * InferenceModel `chat` whose requests go to `target`, and any more InferenceModels on the pool.
+ */
+export function chatPoolYaml(ips: string[], target = "llm", more: Array<{ name: string; criticality: string }> = []): string {
+  const model = (name: string, criticality: string): string => `---
+apiVersion: inference.networking.x-k8s.io/v1alpha2
+kind: InferenceModel
+metadata: {name: ${name}}
+spec: {modelName: ${name}, criticality: ${criticality}, poolRef: {name: pool}, targetModels: [{name: ${target}, weight: 1}]}
+`;
+  return `apiVersion: inference.networking.x-k8s.io/v1alpha2
+kind: InferencePool
+metadata: {name: pool}
+spec: {targetPortNumber: ${SIM_PORT}, selector: {app: llm}}
+${model("chat", "Critical")}${more.map((m) => model(m.name, m.criticality)).join("")}${podsYaml("llm", ips)}`;
+}
+
+/** Sets the extra load a simulated replica reports (sim/server.ts `/admin/load`; `{}` clears it). */
+export async function setReplicaLoad(address: string, load: Record<string, number>): Promise<void> {
+  const res = await fetch(`http://${address}/admin/load`, { method: "POST", body: JSON.stringify(load) });
+  if (res.status !== 200) throw new Error(`${address}/admin/load: HTTP ${res.status}`);
+}
+
 export async function startStack(yaml: string, replicas: ReplicaSpec[]): Promise<Stack> {
   const dir = mkdtempSync(join(tmpdir(), "infergate-test-"));
   const configPath = join(dir, "pool.yaml");
