@@ -6,7 +6,7 @@
 
 export interface Sample { labels: Record<string, string>; value: number }
 
-export const MAX_LINE_CHARS = 64 * 1024;
+const MAX_LINE_CHARS = 64 * 1024;
 const MAX_SAMPLES_PER_NAME = 1024;
 
 const isNameStart = (c: number): boolean => (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 95; // A-Z a-z _

@@ -10,7 +10,7 @@ import { Pool, type Dispatcher } from "undici";
 import type { Reading } from "../scheduling/plugins.ts";
 import { parseEngineLoad, type EngineLoad } from "./engine-metrics.ts";
 
-export const MAX_BODY_BYTES = 4 * 1024 * 1024;
+const MAX_BODY_BYTES = 4 * 1024 * 1024;
 const MAX_BACKOFF_MS = 1000;
 
 export interface ScrapeOptions {
