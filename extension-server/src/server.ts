@@ -1,8 +1,8 @@
 // The extension server's composition root: it picks the configuration source (a YAML file or the
 // Kubernetes API), and wires it to the load loop (scrape → score → publish), the xDS server the
 // publisher pushes through, the HTTP listener (/metrics, /snapshot, the module), Envoy Gateway's
-// hooks, and, in standalone mode, an Envoy it runs with a generated bootstrap. It holds no logic
-// of its own beyond start-up order.
+// hooks, and, in standalone mode, an Envoy it runs with a generated bootstrap. Beyond start-up
+// order, it only records and logs what the source reports (the configuration, or a rejection).
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
