@@ -20,7 +20,7 @@ import { FILTER_NAME } from "../contract.ts";
 import { ecdsHttpFilter, filterConfigDiscovery, hostCluster, overrideHostPolicy, poolCircuitBreakers, poolEdsConfig, WASM_TYPE_URL, type XdsTransport } from "../envoy/resources.ts";
 import { encodeJson } from "../xds/encode.ts";
 import { fieldNumbers, protoRoot } from "../xds/protos.ts";
-import { WireMessage, type WireField } from "../xds/wire.ts";
+import { WIRE_LENGTH_DELIMITED, WireMessage, type WireField } from "../xds/wire.ts";
 
 export const SERVICE = "envoygateway.extension.EnvoyGatewayExtension";
 
@@ -107,7 +107,7 @@ function editHttpFilters(hcm: WireMessage, attach: boolean, xds: XdsTransport): 
   const names = filters.map((f) => WireMessage.decode(f.bytes).string(HTTP_FILTER.name));
   if (attach && !names.includes(FILTER_NAME)) {
     const router = hcm.fields.findIndex((f) => f.field === HCM.http_filters && WireMessage.decode(f.bytes).string(HTTP_FILTER.name) === ROUTER_NAME);
-    const entry: WireField = { field: HCM.http_filters, wireType: 2, bytes: encodeJson(T.httpFilter, ecdsHttpFilter(FILTER_NAME, xds)) };
+    const entry: WireField = { field: HCM.http_filters, wireType: WIRE_LENGTH_DELIMITED, bytes: encodeJson(T.httpFilter, ecdsHttpFilter(FILTER_NAME, xds)) };
     if (router >= 0) hcm.fields.splice(router, 0, entry);
     else hcm.fields.push(entry);
     changed = true;
@@ -201,7 +201,7 @@ function method(name: string, handler: Handler, log: (m: string) => void): [grpc
 }
 
 /** A response message holding one resource field. */
-const single = (field: number, bytes: Uint8Array): WireMessage => new WireMessage([{ field, wireType: 2, bytes }]);
+const single = (field: number, bytes: Uint8Array): WireMessage => new WireMessage([{ field, wireType: WIRE_LENGTH_DELIMITED, bytes }]);
 
 export class GatewayHooks {
   private readonly server = new grpc.Server();
