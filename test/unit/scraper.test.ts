@@ -107,6 +107,29 @@ describe("scraper", () => {
     }
   });
 
+  it("scrapes an endpoint whose output is costly to parse less often, so it costs only its own readings", async (t) => {
+    const line = "process_resident_memory_bytes 1\n";
+    const junk = line.repeat(Math.floor((4 << 20) / line.length) - 100) + METRICS; // just under the cap
+    let junkScrapes = 0;
+    const heavy = await serve((res) => { junkScrapes++; res.end(junk); });
+    let goodScrapes = 0;
+    const good = await serve((res) => { goodScrapes++; res.end(METRICS); });
+    const scraper = new Scraper({ intervalMs: 20, timeoutMs: 2000 }, () => undefined);
+    try {
+      scraper.setEndpoints([heavy.address, good.address]);
+      await until(() => scraper.readings().get(heavy.address)?.load !== undefined, 3000);
+      const [j0, g0] = [junkScrapes, goodScrapes];
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      const [j, g] = [junkScrapes - j0, goodScrapes - g0];
+      t.diagnostic(`in one second: ${j} scrapes of the 4 MiB endpoint, ${g} of the small one (every 20 ms wanted)`);
+      assert.equal(scraper.readings().get(heavy.address)!.load!.waiting, 4, "its readings still count");
+      assert.ok(j * 4 <= g, `the costly endpoint was scraped ${j} times in a second, the cheap one ${g}`);
+    } finally {
+      scraper.stop();
+      for (const s of [heavy, good]) { s.server.closeAllConnections(); s.server.close(); }
+    }
+  });
+
   it("stops scraping removed endpoints and starts on new ones", async () => {
     const a = await serve((res) => res.end(METRICS));
     const b = await serve((res) => res.end(METRICS));

@@ -4,14 +4,17 @@
 //
 // A replica's output is untrusted, and the event loop that scrapes also serves xDS, the hooks and
 // /healthz: a body larger than MAX_BODY_BYTES is cut off and the scrape fails, a scrape takes at
-// most timeoutMs, and an endpoint that keeps failing is retried with a growing delay (up to
-// MAX_BACKOFF_MS), so a slow or hostile replica costs only its own readings.
+// most timeoutMs, an endpoint that keeps failing is retried with a growing delay (up to
+// MAX_BACKOFF_MS), and an endpoint whose output takes long to parse is scraped no more often than
+// COST_FACTOR times that parse time, so no endpoint takes more than about 1/COST_FACTOR of the
+// event loop. A slow or hostile replica costs only its own readings.
 import { Pool, type Dispatcher } from "undici";
 import type { Reading } from "../scheduling/plugins.ts";
 import { parseEngineLoad, type EngineLoad } from "./engine-metrics.ts";
 
 const MAX_BODY_BYTES = 4 * 1024 * 1024;
 const MAX_BACKOFF_MS = 1000;
+const COST_FACTOR = 20;
 
 export interface ScrapeOptions {
   intervalMs: number;
@@ -45,13 +48,17 @@ class EndpointScraper {
 
   private async scrape(): Promise<void> {
     const started = performance.now();
+    let parseMs = 0;
     try {
       const res = await this.pool.request({ path: "/metrics", method: "GET", signal: AbortSignal.timeout(this.opts.timeoutMs) });
       if (res.statusCode !== 200) {
         await res.body.dump({ limit: 64 * 1024 }).catch(() => undefined);
         throw new Error(`HTTP ${res.statusCode}`);
       }
-      this.reading.load = parseEngineLoad(await readCapped(res.body, MAX_BODY_BYTES));
+      const text = await readCapped(res.body, MAX_BODY_BYTES);
+      const parseStarted = performance.now();
+      this.reading.load = parseEngineLoad(text);
+      parseMs = performance.now() - parseStarted;
       this.reading.lastSuccess = performance.now();
       this.reading.consecutiveFailures = 0;
       delete this.reading.lastError;
@@ -64,7 +71,7 @@ class EndpointScraper {
     // Failing: 1, 2, 4... intervals, up to MAX_BACKOFF_MS (or the interval, if longer).
     const failures = this.reading.consecutiveFailures;
     const period = failures === 0 ? this.opts.intervalMs : Math.min(this.opts.intervalMs * 2 ** (failures - 1), Math.max(MAX_BACKOFF_MS, this.opts.intervalMs));
-    this.schedule(Math.max(0, period - (performance.now() - started)));
+    this.schedule(Math.max(0, period - (performance.now() - started), COST_FACTOR * parseMs));
   }
 
   stop(): void {
