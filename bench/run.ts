@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import cliProgress from "cli-progress";
-import { Standalone } from "../extension-server/src/standalone.ts";
+import { InfergateServer } from "../extension-server/src/server.ts";
 import { runLoad } from "./client.ts";
 import { formatSideMeasurements, runSideMeasurements } from "./overhead.ts";
 import { writeReport, type ModeResult } from "./report.ts";
@@ -136,7 +136,7 @@ export async function runBench(o: BenchOptions): Promise<ModeResult[]> {
   writeFileSync(configPath, poolYaml(ips));
   const requests = buildWorkload(o);
   let replicas = await startReplicas(ips, o);
-  const server = new Standalone({ configPath, xdsPort: 0, log: () => undefined,
+  const server = new InfergateServer({ source: { file: configPath }, xdsPort: 0, log: () => undefined,
     envoy: { adminPort: 0, plainPort: 0, inferencePort: 0, leastRequestPort: 0, concurrency: 2, logLevel: "error" } });
   const results: ModeResult[] = [];
   try {

@@ -3,7 +3,7 @@
 import { parseArgs } from "node:util";
 import { KubeConfig } from "@kubernetes/client-node";
 import { ConfigError } from "./config/routing-config.ts";
-import { Standalone } from "./standalone.ts";
+import { InfergateServer } from "./server.ts";
 
 const USAGE = `usage: infergate standalone --config FILE [options]
        infergate kubernetes --hooks-port 5005 [--xds-port 18000] [--xds-advertise HOST] [--listen 0.0.0.0]
@@ -54,9 +54,8 @@ async function main(): Promise<void> {
     kubernetes = new KubeConfig();
     kubernetes.loadFromDefault(); // in-cluster service account, or KUBECONFIG
   }
-  const server = new Standalone({
-    configPath: values.config ?? "",
-    kubernetes,
+  const server = new InfergateServer({
+    source: kubernetes ? { kubernetes } : { file: values.config! },
     wasmPath: values.wasm,
     listenAddress: values.listen,
     xdsPort: Number(values["xds-port"]),
@@ -82,7 +81,7 @@ async function main(): Promise<void> {
     await server.stop().catch(() => undefined);
     process.exit(1);
   }
-  console.error(`infergate: xDS on 127.0.0.1:${server.xdsPort}, metrics on ${values.listen}:${server.metricsPort}${server.hooks ? `, Envoy Gateway hooks on ${values.listen}:${server.hooksPort}` : ""}`);
+  console.error(`infergate: xDS on 127.0.0.1:${server.xdsPort}, metrics on ${values.listen}:${server.metricsPort}${server.hooksPort ? `, Envoy Gateway hooks on ${values.listen}:${server.hooksPort}` : ""}`);
 }
 
 void main();

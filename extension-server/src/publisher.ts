@@ -3,11 +3,26 @@
 // push per `minIntervalMs`, later changes coalescing into a trailing push) so Envoy is never
 // flooded; configuration changes push at once.
 import type { RoutingConfig } from "./config/routing-config.ts";
+import { FILTER_NAME } from "./contract.ts";
+import { loadAssignment, poolClusterName, typedExtensionConfig, wasmFilter, type WasmFilterOptions } from "./envoy/resources.ts";
 import type { ServerMetrics } from "./metrics.ts";
-import { NEUTRAL_LOAD, renderSnapshot, type LoadView } from "./snapshot.ts";
-import { poolClusterName } from "./envoy/bootstrap.ts";
-import { encodeWasmFilter, extensionConfigResource, FILTER_CONFIG_NAME, loadAssignmentResource, WASM_TYPE_URL } from "./xds/wasm-config.ts";
-import { TYPE_EXTENSION_CONFIG, TYPE_LOAD_ASSIGNMENT, type XdsServer } from "./xds/server.ts";
+import type { Schedule } from "./scheduling/scheduler.ts";
+import { renderSnapshot } from "./snapshot.ts";
+import { encodeJson } from "./xds/encode.ts";
+import { typeUrl } from "./xds/protos.ts";
+import { TYPE_EXTENSION_CONFIG, TYPE_LOAD_ASSIGNMENT, type EncodedResource, type XdsServer } from "./xds/server.ts";
+
+export interface PublisherOptions {
+  /** The compiled filter module: a path on the Envoy host, and/or where Envoys download it. */
+  wasmPath: string;
+  wasmRemote?: WasmFilterOptions["remote"];
+  metrics?: ServerMetrics | undefined;
+  log?: ((message: string) => void) | undefined;
+}
+
+function resource(name: string, type: string, json: Record<string, unknown>): EncodedResource {
+  return { name, any: { type_url: typeUrl(type), value: encodeJson(type, json) } };
+}
 
 export class Publisher {
   private snapshotVersion = 0;
@@ -15,30 +30,28 @@ export class Publisher {
   private lastEndpoints = "";
   private current = "";
   private config?: RoutingConfig;
-  private load: LoadView = NEUTRAL_LOAD;
+  private schedule?: Schedule;
   private lastPushAt = -Infinity;
   private trailing?: NodeJS.Timeout;
+  /** Records the renderer dropped last time, so each is logged when it starts being dropped. */
+  private dropped = new Set<string>();
 
-  /** Set when Envoys fetch the module over HTTP instead of reading a local file. */
-  wasmRemote?: { uri: string; cluster: string; sha256: string };
-
-  constructor(private readonly xds: XdsServer, private readonly wasmPath: string, private readonly metrics?: ServerMetrics) {}
+  constructor(private readonly xds: XdsServer, private readonly opts: PublisherOptions) {}
 
   /** The snapshot text most recently published. */
   get snapshot(): string { return this.current; }
-  get version(): number { return this.snapshotVersion; }
 
-  /** A new configuration: endpoints and snapshot are pushed at once. */
-  setConfig(config: RoutingConfig, load: LoadView = this.load): void {
+  /** A new configuration (and the schedule for it): endpoints and snapshot are pushed at once. */
+  setConfig(config: RoutingConfig, schedule?: Schedule): void {
     this.config = config;
-    this.load = load;
+    this.schedule = schedule;
     this.publishEndpoints(config);
     this.pushSnapshot();
   }
 
-  /** New load scores: pushed if the snapshot changes, no more often than the configured rate. */
-  setLoad(load: LoadView): void {
-    this.load = load;
+  /** New scores: pushed if the snapshot changes, no more often than the configured rate. */
+  setSchedule(schedule: Schedule): void {
+    this.schedule = schedule;
     if (!this.config || this.trailing) return;
     const wait = this.lastPushAt + this.config.scheduler.push.minIntervalMs - performance.now();
     if (wait <= 0) { this.pushSnapshot(); return; }
@@ -53,26 +66,33 @@ export class Publisher {
   private pushSnapshot(): void {
     if (!this.config) return;
     // Only a change of content makes a new version.
-    const body = renderSnapshot(this.config, 0, this.load);
+    const dropped = new Set<string>();
+    const body = renderSnapshot(this.config, 0, this.schedule, (record, why) => dropped.add(`${record}: ${why}`));
+    for (const d of dropped) {
+      if (this.dropped.has(d)) continue;
+      this.opts.log?.(`left out of the snapshot: ${d}`);
+      this.opts.metrics?.snapshotRecordsDropped.inc();
+    }
+    this.dropped = dropped;
     if (body === this.lastBody) return;
     this.lastBody = body;
     this.snapshotVersion++;
     this.lastPushAt = performance.now();
-    this.current = renderSnapshot(this.config, this.snapshotVersion, this.load);
-    const wasm = encodeWasmFilter({ wasmPath: this.wasmPath, remote: this.wasmRemote, snapshot: this.current });
+    this.current = renderSnapshot(this.config, this.snapshotVersion, this.schedule);
+    const filter = wasmFilter({ wasmPath: this.opts.wasmPath, remote: this.opts.wasmRemote, snapshot: this.current });
+    const named = (name: string): EncodedResource => resource(name, "envoy.config.core.v3.TypedExtensionConfig", typedExtensionConfig(name, filter));
     // Served under its own name, and under any other name Envoy asks for: Envoy Gateway names the
     // Wasm filters an EnvoyExtensionPolicy attaches after the policy.
-    this.xds.setResources(TYPE_EXTENSION_CONFIG, [extensionConfigResource(FILTER_CONFIG_NAME, WASM_TYPE_URL, wasm)],
-      (name) => extensionConfigResource(name, WASM_TYPE_URL, wasm));
-    this.metrics?.snapshotVersion.set(this.snapshotVersion);
-    this.metrics?.snapshotPushes.inc();
+    this.xds.setResources(TYPE_EXTENSION_CONFIG, [named(FILTER_NAME)], named);
+    this.opts.metrics?.snapshotVersion.set(this.snapshotVersion);
+    this.opts.metrics?.snapshotPushes.inc();
   }
 
   private publishEndpoints(config: RoutingConfig): void {
-    const key = JSON.stringify(config.pools.map((p) => [p.name, p.endpoints]));
+    const key = JSON.stringify(config.pools.map((p) => [p.id, p.endpoints]));
     if (key === this.lastEndpoints) return;
     this.lastEndpoints = key;
-    this.xds.setResources(TYPE_LOAD_ASSIGNMENT, config.pools.map((p) => loadAssignmentResource(poolClusterName(p.name), p.endpoints)));
-    for (const p of config.pools) this.metrics?.poolEndpoints.set({ pool: p.name }, p.endpoints.length);
+    this.xds.setResources(TYPE_LOAD_ASSIGNMENT, config.pools.map((p) =>
+      resource(poolClusterName(p.id), "envoy.config.endpoint.v3.ClusterLoadAssignment", loadAssignment(poolClusterName(p.id), p.endpoints))));
   }
 }

@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { envoyBinary, ENVOY_VERSION } from "../../extension-server/src/envoy/process.ts";
-import { Standalone } from "../../extension-server/src/standalone.ts";
+import { InfergateServer } from "../../extension-server/src/server.ts";
 import { startSimServer, type SimServer } from "../../sim/server.ts";
 import { podsYaml, postJson, waitFor } from "../support/stack.ts";
 
@@ -35,7 +35,7 @@ describe("Envoy Gateway extension, end to end", () => {
   const home = mkdtempSync(join(tmpdir(), "infergate-eg-"));
   const configPath = join(home, "infergate.yaml");
   let sims: SimServer[] = [];
-  let server: Standalone;
+  let server: InfergateServer;
   let eg: ChildProcess | undefined;
   let egLog = "";
 
@@ -46,7 +46,7 @@ describe("Envoy Gateway extension, end to end", () => {
     writeFileSync(configPath, infergateConfig("qwq-32b"));
     // As in a cluster: Envoy downloads the module from this server (a cluster the Translation hook
     // adds), not from a local file.
-    server = new Standalone({ configPath, xdsPort: XDS_PORT, hooksPort: HOOKS_PORT, metricsPort: 9191, moduleAdvertise: { host: "127.0.0.1" }, log: () => undefined });
+    server = new InfergateServer({ source: { file: configPath }, xdsPort: XDS_PORT, hooksPort: HOOKS_PORT, metricsPort: 9191, moduleAdvertise: { host: "127.0.0.1" }, log: () => undefined });
     await server.start();
     // Envoy Gateway's host infrastructure runs Envoy through func-e, which uses a binary already
     // at <dataHome>/envoy-versions/<version>/bin/envoy instead of downloading one.
@@ -92,7 +92,7 @@ describe("Envoy Gateway extension, end to end", () => {
   });
 
   it("has Envoy fetch the filter module from the extension server, and ACK its pushes", async () => {
-    const metrics = await server.metrics.registry.metrics();
+    const metrics = await server.metricsText();
     assert.match(metrics, /infergate_module_downloads_total [1-9]/, "Envoy downloaded the module through the cluster PostTranslateModify added");
     assert.match(metrics, /infergate_xds_responses_total\{type="ecds",result="ack"\} [1-9]/);
     assert.doesNotMatch(metrics, /result="nack"/);

@@ -53,8 +53,8 @@ describe("Kubernetes source against a real kube-apiserver", () => {
       await core.patchNamespacedPodStatus({ name, namespace: "default", body: { status: { phase: "Running", podIP: ip, podIPs: [{ ip }], conditions: [{ type: "Ready", status: "True" }] } } },
         setHeaderOptions("Content-Type", PatchStrategy.MergePatch));
     }
-    source = new KubeSource(kc, { onConfig: (c) => configs.push(c), onRejected: () => undefined, log: (m) => logs.push(`[infergate] ${m}\n`) });
-    await source.start();
+    source = new KubeSource(kc);
+    await source.start({ onConfig: (c) => configs.push(c), onRejected: () => undefined, log: (m) => logs.push(`[infergate] ${m}\n`) });
     await waitFor(async () => configs.at(-1)?.pools[0]?.endpoints.length === 2, 10_000);
     const config = configs.at(-1)!;
     assert.deepEqual(config.pools[0]!.endpoints.map((e) => `${e.ip}:${e.port}`), ["10.1.0.11:8000", "10.1.0.12:8000"]);

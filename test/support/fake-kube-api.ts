@@ -4,7 +4,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 
-type Obj = { metadata: { name: string; namespace?: string; resourceVersion?: string; generation?: number }; [k: string]: unknown };
+type Obj = { metadata: { name: string; namespace?: string; resourceVersion?: string; generation?: number; labels?: Record<string, string> }; [k: string]: unknown };
 
 export interface PatchRecord { path: string; contentType: string; body: any }
 

@@ -106,7 +106,7 @@ describe("Envoy Gateway extension hooks", () => {
     const c = Cluster.toObject(Cluster.decode(out), { enums: String }) as any;
     assert.equal(c.name, "httproute/default/llm/rule/0");
     assert.equal(c.type, "EDS");
-    assert.equal(c.eds_cluster_config.service_name, "infergate-pool-reasoning-pool");
+    assert.equal(c.eds_cluster_config.service_name, "infergate-pool/default/reasoning-pool");
     assert.equal(c.lb_policy, undefined);
     assert.equal(Number(c.connect_timeout.seconds), 10, "untouched known field kept");
     assert.equal(WireMessage.decode(out).string(9002), "cluster-future-field");
@@ -114,8 +114,35 @@ describe("Envoy Gateway extension hooks", () => {
     assert.equal(policy.name, "envoy.load_balancing_policies.override_host");
     assert.equal(policy.typed_config.type_url, typeUrl("envoy.extensions.load_balancing_policies.override_host.v3.OverrideHost"));
     assert.match(Buffer.from(policy.typed_config.value).toString("latin1"), /x-gateway-destination-endpoint[\s\S]*round_robin/);
+    const budget = c.circuit_breakers.thresholds[0].retry_budget;
+    assert.deepEqual([budget.budget_percent.value, budget.min_retry_concurrency.value], [100, 64], "a burst of retries after a replica dies does not overflow");
+    // Circuit breakers Envoy Gateway set (its defaults, or a BackendTrafficPolicy's) are kept.
+    const withBreakers = Cluster.encode(Cluster.fromObject({ name: "httproute/default/llm/rule/0", circuit_breakers: { thresholds: [{ max_retries: { value: 1024 } }] } })).finish();
+    const kept = new WireMessage([{ field: 1, wireType: 2, bytes: withBreakers }]);
+    kept.add(2, context.encode());
+    const k = Cluster.toObject(Cluster.decode((await call("PostClusterModify", kept)).first(1)!.bytes)) as any;
+    assert.deepEqual(k.circuit_breakers, { thresholds: [{ max_retries: { value: 1024 } }] });
     const plain = new WireMessage([{ field: 1, wireType: 2, bytes: clusterBytes }]);
     assert.deepEqual(Buffer.from((await call("PostClusterModify", plain)).first(1)!.bytes), Buffer.from(clusterBytes), "other clusters untouched");
+  });
+
+  it("answers INTERNAL when it cannot edit a resource, so Envoy Gateway (failOpen: false) keeps its last good configuration", async () => {
+    // A listener whose first field claims 100 bytes that are not there.
+    const truncated = Buffer.from([0x0a, 0x64, 0x61]);
+    await assert.rejects(listenerCall(truncated), (err: grpc.ServiceError) => err.code === grpc.status.INTERNAL);
+    // No configuration loaded yet: nothing to decide with, so no answer either.
+    const early = new GatewayHooks({ xdsHost: "x", xdsPort: 1, config: () => { throw new Error("no configuration loaded yet"); }, log: () => undefined });
+    const port = await early.listen("127.0.0.1", 0);
+    const c = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+    try {
+      const request = new WireMessage([{ field: 1, wireType: 2, bytes: listenerBytes("default/inference-gateway/llm-gw", 8081, hcmBytes()) }]);
+      await assert.rejects(new Promise((resolve, reject) => c.makeUnaryRequest(`/${SERVICE}/PostHTTPListenerModify`, (m: WireMessage) => Buffer.from(m.encode()),
+        (b: Buffer) => b, request, (err, res) => (err ? reject(err) : resolve(res)))),
+      (err: grpc.ServiceError) => err.code === grpc.status.INTERNAL && /no configuration/.test(err.details));
+    } finally {
+      c.close();
+      early.close();
+    }
   });
 
   it("returns every resource from PostTranslateModify, editing only attached listeners", async () => {

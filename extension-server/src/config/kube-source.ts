@@ -1,25 +1,21 @@
 // Kubernetes source of truth: informers (list + watch) on InferencePool (x-k8s v1alpha1 and
 // v1alpha2, k8s.io v1), InferenceModel (x-k8s v1alpha1, v1alpha2) and Pods. Any change rebuilds
-// the routing configuration through the same validation as the YAML file; an invalid set is
-// rejected with its reasons and the previous good configuration stays. Each InferencePool gets
-// status conditions (Accepted, ResolvedRefs) as the Inference Extension defines them.
+// the routing configuration through the same validation as the YAML file: an invalid object is
+// left out on its own and everything else is served. Each InferencePool gets status conditions
+// (Accepted, ResolvedRefs) as the Inference Extension defines them, with the Pods it skipped;
+// each InferenceModel gets Accepted, naming the field when it is left out.
 import {
   CoreV1Api, CustomObjectsApi, KubeConfig, makeInformer, PatchStrategy, setHeaderOptions,
   type Informer, type KubernetesObject, type ObjectCache,
 } from "@kubernetes/client-node";
-import { ConfigError, routingConfigFromObjects, type RoutingConfig } from "./routing-config.ts";
+import { poolId, routingConfigFromObjects, type RoutingConfig, type SkipReason } from "./routing-config.ts";
 import { GROUP_K8S, GROUP_X_K8S } from "./resources.ts";
-
-export interface KubeSourceEvents {
-  onConfig(config: RoutingConfig): void;
-  onRejected(problems: string[]): void;
-  log?(message: string): void;
-}
+import type { ConfigSource, SourceEvents } from "./source.ts";
 
 interface Resource { group: string; version: string; plural: string; kind: string; rank: number }
 
 /** Newer versions win when a CRD serves the same object under several versions. */
-export const WATCHED: Resource[] = [
+const WATCHED: Resource[] = [
   { group: GROUP_K8S, version: "v1", plural: "inferencepools", kind: "InferencePool", rank: 3 },
   { group: GROUP_X_K8S, version: "v1alpha2", plural: "inferencepools", kind: "InferencePool", rank: 2 },
   { group: GROUP_X_K8S, version: "v1alpha1", plural: "inferencepools", kind: "InferencePool", rank: 1 },
@@ -27,11 +23,11 @@ export const WATCHED: Resource[] = [
   { group: GROUP_X_K8S, version: "v1alpha1", plural: "inferencemodels", kind: "InferenceModel", rank: 1 },
 ];
 
-export const CONTROLLER_NAME = "infergate.io/extension-server";
+const CONTROLLER_NAME = "infergate.io/extension-server";
 
 type Cache = Informer<KubernetesObject> & ObjectCache<KubernetesObject>;
 
-export class KubeSource {
+export class KubeSource implements ConfigSource {
   private readonly custom: CustomObjectsApi;
   private readonly core: CoreV1Api;
   private readonly informers: Array<{ resource?: Resource; cache: Cache }> = [];
@@ -41,15 +37,19 @@ export class KubeSource {
   /** Conditions last written per pool, so lastTransitionTime only moves when a condition changes. */
   private readonly lastConditions = new Map<string, Condition[]>();
   private lastInput = "";
-  current?: RoutingConfig;
+  private events: SourceEvents = { onConfig: () => undefined, onRejected: () => undefined };
 
-  constructor(private readonly kc: KubeConfig, private readonly events: KubeSourceEvents, private readonly debounceMs = 20) {
+  readonly description = "the cluster's resources";
+
+  constructor(private readonly kc: KubeConfig, private readonly debounceMs = 20) {
     this.custom = kc.makeApiClient(CustomObjectsApi);
     this.core = kc.makeApiClient(CoreV1Api);
   }
 
-  /** Starts an informer for every served version (a version the cluster does not serve is skipped). */
-  async start(): Promise<void> {
+  /** Starts an informer for every served version (a version the cluster does not serve is skipped),
+   * and builds the first configuration once they have listed. */
+  async start(events: SourceEvents): Promise<void> {
+    this.events = events;
     for (const r of WATCHED) {
       const list = () => this.custom.listClusterCustomObject({ group: r.group, version: r.version, plural: r.plural });
       try {
@@ -62,6 +62,8 @@ export class KubeSource {
     }
     this.add(makeInformer(this.kc, "/api/v1/pods", () => this.core.listPodForAllNamespaces() as never));
     await Promise.all(this.informers.map((i) => i.cache.start()));
+    // The first configuration, even with no InferencePool yet: the server serves an empty
+    // snapshot and the hooks leave Envoy Gateway's resources alone until pools appear.
     this.rebuild();
   }
 
@@ -84,7 +86,7 @@ export class KubeSource {
   }
 
   /** The watched objects, each once (the newest version's copy), Pods with their kind set. */
-  objects(): KubernetesObject[] {
+  private objects(): KubernetesObject[] {
     const best = new Map<string, { rank: number; obj: KubernetesObject }>();
     const out: KubernetesObject[] = [];
     for (const { resource, cache } of this.informers) {
@@ -106,36 +108,40 @@ export class KubeSource {
     const input = JSON.stringify(objects.map(routingRelevant));
     if (input === this.lastInput) return;
     this.lastInput = input;
-    let config: RoutingConfig | undefined;
-    let problems: string[] = [];
+    // Invalid objects are left out by routingConfigFromObjects (and named in config.problems);
+    // an exception here is a bug, and the previous configuration stays.
+    let config: RoutingConfig;
     try {
       config = routingConfigFromObjects(objects, "kubernetes");
     } catch (err) {
-      problems = err instanceof ConfigError ? err.problems : [String(err)];
+      this.events.onRejected([`building the configuration failed: ${String(err)}`]);
+      return;
     }
-    if (config) {
-      this.current = config;
-      this.events.onConfig(config);
-    } else {
-      this.events.onRejected(problems);
-    }
-    void this.reportStatus(objects, problems).catch((err) => this.events.log?.(`status update failed: ${String(err)}`));
+    this.events.onConfig(config);
+    void this.reportStatus(objects, config).catch((err) => this.events.log?.(`status update failed: ${String(err)}`));
   }
 
-  private async reportStatus(objects: KubernetesObject[], problems: string[]): Promise<void> {
-    for (const pool of objects.filter((o) => o.kind === "InferencePool")) {
-      const [group, version] = (pool.apiVersion ?? "").split("/") as [string, string];
-      const key = `${pool.metadata?.namespace}/${pool.metadata?.name}`;
-      const status = inferencePoolStatus(pool, version, problems, this.current, this.lastConditions.get(key));
+  /** Merge-patches the status of every InferencePool and InferenceModel whose status changed. */
+  private async reportStatus(objects: KubernetesObject[], config: RoutingConfig): Promise<void> {
+    for (const obj of objects.filter((o) => o.kind === "InferencePool" || o.kind === "InferenceModel")) {
+      const [group, version] = (obj.apiVersion ?? "").split("/") as [string, string];
+      const namespace = obj.metadata?.namespace ?? "default";
+      const name = obj.metadata?.name ?? "";
+      const key = `${obj.kind}/${namespace}/${name}`;
+      const own = config.problems.filter((p) => p.object?.kind === obj.kind && p.object?.namespace === namespace && p.object?.name === name).map((p) => p.text);
+      const previous = this.lastConditions.get(key) ?? [];
+      const status = obj.kind === "InferencePool"
+        ? inferencePoolStatus(obj, version, own, config, previous)
+        : inferenceModelStatus(obj, own, config, previous);
       const text = JSON.stringify(status);
       if (this.lastStatus.get(key) === text) continue;
       this.lastConditions.set(key, conditionsOf(status));
       await this.custom.patchNamespacedCustomObjectStatus(
-        { group, version, namespace: pool.metadata?.namespace ?? "default", plural: "inferencepools", name: pool.metadata?.name ?? "", body: { status } },
+        { group, version, namespace, plural: obj.kind === "InferencePool" ? "inferencepools" : "inferencemodels", name, body: { status } },
         setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
       );
       this.lastStatus.set(key, text);
-      this.events.log?.(`InferencePool ${key} status: ${conditionsOf(status).map((c) => `${c.type}=${c.status}`).join(", ")}`);
+      this.events.log?.(`${obj.kind} ${namespace}/${name} status: ${conditionsOf(status).map((c) => `${c.type}=${c.status}`).join(", ")}`);
     }
   }
 }
@@ -148,39 +154,58 @@ function routingRelevant(o: KubernetesObject): unknown {
 }
 
 function conditionsOf(status: Record<string, unknown>): Condition[] {
+  if (Array.isArray(status.conditions)) return status.conditions as Condition[];
   const parents = (status.parents ?? status.parent) as Array<{ conditions: Condition[] }>;
   return parents[0]?.conditions ?? [];
 }
 
 interface Condition { type: string; status: "True" | "False"; reason: string; message: string; observedGeneration?: number; lastTransitionTime: string }
 
-/**
- * The Inference Extension's InferencePool status: per parent Gateway, Accepted (the pool is valid
- * and this gateway routes to it) and ResolvedRefs (its references resolve; infergate needs no
- * endpoint picker Service, so they always do). The parent is the seed's `attach-to` Gateway.
- * v1 writes `status.parents`; the x-k8s versions write `status.parent`.
- */
-export function inferencePoolStatus(pool: KubernetesObject, version: string, problems: string[], config?: RoutingConfig, previous: Condition[] = []): Record<string, unknown> {
-  const name = pool.metadata?.name ?? "";
-  const namespace = pool.metadata?.namespace ?? "default";
-  const own = problems.filter((p) => p.includes(`InferencePool ${namespace}/${name}`) || p.includes(`InferencePool ${name}`));
-  const known = config?.pools.find((p) => p.name === name && p.namespace === namespace);
-  const generation = pool.metadata?.generation;
+/** A condition whose lastTransitionTime only moves when its status changes. */
+function conditionFor(obj: KubernetesObject, previous: Condition[]) {
+  const generation = obj.metadata?.generation;
   const now = new Date().toISOString();
-  const condition = (type: string, ok: boolean, reason: string, message: string): Condition => {
+  return (type: string, ok: boolean, reason: string, message: string): Condition => {
     const status = ok ? "True" : "False";
     const before = previous.find((c) => c.type === type);
     const since = before && before.status === status ? before.lastTransitionTime : now;
     return { type, status, reason, message, lastTransitionTime: since, ...(generation !== undefined ? { observedGeneration: generation } : {}) };
   };
+}
+
+const SKIP_WORDS: Record<SkipReason, string> = { "no-ip": "without an IP", "invalid-ip": "with an invalid IP", "not-ready": "not ready" };
+
+/**
+ * The Inference Extension's InferencePool status: per parent Gateway, Accepted (the pool is valid
+ * and this gateway routes to it) and ResolvedRefs (its references resolve; infergate needs no
+ * endpoint picker Service, so they always do). The parent is the seed's `attach-to` Gateway.
+ * v1 writes `status.parents`; the x-k8s versions write `status.parent`. Selected Pods that are not
+ * endpoints are counted in Accepted's message.
+ */
+function inferencePoolStatus(pool: KubernetesObject, version: string, own: string[], config: RoutingConfig, previous: Condition[]): Record<string, unknown> {
+  const namespace = pool.metadata?.namespace ?? "default";
+  const known = config.pools.find((p) => p.id === poolId(namespace, pool.metadata?.name ?? ""));
+  const condition = conditionFor(pool, previous);
   const accepted = own.length === 0 && known !== undefined;
+  const skipped = Object.entries(known?.skipped ?? {}).map(([reason, n]) => `${n} ${SKIP_WORDS[reason as SkipReason]}`);
   const conditions = [
-    condition("Accepted", accepted, accepted ? "Accepted" : "NotSupportedByParent",
-      accepted ? `Routed by infergate (${known!.endpoints.length} endpoints)` : own.join("; ") || "not part of the current configuration"),
+    condition("Accepted", accepted, accepted ? "Accepted" : "Invalid", accepted
+      ? `Routed by infergate (${known!.endpoints.length} endpoints${skipped.length ? `; Pods skipped: ${skipped.join(", ")}` : ""})`
+      : own.join("; ") || "not part of the current configuration"),
     condition("ResolvedRefs", true, "ResolvedRefs", "infergate picks endpoints itself; no endpoint picker reference is needed"),
   ];
   const parent = known?.attachTo;
   const parentRef = { group: "gateway.networking.k8s.io", kind: "Gateway", name: parent?.name ?? "", namespace: parent?.namespace ?? namespace };
   const entry = { parentRef, controllerName: CONTROLLER_NAME, conditions };
   return version === "v1" ? { parents: [entry] } : { parent: [entry] };
+}
+
+/** An InferenceModel's status: Accepted, with the Inference Extension's reasons (Accepted,
+ * ModelNameInUse) and Invalid for a model infergate cannot serve, naming the field. */
+function inferenceModelStatus(model: KubernetesObject, own: string[], config: RoutingConfig, previous: Condition[]): Record<string, unknown> {
+  const namespace = model.metadata?.namespace ?? "default";
+  const served = config.models.some((m) => m.namespace === namespace && m.resourceName === model.metadata?.name);
+  const condition = conditionFor(model, previous);
+  const reason = served ? "Accepted" : own.some((p) => /is already served by/.test(p)) ? "ModelNameInUse" : "Invalid";
+  return { conditions: [condition("Accepted", served, reason, served ? "Routed by infergate" : own.join("; ") || "not part of the current configuration")] };
 }

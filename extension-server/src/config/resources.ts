@@ -3,20 +3,27 @@
 // InferenceModel (x-k8s v1alpha1/v1alpha2) and core v1 Pod (the pool's members). Only the fields
 // routing needs are modelled; unknown fields are allowed (users paste whole manifests).
 import { z } from "zod";
+import { SNAPSHOT_NAME } from "../contract.ts";
 
 export const GROUP_X_K8S = "inference.networking.x-k8s.io";
 export const GROUP_K8S = "inference.networking.k8s.io";
 export const ATTACH_TO_ANNOTATION = "inference.networking.x-k8s.io/attach-to";
 
-/** A DNS-1123 label-ish name: model and pool names go into the snapshot, which forbids whitespace. */
-const noWhitespace = z.string().min(1).regex(/^\S+$/, "must not contain whitespace");
+/** Kubernetes object names (DNS-1123 subdomain) and namespaces (DNS-1123 label), as the API
+ * server enforces them; the YAML file gets the same rules. They become part of Envoy cluster
+ * names and of the snapshot, which forbids whitespace. */
+const objectName = z.string().max(253).regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, "must be a DNS-1123 subdomain (lower case letters, digits, '-' and '.')");
+const namespaceName = z.string().max(63).regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, "must be a DNS-1123 label (lower case letters, digits and '-')");
+/** Model names go into the snapshot as they are. */
+const modelName = z.string().regex(SNAPSHOT_NAME, "must be 1-253 characters of letters, digits and . _ : / @ + - (no whitespace, ',' or '=')");
 
 const metadata = z.object({
-  name: noWhitespace,
-  namespace: z.string().min(1).optional(),
+  name: objectName,
+  namespace: namespaceName.optional(),
   labels: z.record(z.string(), z.string()).optional(),
   annotations: z.record(z.string(), z.string()).optional(),
   deletionTimestamp: z.string().optional(),
+  creationTimestamp: z.string().optional(),
 });
 
 const port = z.number().int().min(1).max(65535);
@@ -47,22 +54,29 @@ export const inferenceModel = z.object({
   kind: z.literal("InferenceModel"),
   metadata,
   spec: z.object({
-    modelName: noWhitespace,
+    modelName,
     criticality: z.enum(["Critical", "Standard", "Sheddable"]).optional(),
-    poolRef: z.object({ name: noWhitespace, group: z.string().optional(), kind: z.string().optional() }).passthrough(),
-    targetModels: z.array(z.object({ name: noWhitespace, weight: z.number().int().min(0).max(1_000_000).optional() })).max(10).optional(),
+    poolRef: z.object({ name: objectName, group: z.string().optional(), kind: z.string().optional() }).passthrough(),
+    targetModels: z.array(z.object({ name: modelName, weight: z.number().int().min(0).max(1_000_000).optional() })).max(10).optional(),
   }).passthrough(),
 }).passthrough();
 
+/** Only what selecting members needs: a Pod without an IP yet (Pending) is valid here, and is
+ * skipped (and counted) by the pools that select it. */
 export const pod = z.object({
   apiVersion: z.literal("v1"),
   kind: z.literal("Pod"),
-  metadata,
+  metadata: z.object({
+    name: z.string().min(1),
+    namespace: z.string().min(1).optional(),
+    labels: z.record(z.string(), z.string()).optional(),
+    deletionTimestamp: z.string().optional(),
+  }).passthrough(),
   status: z.object({
-    podIP: z.union([z.ipv4(), z.ipv6()]),
+    podIP: z.string().optional(),
     phase: z.string().optional(),
     conditions: z.array(z.object({ type: z.string(), status: z.string() }).passthrough()).optional(),
-  }).passthrough(),
+  }).passthrough().optional(),
 }).passthrough();
 
 /** The `attach-to` annotation value, as in the seed: a YAML mapping `name: <gateway>` / `port: <n>`. */
@@ -72,8 +86,6 @@ export const attachTo = z.object({
   port: port.optional(),
 });
 
-export type InferencePoolV1alpha = z.infer<typeof inferencePoolV1alpha>;
-export type InferencePoolV1 = z.infer<typeof inferencePoolV1>;
 export type InferenceModel = z.infer<typeof inferenceModel>;
 export type Pod = z.infer<typeof pod>;
 export type AttachTo = z.infer<typeof attachTo>;

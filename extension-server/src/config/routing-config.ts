@@ -1,6 +1,12 @@
 // Turns a set of Kubernetes-shaped resources into the routing configuration infergate serves:
 // pools with their member endpoints, and models with their criticality and weighted targets.
-// Every rejection names the document and the field, so a bad edit is easy to find.
+//
+// One bad object affects only itself. An object that does not validate is left out and named,
+// with its document or namespace/name and the field, in `problems`; everything else is served.
+// What depends on a left-out object goes too, named with the reason (a model whose pool is
+// missing). Pods are looked at only when a pool selects them; a selected Pod without an IP yet,
+// or not ready, is skipped and counted per pool (`skipped`), not treated as a problem.
+import { isIP } from "node:net";
 import { parseAllDocuments } from "yaml";
 import type { z } from "zod";
 import {
@@ -13,7 +19,12 @@ export type Criticality = "critical" | "standard" | "sheddable";
 
 export interface PoolEndpoint { ip: string; port: number; podName: string }
 
+/** Why a Pod a pool selects is not one of its endpoints. */
+export type SkipReason = "no-ip" | "invalid-ip" | "not-ready";
+
 export interface PoolConfig {
+  /** `<namespace>/<name>`: the pool's identity everywhere (snapshot, header, cluster, metrics). */
+  id: string;
   name: string;
   namespace: string;
   apiVersion: string;
@@ -21,6 +32,8 @@ export interface PoolConfig {
   targetPorts: number[];
   attachTo?: AttachTo;
   endpoints: PoolEndpoint[];
+  /** Selected Pods that are not endpoints, by reason. */
+  skipped: Partial<Record<SkipReason, number>>;
 }
 
 export interface ModelTarget { name: string; weight: number }
@@ -30,9 +43,21 @@ export interface ModelConfig {
   resourceName: string;
   namespace: string;
   modelName: string;
+  /** The pool's id (`<namespace>/<name>`, the model's own namespace). */
   pool: string;
   criticality: Criticality;
   targets: ModelTarget[];
+}
+
+/** A Kubernetes object, by kind, namespace and name. */
+export interface ObjectRef { kind: string; namespace: string; name: string }
+
+/** An object left out of the configuration (or a document that is not one), and why. */
+export interface Problem {
+  /** Undefined when the document does not even name an object. */
+  object?: ObjectRef | undefined;
+  /** `<where>: <field>: <message>`, where names the document or object. */
+  text: string;
 }
 
 export interface RoutingConfig {
@@ -40,8 +65,11 @@ export interface RoutingConfig {
   models: ModelConfig[];
   /** Scrape, scoring and picker settings (an optional InfergateConfig document). */
   scheduler: SchedulerConfig;
+  /** What was left out, and why. */
+  problems: Problem[];
 }
 
+/** Thrown when there is no configuration to serve at all. */
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {
     super(problems.join("\n"));
@@ -50,6 +78,10 @@ export class ConfigError extends Error {
 }
 
 const DEFAULT_NAMESPACE = "default";
+
+export function poolId(namespace: string, name: string): string {
+  return `${namespace}/${name}`;
+}
 
 function describeIssues(where: string, error: z.ZodError): string[] {
   return error.issues.map((issue) => {
@@ -65,67 +97,84 @@ function docLabel(index: number, raw: Record<string, unknown>): string {
   return `document ${index + 1} (${kind}${name})`;
 }
 
-interface Collected {
-  pools: PoolConfig[];
-  models: InferenceModel[];
-  pods: Pod[];
-  scheduler?: SchedulerConfig;
-  problems: string[];
+/** The object a raw document claims to be, if it says. */
+function refOf(raw: Record<string, unknown>): ObjectRef | undefined {
+  const meta = raw.metadata as { name?: unknown; namespace?: unknown } | undefined;
+  if (typeof raw.kind !== "string" || typeof meta?.name !== "string") return undefined;
+  return { kind: raw.kind, namespace: typeof meta.namespace === "string" ? meta.namespace : DEFAULT_NAMESPACE, name: meta.name };
 }
 
-function parse<T>(schema: z.ZodType<T>, raw: unknown, where: string, problems: string[]): T | undefined {
+interface Located<T> { value: T; where: string; object: ObjectRef | undefined }
+
+interface Collected {
+  pools: Array<Located<PoolConfig>>;
+  models: Array<Located<InferenceModel>>;
+  pods: Pod[];
+  scheduler?: SchedulerConfig;
+  problems: Problem[];
+}
+
+function parse<T>(schema: z.ZodType<T>, raw: Record<string, unknown>, where: string, into: Collected): T | undefined {
   const result = schema.safeParse(raw);
   if (result.success) return result.data;
-  problems.push(...describeIssues(where, result.error));
+  const object = refOf(raw);
+  into.problems.push(...describeIssues(where, result.error).map((text) => ({ object, text })));
   return undefined;
 }
 
 function collectPool(raw: Record<string, unknown>, where: string, into: Collected): void {
-  const v1 = String(raw.apiVersion).endsWith("k8s.io/v1");
-  if (v1) {
-    const p = parse(inferencePoolV1, raw, where, into.problems);
-    if (p) into.pools.push(poolFrom(p.metadata, p.apiVersion, p.spec.selector.matchLabels, p.spec.targetPorts.map((t) => t.number), where, into.problems));
-    return;
+  let shape: { metadata: { name: string; namespace?: string | undefined; annotations?: Record<string, string> | undefined }; apiVersion: string; selector: Record<string, string>; targetPorts: number[] } | undefined;
+  if (String(raw.apiVersion).endsWith("k8s.io/v1")) {
+    const p = parse(inferencePoolV1, raw, where, into);
+    if (p) shape = { metadata: p.metadata, apiVersion: p.apiVersion, selector: p.spec.selector.matchLabels, targetPorts: p.spec.targetPorts.map((t) => t.number) };
+  } else {
+    const p = parse(inferencePoolV1alpha, raw, where, into);
+    if (p) shape = { metadata: p.metadata, apiVersion: p.apiVersion, selector: p.spec.selector, targetPorts: [p.spec.targetPortNumber] };
   }
-  const p = parse(inferencePoolV1alpha, raw, where, into.problems);
-  if (p) into.pools.push(poolFrom(p.metadata, p.apiVersion, p.spec.selector, [p.spec.targetPortNumber], where, into.problems));
-}
-
-function poolFrom(
-  meta: { name: string; namespace?: string | undefined; annotations?: Record<string, string> | undefined },
-  apiVersion: string, selector: Record<string, string>, targetPorts: number[], where: string, problems: string[],
-): PoolConfig {
+  if (!shape) return;
+  const p = shape;
+  const namespace = p.metadata.namespace ?? DEFAULT_NAMESPACE;
+  const object = { kind: "InferencePool", namespace, name: p.metadata.name };
   const pool: PoolConfig = {
-    name: meta.name, namespace: meta.namespace ?? DEFAULT_NAMESPACE, apiVersion, selector, targetPorts, endpoints: [],
+    id: poolId(namespace, p.metadata.name), name: p.metadata.name, namespace, apiVersion: p.apiVersion,
+    selector: p.selector, targetPorts: p.targetPorts, endpoints: [], skipped: {},
   };
-  const annotation = meta.annotations?.[ATTACH_TO_ANNOTATION];
+  const annotation = p.metadata.annotations?.[ATTACH_TO_ANNOTATION];
   if (annotation !== undefined) {
     const docs = parseAllDocuments(annotation);
     const value = docs.length === 1 ? docs[0]!.toJS() : undefined;
-    const parsed = parse(attachTo, value, `${where}: metadata.annotations["${ATTACH_TO_ANNOTATION}"]`, problems);
-    if (parsed) pool.attachTo = parsed;
+    const parsed = attachTo.safeParse(value);
+    if (!parsed.success) {
+      into.problems.push(...describeIssues(`${where}: metadata.annotations["${ATTACH_TO_ANNOTATION}"]`, parsed.error).map((text) => ({ object, text })));
+      return;
+    }
+    pool.attachTo = parsed.data;
   }
-  return pool;
+  into.pools.push({ value: pool, where, object });
 }
 
 /** Validates one Kubernetes-shaped object into `into`; `where` names it in messages. */
 function collectObject(raw: unknown, where: string, into: Collected): void {
   if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
-    into.problems.push(`${where}: expected a Kubernetes object (a mapping with apiVersion and kind)`);
+    into.problems.push({ text: `${where}: expected a Kubernetes object (a mapping with apiVersion and kind)` });
     return;
   }
   const obj = raw as Record<string, unknown>;
   switch (obj.kind) {
     case "InferencePool": collectPool(obj, where, into); break;
-    case "InferenceModel": { const m = parse(inferenceModel, obj, where, into.problems); if (m) into.models.push(m); break; }
-    case "Pod": { const p = parse(pod, obj, where, into.problems); if (p) into.pods.push(p); break; }
+    case "InferenceModel": {
+      const m = parse(inferenceModel, obj, where, into);
+      if (m) into.models.push({ value: m, where, object: { kind: "InferenceModel", namespace: m.metadata.namespace ?? DEFAULT_NAMESPACE, name: m.metadata.name } });
+      break;
+    }
+    case "Pod": { const p = parse(pod, obj, where, into); if (p) into.pods.push(p); break; }
     case "InfergateConfig": {
-      if (into.scheduler) into.problems.push(`${where}: only one InfergateConfig document is allowed`);
-      const c = parse(infergateConfigDoc, obj, where, into.problems);
+      if (into.scheduler) { into.problems.push({ object: refOf(obj), text: `${where}: only one InfergateConfig document is allowed; this one is ignored` }); break; }
+      const c = parse(infergateConfigDoc, obj, where, into);
       if (c) into.scheduler = c.spec;
       break;
     }
-    default: into.problems.push(`${where}: kind: unsupported kind ${JSON.stringify(obj.kind)} (expected InferencePool, InferenceModel, Pod or InfergateConfig)`);
+    default: into.problems.push({ object: refOf(obj), text: `${where}: kind: unsupported kind ${JSON.stringify(obj.kind)} (expected InferencePool, InferenceModel, Pod or InfergateConfig)` });
   }
 }
 
@@ -138,11 +187,11 @@ function collect(text: string, source: string): Collected {
   const into = emptyCollection();
   const docs = parseAllDocuments(text, { prettyErrors: true });
   if (!Array.isArray(docs)) {
-    into.problems.push(`${source}: not a YAML stream`);
+    into.problems.push({ text: `${source}: not a YAML stream` });
     return into;
   }
   docs.forEach((doc, index) => {
-    for (const err of doc.errors) into.problems.push(`${source}: YAML error: ${err.message}`);
+    for (const err of doc.errors) into.problems.push({ text: `${source}: document ${index + 1}: YAML error: ${err.message}` });
     if (doc.errors.length > 0) return;
     const raw = doc.toJS() as unknown;
     if (raw === null || raw === undefined) return; // empty document
@@ -157,28 +206,37 @@ export function routingConfigFromObjects(objects: unknown[], source: string): Ro
   const into = emptyCollection();
   for (const obj of objects) {
     const o = obj as { kind?: string; metadata?: { namespace?: string; name?: string } };
-    collectObject(obj, `${source}: ${o.kind ?? "object"} ${o.metadata?.namespace ?? "default"}/${o.metadata?.name ?? "?"}`, into);
+    collectObject(obj, `${source}: ${o.kind ?? "object"} ${o.metadata?.namespace ?? DEFAULT_NAMESPACE}/${o.metadata?.name ?? "?"}`, into);
   }
   return buildRoutingConfig(into);
 }
 
-function podIsReady(p: Pod): boolean {
-  if (p.metadata.deletionTimestamp) return false;
-  if (p.status.phase !== undefined && p.status.phase !== "Running") return false;
-  const ready = p.status.conditions?.find((c) => c.type === "Ready");
-  return ready === undefined || ready.status === "True";
+/** Why a selected Pod is not an endpoint, or undefined if it is one. */
+function skipReason(p: Pod): SkipReason | undefined {
+  const status = p.status ?? {};
+  if (p.metadata.deletionTimestamp) return "not-ready";
+  if (status.phase !== undefined && status.phase !== "Running") return "not-ready";
+  const ready = status.conditions?.find((c) => c.type === "Ready");
+  if (ready !== undefined && ready.status !== "True") return "not-ready";
+  if (!status.podIP) return "no-ip";
+  if (isIP(status.podIP) === 0) return "invalid-ip";
+  return undefined;
 }
 
 function matches(selector: Record<string, string>, labels: Record<string, string> | undefined): boolean {
   return Object.entries(selector).every(([k, v]) => labels?.[k] === v);
 }
 
-/** Pods are pool members when they share its namespace, match its selector and are ready. */
-export function selectEndpoints(pool: PoolConfig, pods: Pod[]): PoolEndpoint[] {
-  const members = pods
-    .filter((p) => (p.metadata.namespace ?? DEFAULT_NAMESPACE) === pool.namespace && matches(pool.selector, p.metadata.labels) && podIsReady(p))
+/** The pool's endpoints: the Pods in its namespace that match its selector, are ready and have an IP. */
+function selectEndpoints(pool: PoolConfig, pods: Pod[]): void {
+  const selected = pods
+    .filter((p) => (p.metadata.namespace ?? DEFAULT_NAMESPACE) === pool.namespace && matches(pool.selector, p.metadata.labels))
     .sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
-  return members.flatMap((p) => pool.targetPorts.map((port) => ({ ip: p.status.podIP, port, podName: p.metadata.name })));
+  for (const p of selected) {
+    const reason = skipReason(p);
+    if (reason) { pool.skipped[reason] = (pool.skipped[reason] ?? 0) + 1; continue; }
+    for (const port of pool.targetPorts) pool.endpoints.push({ ip: p.status!.podIP!, port, podName: p.metadata.name });
+  }
 }
 
 function toCriticality(value: InferenceModel["spec"]["criticality"]): Criticality {
@@ -186,55 +244,64 @@ function toCriticality(value: InferenceModel["spec"]["criticality"]): Criticalit
   return value === "Critical" ? "critical" : value === "Sheddable" ? "sheddable" : "standard";
 }
 
-function modelFrom(m: InferenceModel, problems: string[]): ModelConfig {
-  const where = `InferenceModel ${m.metadata.name}`;
+/** The model, or the reasons it cannot be served. */
+function modelFrom(m: InferenceModel, where: string): ModelConfig | string[] {
   const declared = m.spec.targetModels ?? [];
   const weighted = declared.filter((t) => t.weight !== undefined).length;
-  if (weighted !== 0 && weighted !== declared.length) {
-    problems.push(`${where}: spec.targetModels: weights must be set on every target or on none`);
-  }
+  const problems: string[] = [];
+  if (weighted !== 0 && weighted !== declared.length) problems.push(`${where}: spec.targetModels: weights must be set on every target or on none`);
   // No targets: requests keep their model name. No weights: targets share traffic equally.
   const targets = declared.length === 0
     ? [{ name: m.spec.modelName, weight: 1 }]
     : declared.map((t) => ({ name: t.name, weight: t.weight ?? 1 }));
   if (targets.every((t) => t.weight === 0)) problems.push(`${where}: spec.targetModels: at least one weight must be positive`);
-  return {
-    resourceName: m.metadata.name,
-    namespace: m.metadata.namespace ?? DEFAULT_NAMESPACE,
-    modelName: m.spec.modelName,
-    pool: m.spec.poolRef.name,
-    criticality: toCriticality(m.spec.criticality),
-    targets,
-  };
+  if (problems.length > 0) return problems;
+  const namespace = m.metadata.namespace ?? DEFAULT_NAMESPACE;
+  return { resourceName: m.metadata.name, namespace, modelName: m.spec.modelName, pool: poolId(namespace, m.spec.poolRef.name), criticality: toCriticality(m.spec.criticality), targets };
 }
 
-/** Builds the routing configuration from validated resources, or throws ConfigError. */
-export function buildRoutingConfig(collected: Collected): RoutingConfig {
+/** Older first (the Gateway API's rule for conflicts), then by namespace/name. Objects without a
+ * creation time (the YAML file) come after those with one, by namespace/name. */
+function olderFirst(a: Located<InferenceModel>, b: Located<InferenceModel>): number {
+  const key = (m: Located<InferenceModel>) => `${m.value.metadata.creationTimestamp ?? "~"} ${m.object!.namespace}/${m.object!.name}`;
+  return key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0;
+}
+
+/** Builds the routing configuration from validated resources, leaving out what cannot be served. */
+function buildRoutingConfig(collected: Collected): RoutingConfig {
   const problems = [...collected.problems];
   const pools = new Map<string, PoolConfig>();
-  for (const p of collected.pools) {
-    const key = `${p.namespace}/${p.name}`;
-    if (pools.has(key)) problems.push(`InferencePool ${key}: defined twice`);
-    pools.set(key, { ...p, endpoints: selectEndpoints(p, collected.pods) });
+  for (const { value: p, where, object } of collected.pools) {
+    if (pools.has(p.id)) { problems.push({ object, text: `${where}: InferencePool ${p.id} is defined twice; this one is ignored` }); continue; }
+    selectEndpoints(p, collected.pods);
+    pools.set(p.id, p);
   }
-  const models: ModelConfig[] = [];
-  const seen = new Map<string, string>();
-  for (const m of collected.models) {
-    const model = modelFrom(m, problems);
-    if (!pools.has(`${model.namespace}/${model.pool}`)) {
-      problems.push(`InferenceModel ${m.metadata.name}: spec.poolRef.name: no InferencePool named ${model.pool} in namespace ${model.namespace}`);
+  // Model names are one namespace for the whole snapshot: a name served twice goes to the older
+  // InferenceModel, and only the newer one is left out.
+  const kept = new Map<Located<InferenceModel>, ModelConfig>();
+  const servedBy = new Map<string, ObjectRef>();
+  for (const located of [...collected.models].sort(olderFirst)) {
+    const { value: m, where, object } = located;
+    const model = modelFrom(m, where);
+    if (Array.isArray(model)) { problems.push(...model.map((text) => ({ object, text }))); continue; }
+    if (!pools.has(model.pool)) {
+      problems.push({ object, text: `${where}: spec.poolRef.name: no valid InferencePool named ${m.spec.poolRef.name} in namespace ${model.namespace}` });
+      continue;
     }
-    const clash = seen.get(model.modelName);
-    if (clash) problems.push(`InferenceModel ${m.metadata.name}: spec.modelName: ${model.modelName} is already served by InferenceModel ${clash}`);
-    seen.set(model.modelName, m.metadata.name);
-    models.push(model);
+    const owner = servedBy.get(model.modelName);
+    if (owner) {
+      problems.push({ object, text: `${where}: spec.modelName: ${model.modelName} is already served by InferenceModel ${owner.namespace}/${owner.name}` });
+      continue;
+    }
+    servedBy.set(model.modelName, object!);
+    kept.set(located, model);
   }
-  if (pools.size === 0 && problems.length === 0) problems.push("no InferencePool defined");
-  if (problems.length > 0) throw new ConfigError(problems);
-  return { pools: [...pools.values()], models, scheduler: collected.scheduler ?? DEFAULT_SCHEDULER_CONFIG };
+  // In the order they came, so the snapshot does not reorder when an unrelated model changes.
+  const models = collected.models.flatMap((m) => kept.get(m) ?? []);
+  return { pools: [...pools.values()], models, scheduler: collected.scheduler ?? DEFAULT_SCHEDULER_CONFIG, problems };
 }
 
-/** Parses and validates a YAML text; `source` names it in error messages. */
+/** Parses and validates a YAML text; `source` names it in messages. */
 export function parseRoutingConfig(text: string, source: string): RoutingConfig {
   return buildRoutingConfig(collect(text, source));
 }

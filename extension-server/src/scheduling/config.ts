@@ -3,7 +3,7 @@
 // configuration file's `InfergateConfig` document; the defaults follow the Inference Extension's.
 import { z } from "zod";
 
-export const schedulerConfigSchema = z.object({
+const schedulerConfigSchema = z.object({
   scrape: z.object({
     intervalMs: z.number().int().min(5).max(60_000).default(50),
     timeoutMs: z.number().int().min(10).max(60_000).default(1000),

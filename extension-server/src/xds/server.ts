@@ -38,6 +38,8 @@ class Subscription {
   names: string[] = [];
   sentVersion = -1;
   nonce = 0;
+  /** Envoy sends its node only on a stream's first request (set_node_on_first_message_only). */
+  nodeId = "";
   constructor(readonly typeUrl: string) {}
 }
 
@@ -136,10 +138,10 @@ export class XdsServer {
   private onRequest(sub: Subscription, request: DiscoveryRequest, send: () => void): void {
     const nonce = request.response_nonce ?? "";
     if (nonce !== "" && nonce !== String(sub.nonce)) return; // answers a response superseded since
-    const nodeId = request.node?.id ?? "";
+    sub.nodeId ||= request.node?.id ?? "";
     if (nonce !== "") {
       const error = request.error_detail?.message || undefined;
-      this.events.onAck?.(sub.typeUrl, request.version_info ?? "", nodeId, error);
+      this.events.onAck?.(sub.typeUrl, request.version_info ?? "", sub.nodeId, error);
     }
     const names = [...(request.resource_names ?? [])].sort();
     const namesChanged = names.join("\n") !== sub.names.join("\n");
