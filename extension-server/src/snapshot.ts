@@ -71,7 +71,7 @@ function poolLines(pool: PoolConfig, scheduled: PoolSchedule | undefined, onDrop
   return lines;
 }
 
-const TUNING_KEYS: Array<[string, keyof RoutingConfig["scheduler"]["picker"]]> = [
+export const TUNING_KEYS: Array<[string, keyof RoutingConfig["scheduler"]["picker"]]> = [
   ["score-weight", "scoreWeight"], ["inflight-weight", "inflightWeight"], ["near-best-bytes", "nearBestBytes"],
   ["near-best-percent", "nearBestPercent"], ["affinity-bound-bytes", "affinityBoundBytes"], ["affinity-blocks", "affinityBlocks"],
   ["lora-load-bytes", "loraLoadBytes"], ["lora-full-bytes", "loraFullBytes"],

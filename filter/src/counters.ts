@@ -1,7 +1,9 @@
 // The filter's decision counters in Envoy's stats store: on the admin endpoint as
 // `wasmcustom.infergate.<name>` (summed over worker threads), so an operator can see what it
 // decided without reading logs. The names below are the contract with the dashboard and the
-// README (test/unit/contract.test.ts reads them from this file).
+// README (test/unit/contract.test.ts reads them from this file). Requests per endpoint are
+// Envoy's own per-endpoint cluster stats, which are freed with the endpoint; counters defined
+// here live as long as the VM, so none is named after an endpoint.
 import { defineMetric, incrementMetric, log, LogLevel, MetricType, Status } from "./host/api";
 
 export const COUNTER_PREFIX = "infergate.";
@@ -13,9 +15,6 @@ export const REWRITTEN = "rewritten";
 export const AFFINITY_ROUTED = "affinity_routed";
 /** Requests answered by the filter itself: `rejected.<status>`. */
 export const REJECTED = "rejected.";
-/** Requests routed to one endpoint: `endpoint.<ip:port>.routed`. */
-export const ENDPOINT = "endpoint.";
-export const ENDPOINT_ROUTED_SUFFIX = ".routed";
 
 const ids = new Map<string, u32>();
 

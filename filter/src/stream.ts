@@ -10,7 +10,7 @@
 // the request trailers.
 // The decision itself is core/decide.ts; this file only moves bytes and headers between Envoy and
 // it, and keeps this proxy's load counters (shared_load.ts) for the requests it routed.
-import { AFFINITY_ROUTED, count, ENDPOINT, ENDPOINT_ROUTED_SUFFIX, REJECTED, REWRITTEN, ROUTED } from "./counters";
+import { AFFINITY_ROUTED, count, REJECTED, REWRITTEN, ROUTED } from "./counters";
 import { decide } from "./core/decide";
 import { badRequest, ErrorReply, internalError, jsonString, noEndpoint, tooLarge, unsupportedEncoding } from "./core/errors";
 import { ModelScanner, ScanError, ScanResult } from "./core/json_scan";
@@ -149,7 +149,6 @@ export class Stream {
     this.load.add(this.endpointHash, this.pendingBytes, 1);
     this.phase = Phase.Routed;
     count(ROUTED);
-    count(ENDPOINT + endpoint.address + ENDPOINT_ROUTED_SUFFIX);
     if (rewritten) count(REWRITTEN);
     if (d.affinity) count(AFFINITY_ROUTED);
   }

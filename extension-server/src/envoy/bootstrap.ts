@@ -8,7 +8,7 @@
 import type { PoolConfig, RoutingConfig } from "../config/routing-config.ts";
 import { DESTINATION_HEADER, FILTER_NAME, POOL_HEADER } from "../contract.ts";
 import type { Json } from "../xds/encode.ts";
-import { ecdsHttpFilter, poolCluster, poolClusterName, typed, wasmFilter, type XdsTransport } from "./resources.ts";
+import { ecdsHttpFilter, pathNormalization, poolCluster, poolClusterName, typed, wasmFilter, type XdsTransport } from "./resources.ts";
 
 const XDS_CLUSTER = "infergate_xds";
 const XDS: XdsTransport = { cluster: XDS_CLUSTER };
@@ -48,6 +48,7 @@ function httpListener(name: string, address: string, port: number, routes: unkno
         name: "envoy.filters.network.http_connection_manager",
         typed_config: typed("envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager", {
           stat_prefix: name,
+          ...pathNormalization(),
           route_config: { name, virtual_hosts: [{ name, domains: ["*"], routes }] },
           http_filters: [...httpFilters, { name: "envoy.filters.http.router", typed_config: typed("envoy.extensions.filters.http.router.v3.Router") }],
         }),

@@ -87,7 +87,21 @@ export function poolCluster(name: string, pool: string, xds: XdsTransport, lb: "
     eds_cluster_config: poolEdsConfig(pool, xds),
     ...(lb === "override_host" ? { load_balancing_policy: overrideHostPolicy() } : { lb_policy: lb }),
     circuit_breakers: poolCircuitBreakers(),
+    // Requests, errors and connections per endpoint in Envoy's own stats (with the endpoint's
+    // address as a label in /stats/prometheus); they go away with the endpoint.
+    track_cluster_stats: { per_endpoint_stats: true },
   };
+}
+
+/**
+ * HttpConnectionManager path handling for every listener infergate generates: the path is
+ * normalized (RFC 3986, which decodes percent-encoded unreserved characters and resolves dot
+ * segments), repeated slashes are merged, and escaped slashes are decoded, before any filter or
+ * route sees it and on its way upstream. So a request cannot reach a model server under a
+ * spelling the routes and the filter do not recognise (uvicorn decodes paths itself).
+ */
+export function pathNormalization(): Json {
+  return { normalize_path: true, merge_slashes: true, path_with_escaped_slashes_action: "UNESCAPE_AND_FORWARD" };
 }
 
 /** A pool's endpoints (EDS). */

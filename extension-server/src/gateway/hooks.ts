@@ -41,7 +41,7 @@ const HCM = fieldNumbers("envoy.extensions.filters.network.http_connection_manag
 const HTTP_FILTER = fieldNumbers(T.httpFilter, ["name", "typed_config", "config_discovery"]);
 const WASM = fieldNumbers("envoy.extensions.filters.http.wasm.v3.Wasm", ["config"]);
 const PLUGIN_CONFIG = fieldNumbers("envoy.extensions.wasm.v3.PluginConfig", ["root_id"]);
-const CLUSTER = fieldNumbers(T.cluster, ["name", "type", "cluster_type", "eds_cluster_config", "lb_policy", "load_assignment", "load_balancing_policy", "circuit_breakers"]);
+const CLUSTER = fieldNumbers(T.cluster, ["name", "type", "cluster_type", "eds_cluster_config", "lb_policy", "load_assignment", "load_balancing_policy", "circuit_breakers", "track_cluster_stats"]);
 const CLUSTER_EDS = protoRoot().lookupEnum(`${T.cluster}.DiscoveryType`).values.EDS!;
 // Envoy Gateway's messages (proto/extension/).
 const EXTENSION_RESOURCE = fieldNumbers("envoygateway.extension.ExtensionResource", ["unstructured_bytes"]);
@@ -167,6 +167,8 @@ function modifyCluster(bytes: Uint8Array, resources: ExtensionResource[], xds: X
   cluster.add(CLUSTER.eds_cluster_config, encodeJson(`${T.cluster}.EdsClusterConfig`, poolEdsConfig(id, xds)));
   cluster.add(CLUSTER.load_balancing_policy, encodeJson("envoy.config.cluster.v3.LoadBalancingPolicy", overrideHostPolicy()));
   if (!cluster.first(CLUSTER.circuit_breakers)) cluster.add(CLUSTER.circuit_breakers, encodeJson("envoy.config.cluster.v3.CircuitBreakers", poolCircuitBreakers()));
+  // Requests per endpoint in Envoy's own stats (the filter names no counter after an endpoint).
+  if (!cluster.first(CLUSTER.track_cluster_stats)) cluster.add(CLUSTER.track_cluster_stats, encodeJson("envoy.config.cluster.v3.TrackClusterStats", { per_endpoint_stats: true }));
   return { bytes: cluster.encode(), changed: true };
 }
 
