@@ -3,19 +3,18 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
+import { ENVOY_VERSION, envoyPath } from "../../../scripts/install-envoy.mjs";
 
-const repo = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
-export const ENVOY_VERSION = "1.39.3";
+/** The pinned Envoy version (one definition: scripts/install-envoy.mjs). */
+export { ENVOY_VERSION };
 
 /** ENVOY_BIN, else the binary scripts/install-envoy.mjs put in .cache/. */
 export function envoyBinary(): string {
   const fromEnv = process.env.ENVOY_BIN;
   if (fromEnv) return fromEnv;
-  const local = join(repo, ".cache", "envoy", ENVOY_VERSION, "envoy", "_bin", "envoy");
-  if (!existsSync(local)) throw new Error(`Envoy is not installed: run 'node scripts/install-envoy.mjs' (expected ${local})`);
-  return local;
+  if (!existsSync(envoyPath)) throw new Error(`Envoy is not installed: run 'node scripts/install-envoy.mjs' (expected ${envoyPath})`);
+  return envoyPath;
 }
 
 export interface EnvoyOptions {
