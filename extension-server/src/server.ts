@@ -21,7 +21,7 @@ import { ServerMetrics } from "./metrics.ts";
 import { Publisher } from "./publisher.ts";
 import { TYPE_EXTENSION_CONFIG, XdsServer } from "./xds/server.ts";
 
-const DEFAULT_WASM_PATH = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "build", "infergate.wasm");
+export const DEFAULT_WASM_PATH = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "build", "infergate.wasm");
 const MODULE_CLUSTER = "infergate_module";
 
 export interface InfergateServerOptions {
