@@ -55,7 +55,7 @@ export class ServerMetrics {
       }
     },
   });
-  readonly poolSaturation = new Gauge({ name: "infergate_pool_saturation", help: "Pool saturation: the mean over endpoints of queue and KV use relative to their thresholds (>= 1: saturated, Sheddable requests are shed).", labelNames: ["pool"], registers: [this.registry] });
+  readonly poolSaturation = new Gauge({ name: "infergate_pool_saturation", help: "Pool saturation: the mean over endpoints of the larger of queue and KV use relative to their thresholds (>= 1: saturated, Sheddable requests are shed).", labelNames: ["pool"], registers: [this.registry] });
   readonly moduleDownloads = new Counter({ name: "infergate_module_downloads_total", help: "Downloads of the filter module by Envoys on other hosts.", registers: [this.registry] });
   readonly xdsResponses = new Counter({ name: "infergate_xds_responses_total", help: "xDS responses from Envoy by type and result (ack, nack).", labelNames: ["type", "result"], registers: [this.registry] });
   readonly xdsAckDuration = new Histogram({
