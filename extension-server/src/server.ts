@@ -17,7 +17,7 @@ import { EnvoyProcess } from "./envoy/process.ts";
 import { GatewayHooks } from "./gateway/hooks.ts";
 import { HttpServer, MODULE_PATH } from "./http-server.ts";
 import { LoadLoop } from "./load-loop.ts";
-import { ServerMetrics } from "./metrics.ts";
+import { ServerMetrics, type XdsKind } from "./metrics.ts";
 import { Publisher } from "./publisher.ts";
 import { TYPE_EXTENSION_CONFIG, XdsServer } from "./xds/server.ts";
 
@@ -61,13 +61,15 @@ export class InfergateServer {
     this.log = opts.log ?? ((m: string) => console.error(m));
     this.wasmPath = resolve(opts.wasmPath ?? DEFAULT_WASM_PATH);
     this.source = "file" in opts.source ? new FileSource(opts.source.file) : new KubeSource(opts.source.kubernetes);
+    const kind = (type: string): XdsKind => (type === TYPE_EXTENSION_CONFIG ? "ecds" : "eds");
     this.xds = new XdsServer({
-      onAck: (type, version, node, error) => {
-        const kind = type === TYPE_EXTENSION_CONFIG ? "ecds" : "eds";
-        this.metrics.xdsResponses.inc({ type: kind, result: error ? "nack" : "ack" });
-        if (error) this.log(`envoy ${node} rejected ${kind} version ${version}: ${error}`);
+      onAck: (type, version, node, error, seconds) => {
+        this.metrics.xdsResponses.inc({ type: kind(type), result: error ? "nack" : "ack" });
+        this.metrics.xdsAckDuration.observe({ type: kind(type) }, seconds);
+        if (error) this.log(`envoy ${node} rejected ${kind(type)} version ${version}: ${error}`);
       },
     });
+    this.metrics.watchXds(() => this.xds.streamStates().map((s) => ({ type: kind(s.typeUrl), node: s.nodeId, rejected: s.rejected })));
   }
 
   // Read-only view, for the CLI and tests.
@@ -107,7 +109,7 @@ export class InfergateServer {
       onConfig: (config) => {
         this.config = config;
         this.rejection = [];
-        this.metrics.configReloads.inc({ result: "ok" });
+        this.metrics.recordReload(true);
         this.metrics.recordConfig(config);
         loop.setConfig(config);
         const skipped = config.problems.length > 0 ? `; left out:\n  ${config.problems.map((p) => p.text).join("\n  ")}` : "";
@@ -115,7 +117,7 @@ export class InfergateServer {
       },
       onRejected: (problems) => {
         this.rejection = problems;
-        this.metrics.configReloads.inc({ result: "rejected" });
+        this.metrics.recordReload(false);
         this.log(`rejected ${this.source.description}; keeping the previous configuration:\n  ${problems.join("\n  ")}`);
       },
       log: this.log,

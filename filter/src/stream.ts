@@ -10,7 +10,7 @@
 // the request trailers.
 // The decision itself is core/decide.ts; this file only moves bytes and headers between Envoy and
 // it, and keeps this proxy's load counters (shared_load.ts) for the requests it routed.
-import { AFFINITY_ROUTED, count, REJECTED, REWRITTEN, ROUTED } from "./counters";
+import { AFFINITY_ROUTED, count, countRejected, REWRITTEN, ROUTED } from "./counters";
 import { decide } from "./core/decide";
 import { badRequest, ErrorReply, internalError, jsonString, noEndpoint, tooLarge, unsupportedEncoding } from "./core/errors";
 import { ModelScanner, ScanError, ScanResult } from "./core/json_scan";
@@ -208,7 +208,7 @@ export class Stream {
   private reject(reply: ErrorReply): void {
     if (this.phase == Phase.Rejected) return;
     this.phase = Phase.Rejected;
-    count(REJECTED + reply.status.toString());
+    countRejected(reply.status);
     log(LogLevel.Debug, "infergate: " + reply.status.toString() + " " + reply.message);
     const status = sendLocalResponse(reply.status, "infergate_" + reply.code, reply.body(), ["content-type", "application/json"]);
     if (status != Status.Ok) log(LogLevel.Error, "infergate: could not send the local reply: status " + status.toString());

@@ -95,7 +95,9 @@ describe("Envoy Gateway extension, end to end", () => {
     const metrics = await server.metricsText();
     assert.match(metrics, /infergate_module_downloads_total [1-9]/, "Envoy downloaded the module through the cluster PostTranslateModify added");
     assert.match(metrics, /infergate_xds_responses_total\{type="ecds",result="ack"\} [1-9]/);
-    assert.doesNotMatch(metrics, /result="nack"/);
+    assert.doesNotMatch(metrics, /result="nack"\} [1-9]/);
+    assert.match(metrics, /^infergate_xds_connected_envoys\{type="ecds"\} [1-9]/m, "Envoy Gateway's Envoy holds an ECDS stream");
+    assert.match(metrics, /^infergate_xds_nacking_envoys\{type="ecds"\} 0$/m);
   });
 
   it("leaves the plain listener a plain route", async () => {

@@ -67,8 +67,15 @@ describe("a hostile replica in the pool", () => {
     for (const text of checked) assert.doesNotMatch(text, /free-model|secret|NaN|Infinity/);
     const metrics = await stack.server.metricsText();
     const xds = metricSamples(metrics, "infergate_xds_responses_total");
-    assert.equal(xds.filter((s) => s.labels.includes('result="nack"')).length, 0, metrics);
+    assert.equal(xds.filter((s) => s.labels.includes('result="nack"') && s.value > 0).length, 0, metrics);
     assert.ok(xds.some((s) => s.labels.includes('type="ecds",result="ack"') && s.value > 10));
+    // The one Envoy holds an ECDS and an EDS stream, and answered every push.
+    for (const type of ["ecds", "eds"]) {
+      assert.deepEqual(metricSamples(metrics, "infergate_xds_connected_envoys").find((s) => s.labels === `{type="${type}"}`)?.value, 1, type);
+      assert.deepEqual(metricSamples(metrics, "infergate_xds_nacking_envoys").find((s) => s.labels === `{type="${type}"}`)?.value, 0, type);
+    }
+    const acked = metricSamples(metrics, "infergate_xds_ack_duration_seconds_count").find((s) => s.labels === '{type="ecds"}')?.value ?? 0;
+    assert.ok(acked > 10, `${acked} ECDS answers timed`);
     const envoy = await stack.server.envoy!.admin("stats?filter=extension_config_discovery");
     assert.match(envoy, /infergate\.config_reload: [1-9]/, envoy);
     assert.match(envoy, /infergate\.config_fail: 0/, envoy);

@@ -1,7 +1,8 @@
 // Where the filter (AssemblyScript) and the extension server (TypeScript) meet, names and formats
 // are written once per language. These tests fail on any drift between the two copies: header
 // names, the snapshot's format line, every tuning key and its bound, the decision counters the
-// dashboard and README name, the pinned Envoy version, and the documented scheduler defaults.
+// dashboard and README name (one per status the filter answers with), the pinned Envoy version,
+// and the documented scheduler defaults.
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
@@ -13,9 +14,10 @@ import { parseRoutingConfig } from "../../extension-server/src/config/routing-co
 import { DEFAULT_SCHEDULER_CONFIG, MAX_PICKER_WEIGHT } from "../../extension-server/src/scheduling/config.ts";
 import { renderSnapshot, TUNING_KEYS } from "../../extension-server/src/snapshot.ts";
 import { ENVOY_VERSION } from "../../scripts/install-envoy.mjs";
-import { filterConstants } from "../support/filter-constants.ts";
+import { filterConstants, filterCounterNames } from "../support/filter-constants.ts";
 
 const read = (path: string): string => readFileSync(new URL(`../../${path}`, import.meta.url), "utf8");
+const dashboardExprs = (): string[] => JSON.parse(read("manifests/grafana/infergate-dashboard.json")).panels.flatMap((p: any) => p.targets.map((t: any) => t.expr as string));
 
 const POOL = `apiVersion: inference.networking.x-k8s.io/v1alpha2
 kind: InferencePool
@@ -58,26 +60,27 @@ spec: {picker: ${JSON.stringify(picker)}}
 
   it("the decision counters the filter defines are the ones the README and the dashboard name", () => {
     const counters = filterConstants("filter/src/counters.ts");
-    const prefix = counters.get("COUNTER_PREFIX")!;
-    const names = [...counters].filter(([k]) => k !== "COUNTER_PREFIX").map(([, v]) => v);
-    assert.ok(names.length >= 4);
+    // Every status the filter answers with has a counter defined at start, and no other does.
+    const replied = [...read("filter/src/core/errors.ts").matchAll(/new ErrorReply\((\d{3}),/g)].map((m) => m[1]!);
+    assert.deepEqual([...new Set(replied)].sort(), counters.get("REJECTED_STATUSES")!.split(" ").sort(), "REJECTED_STATUSES lists every status in core/errors.ts");
     const readme = read("README.md");
-    for (const name of names) assert.ok(readme.includes(`| \`${name.endsWith(".") ? `${name}<status>` : name}\` |`), `README documents the counter ${name}`);
-    // Envoy's /stats/prometheus turns wasmcustom.infergate.rejected.429 into infergate_rejected_429.
-    const exposed = names.map((n) => (prefix + n).replace(/\./g, "_") + (n.endsWith(".") ? "429" : ""));
-    const exprs: string[] = JSON.parse(read("manifests/grafana/infergate-dashboard.json")).panels.flatMap((p: any) => p.targets.map((t: any) => t.expr as string));
+    const documented = [counters.get("ROUTED")!, counters.get("REWRITTEN")!, counters.get("AFFINITY_ROUTED")!, `${counters.get("REJECTED")}<status>${counters.get("REJECTED_SUFFIX")}`];
+    for (const name of documented) assert.ok(readme.includes(`| \`${name}\` |`), `README documents the counter ${name}`);
+    // Envoy's /stats/prometheus turns wasmcustom.infergate.rejected_429_total into infergate_rejected_429_total.
+    const exposed = filterCounterNames();
+    for (const name of exposed) assert.match(name, /^infergate_[a-z0-9_]+_total$/, "a counter's name ends in _total");
     const family = /^infergate_(routed|rewritten|affinity_routed|rejected)/;
-    let checked = 0;
-    for (const expr of exprs) {
+    const shown = new Set<string>();
+    for (const expr of dashboardExprs()) {
       for (const m of expr.matchAll(/__name__=~"([^"]+)"|\b(infergate_[a-z0-9_]+)\b/g)) {
         const name = m[1] ?? m[2]!;
         if (!family.test(name)) continue; // the server's own metrics: test/unit/dashboard.test.ts
-        checked++;
-        const matches = m[1] ? exposed.some((e) => new RegExp(`^(?:${name})$`).test(e)) : exposed.includes(name);
-        assert.ok(matches, `the dashboard's ${name} is a counter the filter defines (${exposed.join(", ")})`);
+        const matching = m[1] ? exposed.filter((e) => new RegExp(`^(?:${name})$`).test(e)) : exposed.filter((e) => e === name);
+        assert.ok(matching.length > 0, `the dashboard's ${name} is a counter the filter defines (${exposed.join(", ")})`);
+        for (const e of matching) shown.add(e);
       }
     }
-    assert.ok(checked >= names.length, "the dashboard shows every decision counter");
+    assert.deepEqual(exposed.filter((e) => !shown.has(e)), [], "the dashboard shows every decision counter");
   });
 
   it("one Envoy version: the installer, the pinned wheel and the README", () => {

@@ -1,7 +1,8 @@
 // The xDS server over a real gRPC stream on loopback: a subscription is answered with the current
 // version; an ACK or a NACK is recorded and answered with nothing (a NACKed version is never
 // re-sent in a loop); a response superseded by a newer one is ignored when Envoy answers it late;
-// a change of resource names is answered at once; every change reaches every stream.
+// a change of resource names is answered at once; every change reaches every stream. Each open
+// stream's node and last answer, and the time Envoy took to answer, are what the metrics read.
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import * as grpc from "@grpc/grpc-js";
@@ -49,7 +50,9 @@ class Stream {
 
 describe("xDS server", () => {
   const acks: Array<{ version: string; node: string; error?: string | undefined }> = [];
-  const xds = new XdsServer({ onAck: (_type, version, node, error) => acks.push({ version, node, error }) });
+  const ackSeconds: number[] = [];
+  const xds = new XdsServer({ onAck: (_type, version, node, error, seconds) => { acks.push({ version, node, error }); ackSeconds.push(seconds); } });
+  const state = (node: string): boolean | undefined => xds.streamStates().find((s) => s.nodeId === node)?.rejected;
   let client: grpc.Client;
   /** Holds "infergate", and builds any other name asked for (as the publisher does). */
   const publish = (text: string): number => xds.setResources(TYPE_EXTENSION_CONFIG, [resource("infergate", text)], (name) => resource(name, `as ${name}`));
@@ -71,9 +74,12 @@ describe("xDS server", () => {
       assert.equal(Buffer.from(a1.resources[0]!.value).toString(), "one");
 
       const ack = envoy.next();
+      await new Promise((r) => setTimeout(r, 50));
       envoy.send({ nonce: a1.nonce, version: "1" });
       assert.equal(await ack, undefined, "an ACK is not answered");
       assert.deepEqual(acks.at(-1), { version: "1", node: "envoy-1", error: undefined }, "the node id of the stream's first request");
+      assert.ok(ackSeconds.at(-1)! >= 0.05 && ackSeconds.at(-1)! < 5, `the time from the response to its ACK: ${ackSeconds.at(-1)} s`);
+      assert.equal(state("envoy-1"), false);
 
       const pushed = envoy.next();
       publish("two");
@@ -91,9 +97,19 @@ describe("xDS server", () => {
       envoy.send({ nonce: a2.nonce, version: "1", error: "snapshot line 3: bad" });
       assert.equal(await nack, undefined, "a NACK is not answered with the same version again");
       assert.deepEqual(acks.at(-1), { version: "1", node: "envoy-1", error: "snapshot line 3: bad" });
+      assert.equal(state("envoy-1"), true, "the stream's last answer was a NACK");
+
+      const fixed = envoy.next();
+      publish("two"); // a new version (the next test expects this content)
+      const a3 = (await fixed)!;
+      envoy.send({ nonce: a3.nonce, version: a3.version_info });
+      await envoy.next(100);
+      assert.equal(state("envoy-1"), false, "an ACK of a later version clears it");
     } finally {
       envoy.end();
     }
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(state("envoy-1"), undefined, "a closed stream is forgotten");
   });
 
   it("answers a change of resource names at once, building names it does not hold", async () => {

@@ -1,7 +1,8 @@
 // A small state-of-the-world xDS server over gRPC. Each resource type (ECDS extension configs,
 // EDS load assignments) is a versioned set of named resources; every open stream is sent the
 // current version when it subscribes and again whenever the set changes. ACKs and NACKs are
-// tracked per stream so a rejected push is visible (and never retried in a loop).
+// tracked per stream so a rejected push is visible (and never retried in a loop), with the time
+// Envoy took to answer.
 import * as grpc from "@grpc/grpc-js";
 import type protobuf from "protobufjs";
 import { protoRoot, typeUrl } from "./protos.ts";
@@ -22,9 +23,12 @@ interface DiscoveryRequest {
 }
 
 export interface XdsEvents {
-  /** Envoy accepted (`error` undefined) or rejected a version. */
-  onAck?(typeUrl: string, version: string, nodeId: string, error?: string): void;
+  /** Envoy accepted (`error` undefined) or rejected a version, `seconds` after it was sent. */
+  onAck?(typeUrl: string, version: string, nodeId: string, error: string | undefined, seconds: number): void;
 }
+
+/** An open stream: which Envoy (node id), which type, and whether its last answer was a NACK. */
+export interface XdsStreamState { typeUrl: string; nodeId: string; rejected: boolean }
 
 class ResourceSet {
   version = 0;
@@ -40,6 +44,10 @@ class Subscription {
   nonce = 0;
   /** Envoy sends its node only on a stream's first request (set_node_on_first_message_only). */
   nodeId = "";
+  /** performance.now() when the latest response was sent. */
+  sentAt = 0;
+  /** Envoy NACKed the latest response it answered (it runs an older version). */
+  rejected = false;
   constructor(readonly typeUrl: string) {}
 }
 
@@ -95,6 +103,11 @@ export class XdsServer {
     return this.sets.get(type)?.version ?? 0;
   }
 
+  /** Every open stream. */
+  streamStates(): XdsStreamState[] {
+    return [...this.streams].map(({ sub }) => ({ typeUrl: sub.typeUrl, nodeId: sub.nodeId, rejected: sub.rejected }));
+  }
+
   private definition(service: string, method: string): grpc.ServiceDefinition {
     const req = this.requestType;
     const res = this.responseType;
@@ -118,6 +131,7 @@ export class XdsServer {
       if (sub.sentVersion === set.version && sub.nonce > 0) return;
       sub.sentVersion = set.version;
       sub.nonce++;
+      sub.sentAt = performance.now();
       const wanted = sub.names.length === 0 ? [...set.resources.values()] : sub.names.flatMap((n) => set.resources.get(n) ?? set.resolve?.(n) ?? []);
       call.write({
         version_info: String(set.version),
@@ -141,7 +155,8 @@ export class XdsServer {
     sub.nodeId ||= request.node?.id ?? "";
     if (nonce !== "") {
       const error = request.error_detail?.message || undefined;
-      this.events.onAck?.(sub.typeUrl, request.version_info ?? "", sub.nodeId, error);
+      sub.rejected = error !== undefined;
+      this.events.onAck?.(sub.typeUrl, request.version_info ?? "", sub.nodeId, error, (performance.now() - sub.sentAt) / 1000);
     }
     const names = [...(request.resource_names ?? [])].sort();
     const namesChanged = names.join("\n") !== sub.names.join("\n");
