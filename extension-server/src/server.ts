@@ -134,7 +134,8 @@ export class InfergateServer {
         listenAddress: address, adminPort: e.adminPort, plainPort: e.plainPort, inferencePort: e.inferencePort, leastRequestPort: e.leastRequestPort,
         xdsAddress: "127.0.0.1", xdsPort: this.ports.xds, wasmPath: this.wasmPath, snapshot: publisher.snapshot, config: this.currentConfig(),
       });
-      this.envoyProcess = await EnvoyProcess.start({ bootstrap, concurrency: e.concurrency, logLevel: e.logLevel });
+      const envoy = this.envoyProcess = await EnvoyProcess.start({ bootstrap, concurrency: e.concurrency, logLevel: e.logLevel });
+      this.metrics.mirrorStats = () => envoy.mirrorStats();
     }
   }
 

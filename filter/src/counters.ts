@@ -13,6 +13,9 @@ export const ROUTED = "routed";
 export const REWRITTEN = "rewritten";
 /** Requests that went to their prompt prefix's affinity endpoint. */
 export const AFFINITY_ROUTED = "affinity_routed";
+/** Requests on a mirrored route given a mirror endpoint (Envoy then copies its share of them; the
+ * copies themselves are counted in the mirror cluster's own stats). */
+export const MIRROR_PICKED = "mirror_picked";
 /** Requests answered by the filter itself: `rejected.<status>`. */
 export const REJECTED = "rejected.";
 

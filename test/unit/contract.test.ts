@@ -66,7 +66,7 @@ spec: {picker: ${JSON.stringify(picker)}}
     // Envoy's /stats/prometheus turns wasmcustom.infergate.rejected.429 into infergate_rejected_429.
     const exposed = names.map((n) => (prefix + n).replace(/\./g, "_") + (n.endsWith(".") ? "429" : ""));
     const exprs: string[] = JSON.parse(read("manifests/grafana/infergate-dashboard.json")).panels.flatMap((p: any) => p.targets.map((t: any) => t.expr as string));
-    const family = /^infergate_(routed|rewritten|affinity_routed|rejected)/;
+    const family = /^infergate_(routed|rewritten|affinity_routed|mirror_picked|rejected)/;
     let checked = 0;
     for (const expr of exprs) {
       for (const m of expr.matchAll(/__name__=~"([^"]+)"|\b(infergate_[a-z0-9_]+)\b/g)) {

@@ -6,8 +6,9 @@ import { describe, it } from "node:test";
 import { ServerMetrics } from "../../extension-server/src/metrics.ts";
 import { filterCounterPatterns } from "../support/filter-constants.ts";
 
-/** Envoy's own stats the dashboard uses: requests per endpoint of a pool's picked cluster. */
-const ENVOY_STATS = new Set(["envoy_cluster_endpoint_rq_total"]);
+/** Envoy's own stats the dashboard uses: requests per endpoint of a pool's picked cluster, and the
+ * copies sent to (and failed at) each mirror cluster. */
+const ENVOY_STATS = new Set(["envoy_cluster_endpoint_rq_total", "envoy_cluster_upstream_rq_total", "envoy_cluster_upstream_rq_xx"]);
 
 describe("Grafana dashboard", () => {
   it("queries only metrics infergate exposes", async () => {
