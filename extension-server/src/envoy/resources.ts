@@ -54,7 +54,12 @@ function xdsConfigSource(xds: XdsTransport): Json {
 
 /** Cluster.eds_cluster_config of a pool's cluster: its endpoints come from this server. */
 export function poolEdsConfig(pool: string, xds: XdsTransport): Json {
-  return { service_name: poolClusterName(pool), eds_config: xdsConfigSource(xds) };
+  return edsClusterConfig(poolClusterName(pool), xds);
+}
+
+/** Cluster.eds_cluster_config for the EDS resource `edsName` of this server. */
+export function edsClusterConfig(edsName: string, xds: XdsTransport): Json {
+  return { service_name: edsName, eds_config: xdsConfigSource(xds) };
 }
 
 /**
@@ -109,7 +114,7 @@ export function mirrorCircuitBreakers(): Json {
 export function mirrorCluster(name: string, edsName: string, xds: XdsTransport): Json {
   return {
     name, type: "EDS", connect_timeout: "1s",
-    eds_cluster_config: { service_name: edsName, eds_config: xdsConfigSource(xds) },
+    eds_cluster_config: edsClusterConfig(edsName, xds),
     load_balancing_policy: overrideHostPolicy(MIRROR_HEADER),
     circuit_breakers: mirrorCircuitBreakers(),
   };
@@ -120,7 +125,7 @@ export function mirrorCluster(name: string, edsName: string, xds: XdsTransport):
 export function poolCluster(name: string, pool: string, xds: XdsTransport, lb: "ROUND_ROBIN" | "LEAST_REQUEST" | "override_host", edsName?: string): Json {
   return {
     name, type: "EDS", connect_timeout: "5s",
-    eds_cluster_config: edsName === undefined ? poolEdsConfig(pool, xds) : { service_name: edsName, eds_config: xdsConfigSource(xds) },
+    eds_cluster_config: edsName === undefined ? poolEdsConfig(pool, xds) : edsClusterConfig(edsName, xds),
     ...(lb === "override_host" ? { load_balancing_policy: overrideHostPolicy() } : { lb_policy: lb }),
     circuit_breakers: poolCircuitBreakers(),
     // Requests, errors and connections per endpoint in Envoy's own stats (with the endpoint's
