@@ -260,3 +260,17 @@ mirror httproute/ns/r/rule/0 ns/shadow
     assert.match(bad("objective x ns/nope 1"), /^error .*unknown pool/);
   });
 });
+
+describe("the README's example (manifests/standalone/traffic.yaml)", () => {
+  it("loads without a problem, and the filter accepts its snapshot", async () => {
+    const { readFileSync } = await import("node:fs");
+    const config = parseRoutingConfig(readFileSync(new URL("../../manifests/standalone/traffic.yaml", import.meta.url), "utf8"), "traffic.yaml");
+    assert.deepEqual(config.problems, []);
+    assert.deepEqual([config.pools.length, config.routes.length, config.routes[0]!.mirrors.length, config.objectives.length, config.models.length], [3, 1, 1, 2, 3]);
+    const snapshot = renderSnapshot(config, 1);
+    assert.match(core.checkSnapshot(snapshot), /^ok /);
+    const got = core.simulateRequest(snapshot, "qwq", "httproute/default/llm/rule/0", "batch", 1000, 9n) as string;
+    assert.match(got, /^pool default\/reasoning-pool-v2 \d+$/m);
+    assert.match(got, /^mirror 127\.0\.0\.31:8000 1000$/m);
+  });
+});
