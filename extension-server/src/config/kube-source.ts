@@ -64,10 +64,9 @@ export class KubeSource implements ConfigSource {
     this.events = events;
     for (const r of WATCHED) {
       const list = () => this.custom.listClusterCustomObject({ group: r.group, version: r.version, plural: r.plural });
-      try {
-        await list();
-      } catch (err) {
-        this.events.log?.(`not watching ${r.plural}.${r.group}/${r.version}: ${(err as { code?: number }).code ?? (err as Error).message}`);
+      const failure = await listable(list);
+      if (failure !== undefined) {
+        this.events.log?.(`not watching ${r.plural}.${r.group}/${r.version}: ${failure}`);
         continue;
       }
       this.add(makeInformer(this.kc, `/apis/${r.group}/${r.version}/${r.plural}`, list as never), r);
@@ -156,6 +155,23 @@ export class KubeSource implements ConfigSource {
       );
       this.lastStatus.set(key, text);
       this.events.log?.(`${obj.kind} ${namespace}/${name} status: ${conditionsOf(status).map((c) => `${c.type}=${c.status}`).join(", ")}`);
+    }
+  }
+}
+
+/** Undefined when the resource lists; else why not. A kind the server does not serve (404) is
+ * skipped at once, and so is a client error; an API server busy establishing a CRD (429, 5xx) is
+ * retried for a few seconds first. */
+async function listable(list: () => Promise<unknown>, attempts = 20, delayMs = 250): Promise<string | undefined> {
+  for (let i = 1; ; i++) {
+    try {
+      await list();
+      return undefined;
+    } catch (err) {
+      const code = (err as { code?: number }).code;
+      const transient = code === 429 || (code !== undefined && code >= 500);
+      if (!transient || i >= attempts) return String(code ?? (err as Error).message);
+      await new Promise((r) => setTimeout(r, delayMs));
     }
   }
 }
