@@ -57,6 +57,16 @@ export class ServerMetrics {
   });
   readonly poolSaturation = new Gauge({ name: "infergate_pool_saturation", help: "Pool saturation: the mean over endpoints of the larger of queue and KV use relative to their thresholds (>= 1: saturated, Sheddable requests are shed).", labelNames: ["pool"], registers: [this.registry] });
   readonly moduleDownloads = new Counter({ name: "infergate_module_downloads_total", help: "Downloads of the filter module by Envoys on other hosts.", registers: [this.registry] });
+  /** Copies RequestMirror filters sent, per mirror cluster: known where this server runs Envoy
+   * (standalone), read from Envoy's own stats for the cluster when the metrics are scraped. */
+  readonly mirrorRequests = new Counter({
+    name: "infergate_mirror_requests_total",
+    help: "Mirrored copies per mirror cluster (standalone mode): sent = reached a mirror replica (Envoy's upstream_rq_total), failed = answered 5xx or never sent: connection failure, overflow (Envoy's upstream_rq_5xx).",
+    labelNames: ["cluster", "result"], registers: [this.registry],
+    collect: async () => { await this.collectMirrors(); },
+  });
+  /** Reads Envoy's mirror cluster stats; set when this server runs Envoy. */
+  mirrorStats?: () => Promise<Map<string, { sent: number; failed: number }>>;
   readonly xdsResponses = new Counter({ name: "infergate_xds_responses_total", help: "xDS responses from Envoy by type and result (ack, nack).", labelNames: ["type", "result"], registers: [this.registry] });
   readonly xdsAckDuration = new Histogram({
     name: "infergate_xds_ack_duration_seconds", help: "From sending a version on an xDS stream to Envoy's ACK or NACK of it, by type.", labelNames: ["type"], registers: [this.registry],
@@ -85,6 +95,18 @@ export class ServerMetrics {
   /** Where the xDS stream gauges are read from when scraped. */
   watchXds(streams: () => readonly XdsStream[]): void {
     this.xdsStreams = streams;
+  }
+
+  private async collectMirrors(): Promise<void> {
+    const read = this.mirrorStats;
+    if (!read) return;
+    let stats: Map<string, { sent: number; failed: number }>;
+    try { stats = await read(); } catch { return; } // Envoy restarting: keep the last values
+    this.mirrorRequests.reset();
+    for (const [cluster, s] of stats) {
+      this.mirrorRequests.inc({ cluster, result: "sent" }, s.sent);
+      this.mirrorRequests.inc({ cluster, result: "failed" }, s.failed);
+    }
   }
 
   /** The per-pool gauges of a new configuration; pools and endpoints it no longer has disappear. */

@@ -5,6 +5,7 @@
 import type { RoutingConfig } from "./config/routing-config.ts";
 import { FILTER_NAME } from "./contract.ts";
 import { loadAssignment, poolClusterName, typedExtensionConfig, wasmFilter, type WasmFilterOptions } from "./envoy/resources.ts";
+import type { PoolEndpoint } from "./config/routing-config.ts";
 import type { ServerMetrics } from "./metrics.ts";
 import type { Schedule } from "./scheduling/scheduler.ts";
 import { renderSnapshot } from "./snapshot.ts";
@@ -89,10 +90,38 @@ export class Publisher {
   }
 
   private publishEndpoints(config: RoutingConfig): void {
-    const key = JSON.stringify(config.pools.map((p) => [p.id, p.endpoints]));
+    const key = JSON.stringify([config.pools.map((p) => [p.id, p.endpoints]), config.routes.map((r) => [r.cluster, r.backends, r.mirrors])]);
     if (key === this.lastEndpoints) return;
     this.lastEndpoints = key;
-    this.xds.setResources(TYPE_LOAD_ASSIGNMENT, config.pools.map((p) =>
-      resource(poolClusterName(p.id), "envoy.config.endpoint.v3.ClusterLoadAssignment", loadAssignment(poolClusterName(p.id), p.endpoints))));
+    const cla = (name: string, endpoints: PoolEndpoint[]): EncodedResource =>
+      resource(name, "envoy.config.endpoint.v3.ClusterLoadAssignment", loadAssignment(name, endpoints));
+    // Each pool under its own name; unions of pools and HTTPRoute rules' clusters by the names
+    // Envoy asks for (edsEndpoints).
+    this.xds.setResources(TYPE_LOAD_ASSIGNMENT, config.pools.map((p) => cla(poolClusterName(p.id), p.endpoints)), (name) => {
+      const endpoints = edsEndpoints(name, config);
+      return endpoints && cla(name, endpoints);
+    });
   }
+}
+
+/**
+ * The endpoints of an EDS resource name (envoy/resources.ts names them): `infergate-pools/<a>,<b>`
+ * is the union of those pools; `infergate-route/<cluster>` is the union of an HTTPRoute rule's
+ * pools, or, for `<rule cluster>-mirror-<n>`, the mirror's pool. Undefined for an unknown name.
+ */
+export function edsEndpoints(name: string, config: RoutingConfig): PoolEndpoint[] | undefined {
+  const union = (ids: readonly string[]): PoolEndpoint[] => {
+    const seen = new Set<string>();
+    return config.pools.filter((p) => ids.includes(p.id)).flatMap((p) => p.endpoints)
+      .filter((e) => { const k = `${e.ip}:${e.port}`; if (seen.has(k)) return false; seen.add(k); return true; });
+  };
+  if (name.startsWith("infergate-pools/")) return union(name.slice("infergate-pools/".length).split(","));
+  if (!name.startsWith("infergate-route/")) return undefined;
+  const cluster = name.slice("infergate-route/".length);
+  for (const r of config.routes) {
+    if (r.cluster === cluster) return union(r.backends.map((b) => b.pool));
+    const mirror = r.mirrors.find((m) => m.cluster === cluster);
+    if (mirror) return union([mirror.pool]);
+  }
+  return undefined;
 }

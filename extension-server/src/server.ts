@@ -56,6 +56,7 @@ export class InfergateServer {
   private config?: RoutingConfig;
   private rejection: readonly string[] = [];
   private ports = { xds: 0, http: 0, hooks: 0 };
+  private bootstrapShape?: string;
 
   constructor(private readonly opts: InfergateServerOptions) {
     this.log = opts.log ?? ((m: string) => console.error(m));
@@ -112,6 +113,7 @@ export class InfergateServer {
         this.metrics.recordReload(true);
         this.metrics.recordConfig(config);
         loop.setConfig(config);
+        this.warnIfRestartNeeded(config);
         const skipped = config.problems.length > 0 ? `; left out:\n  ${config.problems.map((p) => p.text).join("\n  ")}` : "";
         this.log(`loaded ${this.source.description}: ${config.pools.length} pools, ${config.models.length} models, snapshot ${publisher.snapshot.split("\n")[1] ?? ""}${skipped}`);
       },
@@ -136,7 +138,8 @@ export class InfergateServer {
         listenAddress: address, adminPort: e.adminPort, plainPort: e.plainPort, inferencePort: e.inferencePort, leastRequestPort: e.leastRequestPort,
         xdsAddress: "127.0.0.1", xdsPort: this.ports.xds, wasmPath: this.wasmPath, snapshot: publisher.snapshot, config: this.currentConfig(),
       });
-      this.envoyProcess = await EnvoyProcess.start({ bootstrap, concurrency: e.concurrency, logLevel: e.logLevel });
+      const envoy = this.envoyProcess = await EnvoyProcess.start({ bootstrap, concurrency: e.concurrency, logLevel: e.logLevel });
+      this.metrics.mirrorStats = () => envoy.mirrorStats();
     }
   }
 
@@ -155,8 +158,26 @@ export class InfergateServer {
     await this.stopControlPlane();
   }
 
+  /** Standalone Envoy's listeners, routes and clusters are written once, in the bootstrap: a change
+   * to them (pools, attach-to ports, HTTPRoute rules, matches, ports, mirrors and their shares)
+   * needs a restart. Weights, a rule's pools, endpoints, models, objectives and rewrites apply live. */
+  private warnIfRestartNeeded(config: RoutingConfig): void {
+    if (!this.opts.envoy) return;
+    const key = bootstrapShape(config);
+    if (this.bootstrapShape === undefined) { this.bootstrapShape = key; return; }
+    if (key !== this.bootstrapShape) this.log("the pools, listeners or HTTPRoute rules changed: restart infergate to apply them to Envoy (weights, endpoints, models, objectives and rewrites already apply)");
+  }
+
   private currentConfig(): RoutingConfig {
     if (!this.config) throw new Error("no configuration loaded yet");
     return this.config;
   }
+}
+
+/** What the standalone bootstrap is built from, beyond what reaches Envoy live (xDS). */
+function bootstrapShape(config: RoutingConfig): string {
+  return JSON.stringify([
+    config.pools.map((p) => [p.id, p.attachTo?.port]),
+    config.routes.map((r) => [r.cluster, r.ports, r.matches, r.mirrors.map((m) => [m.cluster, m.percent])]),
+  ]);
 }

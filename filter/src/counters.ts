@@ -16,6 +16,9 @@ export const ROUTED = "routed_total";
 export const REWRITTEN = "rewritten_total";
 /** Requests that went to their prompt prefix's affinity endpoint. */
 export const AFFINITY_ROUTED = "affinity_routed_total";
+/** Requests on a mirrored route given a mirror endpoint (Envoy then copies its share of them; the
+ * copies themselves are counted in the mirror cluster's own stats). */
+export const MIRROR_PICKED = "mirror_picked_total";
 /** Requests answered by the filter itself: `rejected_<status>_total`. */
 export const REJECTED = "rejected_";
 export const REJECTED_SUFFIX = "_total";
@@ -41,6 +44,7 @@ export function defineCounters(): void {
   id(ROUTED);
   id(REWRITTEN);
   id(AFFINITY_ROUTED);
+  id(MIRROR_PICKED);
   const statuses = REJECTED_STATUSES.split(" ");
   for (let i = 0; i < statuses.length; i++) id(REJECTED + statuses[i] + REJECTED_SUFFIX);
 }

@@ -1,7 +1,8 @@
 // The Kubernetes source against a real kube-apiserver and etcd (built from their Go modules by
 // scripts/build-kube-apiserver.sh): our CRDs install, the seed's InferencePool and InferenceModel
 // are created as written, Pods get IPs through the status subresource, informers follow changes,
-// and the InferencePool status written by infergate reads back from the API server.
+// and the status infergate writes (InferencePool, InferenceObjective, InferenceModelRewrite) reads
+// back from the API server.
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -37,7 +38,7 @@ describe("Kubernetes source against a real kube-apiserver", () => {
   it("installs infergate's CRDs", async () => {
     const crds = parseAllDocuments(readFileSync(join(repo, "manifests/kubernetes/crds.yaml"), "utf8")).map((d) => d.toJS());
     await api!.installCrds(crds);
-    assert.equal(crds.filter((c) => c.spec.group === GROUP).length, 2);
+    assert.deepEqual(crds.filter((c) => c.spec.group === GROUP).map((c) => c.spec.names.kind), ["InferencePool", "InferenceModel", "InferenceObjective", "InferenceModelRewrite"]);
   });
 
   it("reads the seed's resources and Pods created through the API, and follows changes", async () => {
@@ -78,5 +79,21 @@ describe("Kubernetes source against a real kube-apiserver", () => {
       const pool = await custom.getNamespacedCustomObject({ group: GROUP, version: "v1alpha1", namespace: "default", plural: "inferencepools", name: "reasoning-pool" });
       throw new Error(`${String(err)}\n${JSON.stringify(pool)}\n${logs.filter((l) => l.startsWith("[infergate]")).join("")}`);
     });
+  });
+
+  it("reads InferenceObjectives and InferenceModelRewrites, and writes their status (a rewrite losing a model name to an InferenceModel says so)", async () => {
+    const custom = kc.makeApiClient(CustomObjectsApi);
+    const create = (plural: string, body: object) => custom.createNamespacedCustomObject({ group: GROUP, version: "v1alpha2", namespace: "default", plural, body });
+    await create("inferenceobjectives", { apiVersion: `${GROUP}/v1alpha2`, kind: "InferenceObjective", metadata: { name: "batch" }, spec: { priority: -2, poolRef: { name: "reasoning-pool" } } });
+    await create("inferencemodelrewrites", { apiVersion: `${GROUP}/v1alpha2`, kind: "InferenceModelRewrite", metadata: { name: "assistant" },
+      spec: { poolRef: { name: "reasoning-pool" }, rules: [{ matches: [{ model: { value: "assistant" } }, { model: { value: "qwq" } }], targets: [{ modelRewrite: "qwq-32b", weight: 1 }] }] } });
+    await waitFor(async () => configs.at(-1)!.objectives.length === 1 && configs.at(-1)!.models.some((m) => m.modelName === "assistant"), 10_000)
+      .catch((err) => { throw new Error(`${String(err)}\n${JSON.stringify(configs.at(-1)!.problems)}\n${logs.join("")}`); });
+    const config = configs.at(-1)!;
+    assert.deepEqual(config.objectives, [{ resourceName: "batch", namespace: "default", pool: "default/reasoning-pool", priority: -2 }]);
+    assert.equal(config.models.find((m) => m.modelName === "qwq")!.source, undefined, "the InferenceModel keeps qwq");
+    const status = async (plural: string, name: string) => ((await custom.getNamespacedCustomObject({ group: GROUP, version: "v1alpha2", namespace: "default", plural, name })) as any).status?.conditions?.[0];
+    await waitFor(async () => (await status("inferencemodelrewrites", "assistant"))?.status === "True" && (await status("inferenceobjectives", "batch"))?.status === "True", 10_000, 200);
+    assert.match((await status("inferencemodelrewrites", "assistant")).message, /Routed by infergate: assistant; left out: .*qwq is already served by InferenceModel default\/inferencemodel-sample/);
   });
 });

@@ -48,7 +48,11 @@ export function metricNames(expr: string): Array<{ name: string; regex: boolean 
 }
 
 /** Envoy's own stats the dashboard and the rules read, and Prometheus' `up`. */
-export const ENVOY_STATS = new Set(["envoy_cluster_endpoint_rq_total", "envoy_extension_config_discovery_http_filter_infergate_control_plane_connected_state"]);
+export const ENVOY_STATS = new Set([
+  "envoy_cluster_endpoint_rq_total", "envoy_extension_config_discovery_http_filter_infergate_control_plane_connected_state",
+  // Copies sent to, and failed at, each mirror cluster.
+  "envoy_cluster_upstream_rq_total", "envoy_cluster_upstream_rq_xx",
+]);
 
 /** Whether `name` is a series infergate's two sources export (the server's registry, with a
  * histogram's _bucket/_sum/_count; the filter's counters; the Envoy stats above), or `up`. */

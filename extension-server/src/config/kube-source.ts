@@ -1,15 +1,19 @@
 // Kubernetes source of truth: informers (list + watch) on InferencePool (x-k8s v1alpha1 and
-// v1alpha2, k8s.io v1), InferenceModel (x-k8s v1alpha1, v1alpha2) and Pods. Any change rebuilds
+// v1alpha2, k8s.io v1), InferenceModel (x-k8s v1alpha1, v1alpha2), InferenceObjective and
+// InferenceModelRewrite (x-k8s v1alpha2), HTTPRoute (gateway.networking.k8s.io v1: the weights
+// and mirrors of rules whose backends are InferencePools) and Pods. Any change rebuilds
 // the routing configuration through the same validation as the YAML file: an invalid object is
 // left out on its own and everything else is served. Each InferencePool gets status conditions
 // (Accepted, ResolvedRefs) as the Inference Extension defines them, with the Pods it skipped;
-// each InferenceModel gets Accepted, naming the field when it is left out.
+// each InferenceModel, InferenceObjective and InferenceModelRewrite gets Accepted, naming the
+// field when it (or, for a rewrite, one of its matches) is left out. HTTPRoute status is Envoy
+// Gateway's; a rule infergate leaves out is named in the log and in infergate_config_problems.
 import {
   CoreV1Api, CustomObjectsApi, KubeConfig, makeInformer, PatchStrategy, setHeaderOptions,
   type Informer, type KubernetesObject, type ObjectCache,
 } from "@kubernetes/client-node";
 import { poolId, routingConfigFromObjects, type RoutingConfig, type SkipReason } from "./routing-config.ts";
-import { GROUP_K8S, GROUP_X_K8S } from "./resources.ts";
+import { GATEWAY_GROUP, GROUP_K8S, GROUP_X_K8S } from "./resources.ts";
 import type { ConfigSource, SourceEvents } from "./source.ts";
 
 interface Resource { group: string; version: string; plural: string; kind: string; rank: number }
@@ -21,7 +25,15 @@ const WATCHED: Resource[] = [
   { group: GROUP_X_K8S, version: "v1alpha1", plural: "inferencepools", kind: "InferencePool", rank: 1 },
   { group: GROUP_X_K8S, version: "v1alpha2", plural: "inferencemodels", kind: "InferenceModel", rank: 2 },
   { group: GROUP_X_K8S, version: "v1alpha1", plural: "inferencemodels", kind: "InferenceModel", rank: 1 },
+  { group: GROUP_X_K8S, version: "v1alpha2", plural: "inferenceobjectives", kind: "InferenceObjective", rank: 2 },
+  { group: GROUP_X_K8S, version: "v1alpha2", plural: "inferencemodelrewrites", kind: "InferenceModelRewrite", rank: 2 },
+  { group: GATEWAY_GROUP, version: "v1", plural: "httproutes", kind: "HTTPRoute", rank: 2 },
 ];
+
+/** The kinds whose status infergate writes, and their plurals. */
+const STATUS_PLURALS: Record<string, string> = {
+  InferencePool: "inferencepools", InferenceModel: "inferencemodels", InferenceObjective: "inferenceobjectives", InferenceModelRewrite: "inferencemodelrewrites",
+};
 
 const CONTROLLER_NAME = "infergate.io/extension-server";
 
@@ -52,10 +64,9 @@ export class KubeSource implements ConfigSource {
     this.events = events;
     for (const r of WATCHED) {
       const list = () => this.custom.listClusterCustomObject({ group: r.group, version: r.version, plural: r.plural });
-      try {
-        await list();
-      } catch (err) {
-        this.events.log?.(`not watching ${r.plural}.${r.group}/${r.version}: ${(err as { code?: number }).code ?? (err as Error).message}`);
+      const failure = await listable(list);
+      if (failure !== undefined) {
+        this.events.log?.(`not watching ${r.plural}.${r.group}/${r.version}: ${failure}`);
         continue;
       }
       this.add(makeInformer(this.kc, `/apis/${r.group}/${r.version}/${r.plural}`, list as never), r);
@@ -123,7 +134,7 @@ export class KubeSource implements ConfigSource {
 
   /** Merge-patches the status of every InferencePool and InferenceModel whose status changed. */
   private async reportStatus(objects: KubernetesObject[], config: RoutingConfig): Promise<void> {
-    for (const obj of objects.filter((o) => o.kind === "InferencePool" || o.kind === "InferenceModel")) {
+    for (const obj of objects.filter((o) => STATUS_PLURALS[o.kind ?? ""] !== undefined)) {
       const [group, version] = (obj.apiVersion ?? "").split("/") as [string, string];
       const namespace = obj.metadata?.namespace ?? "default";
       const name = obj.metadata?.name ?? "";
@@ -132,16 +143,35 @@ export class KubeSource implements ConfigSource {
       const previous = this.lastConditions.get(key) ?? [];
       const status = obj.kind === "InferencePool"
         ? inferencePoolStatus(obj, version, own, config, previous)
+        : obj.kind === "InferenceObjective" ? objectiveStatus(obj, own, config, previous)
+        : obj.kind === "InferenceModelRewrite" ? rewriteStatus(obj, own, config, previous)
         : inferenceModelStatus(obj, own, config, previous);
       const text = JSON.stringify(status);
       if (this.lastStatus.get(key) === text) continue;
       this.lastConditions.set(key, conditionsOf(status));
       await this.custom.patchNamespacedCustomObjectStatus(
-        { group, version, namespace, plural: obj.kind === "InferencePool" ? "inferencepools" : "inferencemodels", name, body: { status } },
+        { group, version, namespace, plural: STATUS_PLURALS[obj.kind!]!, name, body: { status } },
         setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
       );
       this.lastStatus.set(key, text);
       this.events.log?.(`${obj.kind} ${namespace}/${name} status: ${conditionsOf(status).map((c) => `${c.type}=${c.status}`).join(", ")}`);
+    }
+  }
+}
+
+/** Undefined when the resource lists; else why not. A kind the server does not serve (404) is
+ * skipped at once, and so is a client error; an API server busy establishing a CRD (429, 5xx) is
+ * retried for a few seconds first. */
+async function listable(list: () => Promise<unknown>, attempts = 20, delayMs = 250): Promise<string | undefined> {
+  for (let i = 1; ; i++) {
+    try {
+      await list();
+      return undefined;
+    } catch (err) {
+      const code = (err as { code?: number }).code;
+      const transient = code === 429 || (code !== undefined && code >= 500);
+      if (!transient || i >= attempts) return String(code ?? (err as Error).message);
+      await new Promise((r) => setTimeout(r, delayMs));
     }
   }
 }
@@ -204,8 +234,33 @@ function inferencePoolStatus(pool: KubernetesObject, version: string, own: strin
  * ModelNameInUse) and Invalid for a model infergate cannot serve, naming the field. */
 function inferenceModelStatus(model: KubernetesObject, own: string[], config: RoutingConfig, previous: Condition[]): Record<string, unknown> {
   const namespace = model.metadata?.namespace ?? "default";
-  const served = config.models.some((m) => m.namespace === namespace && m.resourceName === model.metadata?.name);
+  const served = config.models.some((m) => m.source === undefined && m.namespace === namespace && m.resourceName === model.metadata?.name);
   const condition = conditionFor(model, previous);
   const reason = served ? "Accepted" : own.some((p) => /is already served by/.test(p)) ? "ModelNameInUse" : "Invalid";
   return { conditions: [condition("Accepted", served, reason, served ? "Routed by infergate" : own.join("; ") || "not part of the current configuration")] };
+}
+
+/** An InferenceObjective's status: Accepted when its pool is served, else Invalid with the field. */
+function objectiveStatus(objective: KubernetesObject, own: string[], config: RoutingConfig, previous: Condition[]): Record<string, unknown> {
+  const namespace = objective.metadata?.namespace ?? "default";
+  const served = config.objectives.some((o) => o.namespace === namespace && o.resourceName === objective.metadata?.name);
+  const condition = conditionFor(objective, previous);
+  return { conditions: [condition("Accepted", served, served ? "Accepted" : "Invalid", served ? "Routed by infergate" : own.join("; ") || "not part of the current configuration")] };
+}
+
+/**
+ * An InferenceModelRewrite's status: Accepted while any of its matches is served. A match left out
+ * (an InferenceModel, or an older rewrite, already declares the model) is named in the message;
+ * if every match is left out for that reason, the reason is ModelNameInUse.
+ */
+function rewriteStatus(rewrite: KubernetesObject, own: string[], config: RoutingConfig, previous: Condition[]): Record<string, unknown> {
+  const namespace = rewrite.metadata?.namespace ?? "default";
+  const served = config.models.filter((m) => m.source === "InferenceModelRewrite" && m.namespace === namespace && m.resourceName === rewrite.metadata?.name);
+  const condition = conditionFor(rewrite, previous);
+  const inUse = own.length > 0 && own.every((p) => /is already (served|rewritten) by/.test(p));
+  const reason = served.length > 0 ? "Accepted" : inUse ? "ModelNameInUse" : "Invalid";
+  const message = served.length > 0
+    ? `Routed by infergate: ${served.map((m) => m.modelName).join(", ")}${own.length > 0 ? `; left out: ${own.join("; ")}` : ""}`
+    : own.join("; ") || "not part of the current configuration";
+  return { conditions: [condition("Accepted", served.length > 0, reason, message)] };
 }

@@ -10,9 +10,10 @@ import { isIP } from "node:net";
 import { parseAllDocuments } from "yaml";
 import type { z } from "zod";
 import {
-  ATTACH_TO_ANNOTATION, attachTo, inferenceModel, inferencePoolV1, inferencePoolV1alpha, pod,
-  type AttachTo, type InferenceModel, type Pod,
+  ATTACH_TO_ANNOTATION, attachTo, httpRoute, inferenceModel, inferenceModelRewrite, inferenceObjective, inferencePoolV1, inferencePoolV1alpha, pod,
+  type AttachTo, type HttpRoute, type InferenceModel, type InferenceModelRewrite, type InferenceObjective, type Pod,
 } from "./resources.ts";
+import { collectRoute, type RouteConfig } from "./routes.ts";
 import { DEFAULT_SCHEDULER_CONFIG, infergateConfigDoc, type SchedulerConfig } from "../scheduling/config.ts";
 
 export type Criticality = "critical" | "standard" | "sheddable";
@@ -39,7 +40,9 @@ export interface PoolConfig {
 export interface ModelTarget { name: string; weight: number }
 
 export interface ModelConfig {
-  /** InferenceModel object name (not the model name clients send). */
+  /** The kind of object that declares the model (absent: an InferenceModel). */
+  source?: "InferenceModel" | "InferenceModelRewrite";
+  /** The object's name (not the model name clients send). */
   resourceName: string;
   namespace: string;
   modelName: string;
@@ -60,9 +63,22 @@ export interface Problem {
   text: string;
 }
 
+/** An InferenceObjective: requests naming it (x-gateway-inference-objective) in its pool get its priority. */
+export interface ObjectiveConfig {
+  resourceName: string;
+  namespace: string;
+  /** The pool's id. */
+  pool: string;
+  /** Negative: sheddable. Unset in the object means 0. */
+  priority: number;
+}
+
 export interface RoutingConfig {
   pools: PoolConfig[];
   models: ModelConfig[];
+  objectives: ObjectiveConfig[];
+  /** HTTPRoute rules whose backends are InferencePools (routes.ts). */
+  routes: RouteConfig[];
   /** Scrape, scoring and picker settings (an optional InfergateConfig document). */
   scheduler: SchedulerConfig;
   /** What was left out, and why. */
@@ -104,11 +120,14 @@ function refOf(raw: Record<string, unknown>): ObjectRef | undefined {
   return { kind: raw.kind, namespace: typeof meta.namespace === "string" ? meta.namespace : DEFAULT_NAMESPACE, name: meta.name };
 }
 
-interface Located<T> { value: T; where: string; object: ObjectRef | undefined }
+export interface Located<T> { value: T; where: string; object: ObjectRef | undefined }
 
 interface Collected {
   pools: Array<Located<PoolConfig>>;
   models: Array<Located<InferenceModel>>;
+  objectives: Array<Located<InferenceObjective>>;
+  rewrites: Array<Located<InferenceModelRewrite>>;
+  routes: Array<Located<HttpRoute>>;
   pods: Pod[];
   scheduler?: SchedulerConfig;
   problems: Problem[];
@@ -167,6 +186,9 @@ function collectObject(raw: unknown, where: string, into: Collected): void {
       if (m) into.models.push({ value: m, where, object: { kind: "InferenceModel", namespace: m.metadata.namespace ?? DEFAULT_NAMESPACE, name: m.metadata.name } });
       break;
     }
+    case "InferenceObjective": collectNamed(inferenceObjective, obj, where, into.objectives, into); break;
+    case "InferenceModelRewrite": collectNamed(inferenceModelRewrite, obj, where, into.rewrites, into); break;
+    case "HTTPRoute": collectNamed(httpRoute, obj, where, into.routes, into); break;
     case "Pod": { const p = parse(pod, obj, where, into); if (p) into.pods.push(p); break; }
     case "InfergateConfig": {
       if (into.scheduler) { into.problems.push({ object: refOf(obj), text: `${where}: only one InfergateConfig document is allowed; this one is ignored` }); break; }
@@ -174,12 +196,20 @@ function collectObject(raw: unknown, where: string, into: Collected): void {
       if (c) into.scheduler = c.spec;
       break;
     }
-    default: into.problems.push({ object: refOf(obj), text: `${where}: kind: unsupported kind ${JSON.stringify(obj.kind)} (expected InferencePool, InferenceModel, Pod or InfergateConfig)` });
+    default: into.problems.push({ object: refOf(obj), text: `${where}: kind: unsupported kind ${JSON.stringify(obj.kind)} (expected InferencePool, InferenceModel, InferenceObjective, InferenceModelRewrite, HTTPRoute, Pod or InfergateConfig)` });
   }
 }
 
+/** Validates an object of a kind that needs nothing beyond its schema, into `list`. */
+function collectNamed<T extends { kind: string; metadata: { name: string; namespace?: string | undefined } }>(
+  schema: z.ZodType<T>, raw: Record<string, unknown>, where: string, list: Array<Located<T>>, into: Collected,
+): void {
+  const v = parse(schema, raw, where, into);
+  if (v) list.push({ value: v, where, object: { kind: v.kind, namespace: v.metadata.namespace ?? DEFAULT_NAMESPACE, name: v.metadata.name } });
+}
+
 function emptyCollection(): Collected {
-  return { pools: [], models: [], pods: [], problems: [] };
+  return { pools: [], models: [], objectives: [], rewrites: [], routes: [], pods: [], problems: [] };
 }
 
 /** Collects and validates the documents of one YAML text (several `---`-separated documents). */
@@ -262,8 +292,8 @@ function modelFrom(m: InferenceModel, where: string): ModelConfig | string[] {
 
 /** Older first (the Gateway API's rule for conflicts), then by namespace/name. Objects without a
  * creation time (the YAML file) come after those with one, by namespace/name. */
-function olderFirst(a: Located<InferenceModel>, b: Located<InferenceModel>): number {
-  const key = (m: Located<InferenceModel>) => `${m.value.metadata.creationTimestamp ?? "~"} ${m.object!.namespace}/${m.object!.name}`;
+function olderFirst(a: Located<{ metadata: { creationTimestamp?: string | undefined } }>, b: Located<{ metadata: { creationTimestamp?: string | undefined } }>): number {
+  const key = (m: typeof a) => `${m.value.metadata.creationTimestamp ?? "~"} ${m.object!.namespace}/${m.object!.name}`;
   return key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0;
 }
 
@@ -298,7 +328,70 @@ function buildRoutingConfig(collected: Collected): RoutingConfig {
   }
   // In the order they came, so the snapshot does not reorder when an unrelated model changes.
   const models = collected.models.flatMap((m) => kept.get(m) ?? []);
-  return { pools: [...pools.values()], models, scheduler: collected.scheduler ?? DEFAULT_SCHEDULER_CONFIG, problems };
+  models.push(...rewriteModels(collected.rewrites, pools, servedBy, problems));
+  const objectives = collected.objectives.flatMap((o) => objectiveFrom(o, pools, problems));
+  return { pools: [...pools.values()], models, objectives, routes: routesFrom(collected.routes, pools, problems), scheduler: collected.scheduler ?? DEFAULT_SCHEDULER_CONFIG, problems };
+}
+
+/** A model name that an InferenceModelRewrite rule with no `matches` applies to: any model no
+ * InferenceModel and no exact rewrite declares. */
+export const ANY_MODEL = "*";
+
+/** Targets with weights on every one or none (then equal), as for InferenceModel targetModels. */
+function rewriteTargets(targets: InferenceModelRewrite["spec"]["rules"][number]["targets"]): ModelTarget[] | string {
+  const weighted = targets.filter((t) => t.weight !== undefined).length;
+  if (weighted !== 0 && weighted !== targets.length) return "weights must be set on every target or on none";
+  return targets.map((t) => ({ name: t.modelRewrite, weight: t.weight ?? 1 }));
+}
+
+/**
+ * The models InferenceModelRewrites declare. Model names stay one name space: an InferenceModel
+ * always wins over a rewrite for the same name (the rewrite's match is left out and named), and
+ * between rewrites the older one wins, then the first rule, as the Inference Extension orders
+ * them. A rule without matches applies to every model nobody else declares (ANY_MODEL).
+ */
+function rewriteModels(rewrites: Array<Located<InferenceModelRewrite>>, pools: ReadonlyMap<string, PoolConfig>, servedBy: Map<string, ObjectRef>, problems: Problem[]): ModelConfig[] {
+  const out: ModelConfig[] = [];
+  for (const { value: w, where, object } of [...rewrites].sort(olderFirst)) {
+    const namespace = object!.namespace;
+    const pool = poolId(namespace, w.spec.poolRef.name);
+    if (!pools.has(pool)) { problems.push({ object, text: `${where}: spec.poolRef.name: no valid InferencePool named ${w.spec.poolRef.name} in namespace ${namespace}` }); continue; }
+    w.spec.rules.forEach((rule, r) => {
+      const targets = rewriteTargets(rule.targets);
+      if (typeof targets === "string") { problems.push({ object, text: `${where}: spec.rules[${r}].targets: ${targets}; rule ${r} is left out` }); return; }
+      const names = rule.matches && rule.matches.length > 0 ? rule.matches.map((m, k) => ({ name: m.model.value, field: `spec.rules[${r}].matches[${k}].model.value` })) : [{ name: ANY_MODEL, field: `spec.rules[${r}].matches` }];
+      for (const { name, field } of names) {
+        const owner = servedBy.get(name);
+        if (owner) {
+          const what = name === ANY_MODEL ? "every other model" : name;
+          problems.push({ object, text: `${where}: ${field}: ${what} is already ${owner.kind === "InferenceModel" ? "served by" : "rewritten by"} ${owner.kind} ${owner.namespace}/${owner.name}${owner.kind === "InferenceModel" ? " (an InferenceModel wins over an InferenceModelRewrite)" : ""}; this match is left out` });
+          continue;
+        }
+        servedBy.set(name, object!);
+        out.push({ source: "InferenceModelRewrite", resourceName: object!.name, namespace, modelName: name, pool, criticality: "standard", targets });
+      }
+    });
+  }
+  return out;
+}
+
+function objectiveFrom({ value: o, where, object }: Located<InferenceObjective>, pools: ReadonlyMap<string, PoolConfig>, problems: Problem[]): ObjectiveConfig[] {
+  const namespace = object!.namespace;
+  const pool = poolId(namespace, o.spec.poolRef.name);
+  if (!pools.has(pool)) { problems.push({ object, text: `${where}: spec.poolRef.name: no valid InferencePool named ${o.spec.poolRef.name} in namespace ${namespace}` }); return []; }
+  return [{ resourceName: object!.name, namespace, pool, priority: o.spec.priority ?? 0 }];
+}
+
+function routesFrom(routes: Array<Located<HttpRoute>>, pools: ReadonlyMap<string, PoolConfig>, problems: Problem[]): RouteConfig[] {
+  const seen = new Set<string>();
+  return routes.flatMap((located) => {
+    const key = `${located.object!.namespace}/${located.object!.name}`;
+    if (seen.has(key)) { problems.push({ object: located.object, text: `${located.where}: HTTPRoute ${key} is defined twice; this one is ignored` }); return []; }
+    seen.add(key);
+    const got = collectRoute(located, new Set(pools.keys()), poolId);
+    problems.push(...got.problems);
+    return got.routes;
+  });
 }
 
 /** Parses and validates a YAML text; `source` names it in messages. */

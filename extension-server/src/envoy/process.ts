@@ -89,6 +89,21 @@ export class EnvoyProcess {
   }
 
   /** The bound address of each listener, by listener name (ports may have been 0 in the bootstrap). */
+  /** Copies sent and failed per mirror cluster (named `...-mirror-<n>`), from Envoy's stats. */
+  async mirrorStats(): Promise<Map<string, { sent: number; failed: number }>> {
+    const filter = encodeURIComponent("^cluster\\..+-mirror-[0-9]+\\.upstream_rq_(total|5xx)$");
+    const body = JSON.parse(await this.admin(`stats?format=json&filter=${filter}`)) as { stats?: Array<{ name?: string; value?: number }> };
+    const out = new Map<string, { sent: number; failed: number }>();
+    for (const { name, value } of body.stats ?? []) {
+      const m = /^cluster\.(.+)\.upstream_rq_(total|5xx)$/.exec(name ?? "");
+      if (!m || typeof value !== "number") continue;
+      const entry = out.get(m[1]!) ?? { sent: 0, failed: 0 };
+      if (m[2] === "total") entry.sent = value; else entry.failed = value;
+      out.set(m[1]!, entry);
+    }
+    return out;
+  }
+
   async listenerAddresses(): Promise<Map<string, string>> {
     const body = JSON.parse(await this.admin("listeners?format=json")) as {
       listener_statuses?: Array<{ name: string; local_address?: { socket_address?: { address: string; port_value: number } } }>;

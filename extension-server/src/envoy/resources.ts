@@ -6,7 +6,7 @@
 // bootstrap file needs verbatim, so each builder reads like Envoy's documentation. Going from JSON
 // to protobuf is mechanical given the types (and the encoder refuses anything the types do not
 // know); going the other way would mean decoding every nested Any back out of its bytes.
-import { DESTINATION_HEADER, FILTER_NAME } from "../contract.ts";
+import { DESTINATION_HEADER, FILTER_NAME, MIRROR_HEADER } from "../contract.ts";
 import type { Json } from "../xds/encode.ts";
 import { typeUrl } from "../xds/protos.ts";
 
@@ -20,6 +20,19 @@ export function typed(type: string, body: Json = {}): Json {
 /** The cluster (and EDS resource) of a pool's endpoints; `pool` is its `<namespace>/<name>`. */
 export function poolClusterName(pool: string): string {
   return `infergate-pool/${pool}`;
+}
+
+/** The EDS resource of several pools' endpoints together (a cluster Envoy Gateway built for an
+ * HTTPRoute rule that splits between pools); `pools` are `<namespace>/<name>` ids. */
+export function poolsEdsName(pools: readonly string[]): string {
+  return pools.length === 1 ? poolClusterName(pools[0]!) : `infergate-pools/${[...pools].sort().join(",")}`;
+}
+
+/** The EDS resource of an HTTPRoute rule's cluster (the endpoints of every pool it names), or of
+ * a mirror's cluster (the endpoints of the pool it mirrors to), by the cluster's name. The server
+ * resolves it against the current routes, so a rule's pools change without touching the cluster. */
+export function routeEdsName(cluster: string): string {
+  return `infergate-route/${cluster}`;
 }
 
 /**
@@ -41,7 +54,12 @@ function xdsConfigSource(xds: XdsTransport): Json {
 
 /** Cluster.eds_cluster_config of a pool's cluster: its endpoints come from this server. */
 export function poolEdsConfig(pool: string, xds: XdsTransport): Json {
-  return { service_name: poolClusterName(pool), eds_config: xdsConfigSource(xds) };
+  return edsClusterConfig(poolClusterName(pool), xds);
+}
+
+/** Cluster.eds_cluster_config for the EDS resource `edsName` of this server. */
+export function edsClusterConfig(edsName: string, xds: XdsTransport): Json {
+  return { service_name: edsName, eds_config: xdsConfigSource(xds) };
 }
 
 /**
@@ -49,10 +67,10 @@ export function poolEdsConfig(pool: string, xds: XdsTransport): Json {
  * DESTINATION_HEADER (trying the next listed one if a connection fails), and only if it is a
  * member of the cluster; round robin when the header is absent.
  */
-export function overrideHostPolicy(): Json {
+export function overrideHostPolicy(header: string = DESTINATION_HEADER): Json {
   const policy = (name: string, config: Json): Json => ({ policies: [{ typed_extension_config: { name, typed_config: config } }] });
   return policy("envoy.load_balancing_policies.override_host", typed("envoy.extensions.load_balancing_policies.override_host.v3.OverrideHost", {
-    override_host_sources: [{ header: DESTINATION_HEADER }],
+    override_host_sources: [{ header }],
     fallback_policy: policy("envoy.load_balancing_policies.round_robin", typed("envoy.extensions.load_balancing_policies.round_robin.v3.RoundRobin")),
   }));
 }
@@ -80,11 +98,34 @@ export function poolCircuitBreakers(): Json {
   };
 }
 
-/** An EDS cluster over a pool's endpoints, balanced by `lb` (override_host: steered by the filter). */
-export function poolCluster(name: string, pool: string, xds: XdsTransport, lb: "ROUND_ROBIN" | "LEAST_REQUEST" | "override_host"): Json {
+/** Copies to a mirror may queue or fail, never grow without bound: past this many in flight per
+ * mirror cluster and Envoy, a copy is dropped (and counted in the cluster's overflow stats). */
+const MIRROR_MAX_REQUESTS = 1024;
+
+export function mirrorCircuitBreakers(): Json {
+  return { thresholds: [{ priority: "DEFAULT", max_connections: MIRROR_MAX_REQUESTS, max_pending_requests: MIRROR_MAX_REQUESTS, max_requests: MIRROR_MAX_REQUESTS, max_retries: 0 }] };
+}
+
+/**
+ * The cluster of a RequestMirror to an InferencePool: EDS of the mirror pool's endpoints (by
+ * `edsName`), steered by the endpoint the filter picked there (MIRROR_HEADER), bounded so a slow
+ * or saturated mirror pool holds a fixed amount of Envoy's resources at most.
+ */
+export function mirrorCluster(name: string, edsName: string, xds: XdsTransport): Json {
+  return {
+    name, type: "EDS", connect_timeout: "1s",
+    eds_cluster_config: edsClusterConfig(edsName, xds),
+    load_balancing_policy: overrideHostPolicy(MIRROR_HEADER),
+    circuit_breakers: mirrorCircuitBreakers(),
+  };
+}
+
+/** An EDS cluster over a pool's endpoints, balanced by `lb` (override_host: steered by the filter).
+ * `edsName` overrides the EDS resource (an HTTPRoute rule's cluster names its rule's). */
+export function poolCluster(name: string, pool: string, xds: XdsTransport, lb: "ROUND_ROBIN" | "LEAST_REQUEST" | "override_host", edsName?: string): Json {
   return {
     name, type: "EDS", connect_timeout: "5s",
-    eds_cluster_config: poolEdsConfig(pool, xds),
+    eds_cluster_config: edsName === undefined ? poolEdsConfig(pool, xds) : edsClusterConfig(edsName, xds),
     ...(lb === "override_host" ? { load_balancing_policy: overrideHostPolicy() } : { lb_policy: lb }),
     circuit_breakers: poolCircuitBreakers(),
     // Requests, errors and connections per endpoint in Envoy's own stats (with the endpoint's

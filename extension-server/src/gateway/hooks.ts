@@ -6,7 +6,10 @@
 //   - PostClusterModify: turn the cluster built for an InferencePool backendRef into an EDS cluster
 //     of the pool's endpoints (from this server) with the override_host policy the filter steers;
 //   - PostTranslateModify: add the cluster Envoy downloads the filter module through (when the
-//     module is served by this server), and the same listener edit when all listeners are sent.
+//     module is served by this server), turn the cluster of a RequestMirror to an InferencePool into
+//     an EDS cluster of the mirror pool steered by the filter's mirror header (Envoy Gateway builds
+//     mirror clusters without calling the Cluster hook, and without the pool), and the same
+//     listener edit when all listeners are sent.
 // Envoy reaches this server's xDS through its Google gRPC client (see XdsTransport).
 // Resources are edited at the wire level (xds/wire.ts): every field we do not touch, including
 // fields newer than our protos, goes back to Envoy Gateway byte for byte. What we add is built by
@@ -17,8 +20,8 @@
 import * as grpc from "@grpc/grpc-js";
 import { poolId, type PoolConfig, type RoutingConfig } from "../config/routing-config.ts";
 import { FILTER_NAME } from "../contract.ts";
-import { ecdsHttpFilter, filterConfigDiscovery, hostCluster, overrideHostPolicy, poolCircuitBreakers, poolEdsConfig, WASM_TYPE_URL, type XdsTransport } from "../envoy/resources.ts";
-import { encodeJson } from "../xds/encode.ts";
+import { ecdsHttpFilter, edsClusterConfig, filterConfigDiscovery, hostCluster, mirrorCluster, overrideHostPolicy, poolCircuitBreakers, poolsEdsName, routeEdsName, WASM_TYPE_URL, type XdsTransport } from "../envoy/resources.ts";
+import { encodeJson, type Json } from "../xds/encode.ts";
 import { fieldNumbers, protoRoot } from "../xds/protos.ts";
 import { WIRE_LENGTH_DELIMITED, WireMessage, type WireField } from "../xds/wire.ts";
 
@@ -155,21 +158,39 @@ function modifyListener(bytes: Uint8Array, pools: PoolConfig[], xds: XdsTranspor
 }
 
 /** An InferencePool backend's cluster becomes EDS (endpoints from this server) + override_host.
- * Circuit breakers Envoy Gateway set (its defaults allow 1024 retries in flight, or a
- * BackendTrafficPolicy's) are kept; a cluster without any gets the pool clusters' own. */
+ * A rule that splits between pools has one cluster for all of them (Envoy Gateway passes every
+ * pool of the rule): its endpoints are the union, and the filter draws the pool by the rule's
+ * weights (the snapshot's route record). Circuit breakers Envoy Gateway set (its defaults allow
+ * 1024 retries in flight, or a BackendTrafficPolicy's) are kept; a cluster without any gets the
+ * pool clusters' own. */
 function modifyCluster(bytes: Uint8Array, resources: ExtensionResource[], xds: XdsTransport): { bytes: Uint8Array; changed: boolean } {
-  const pool = resources.find((r) => r.kind === "InferencePool");
-  if (!pool?.metadata?.name) return { bytes, changed: false };
-  const id = poolId(pool.metadata.namespace ?? "default", pool.metadata.name);
+  const ids = [...new Set(resources.filter((r) => r.kind === "InferencePool" && r.metadata?.name)
+    .map((r) => poolId(r.metadata!.namespace ?? "default", r.metadata!.name!)))];
+  if (ids.length === 0) return { bytes, changed: false };
   const cluster = WireMessage.decode(bytes);
   cluster.remove(CLUSTER.type, CLUSTER.cluster_type, CLUSTER.eds_cluster_config, CLUSTER.lb_policy, CLUSTER.load_assignment, CLUSTER.load_balancing_policy);
   cluster.addVarint(CLUSTER.type, CLUSTER_EDS);
-  cluster.add(CLUSTER.eds_cluster_config, encodeJson(`${T.cluster}.EdsClusterConfig`, poolEdsConfig(id, xds)));
+  cluster.add(CLUSTER.eds_cluster_config, encodeJson(`${T.cluster}.EdsClusterConfig`, edsClusterConfig(poolsEdsName(ids), xds)));
   cluster.add(CLUSTER.load_balancing_policy, encodeJson("envoy.config.cluster.v3.LoadBalancingPolicy", overrideHostPolicy()));
   if (!cluster.first(CLUSTER.circuit_breakers)) cluster.add(CLUSTER.circuit_breakers, encodeJson("envoy.config.cluster.v3.CircuitBreakers", poolCircuitBreakers()));
   // Requests per endpoint in Envoy's own stats (the filter names no counter after an endpoint).
   if (!cluster.first(CLUSTER.track_cluster_stats)) cluster.add(CLUSTER.track_cluster_stats, encodeJson("envoy.config.cluster.v3.TrackClusterStats", { per_endpoint_stats: true }));
   return { bytes: cluster.encode(), changed: true };
+}
+
+/** The cluster Envoy Gateway built for a RequestMirror whose backend is an InferencePool (named
+ * `<rule cluster>-mirror-<filter index>`; the HTTPRoute says which pool) becomes EDS of that pool,
+ * steered by the filter's mirror header, with bounded circuit breakers. Other fields are kept. */
+function modifyMirrorCluster(bytes: Uint8Array, xds: XdsTransport): Uint8Array {
+  const cluster = WireMessage.decode(bytes);
+  const name = cluster.string(CLUSTER.name) ?? "";
+  const ours = mirrorCluster(name, routeEdsName(name), xds) as Record<"eds_cluster_config" | "load_balancing_policy" | "circuit_breakers", Json>;
+  cluster.remove(CLUSTER.type, CLUSTER.cluster_type, CLUSTER.eds_cluster_config, CLUSTER.lb_policy, CLUSTER.load_assignment, CLUSTER.load_balancing_policy, CLUSTER.circuit_breakers);
+  cluster.addVarint(CLUSTER.type, CLUSTER_EDS);
+  cluster.add(CLUSTER.eds_cluster_config, encodeJson(`${T.cluster}.EdsClusterConfig`, ours.eds_cluster_config));
+  cluster.add(CLUSTER.load_balancing_policy, encodeJson("envoy.config.cluster.v3.LoadBalancingPolicy", ours.load_balancing_policy));
+  cluster.add(CLUSTER.circuit_breakers, encodeJson("envoy.config.cluster.v3.CircuitBreakers", ours.circuit_breakers));
+  return cluster.encode();
 }
 
 /** The Kubernetes objects of a context's ExtensionResource list (JSON in unstructured_bytes). */
@@ -253,7 +274,11 @@ export class GatewayHooks {
   private onTranslate(req: WireMessage): WireMessage {
     const out = new WireMessage();
     const clusters = req.all(TRANSLATE_REQUEST.clusters);
-    for (const c of clusters) out.add(TRANSLATE_RESPONSE.clusters, c.bytes);
+    const mirrors = new Set(this.opts.config().routes.flatMap((r) => r.mirrors.map((m) => m.cluster)));
+    for (const c of clusters) {
+      const mirror = mirrors.size > 0 && mirrors.has(WireMessage.decode(c.bytes).string(CLUSTER.name) ?? "");
+      out.add(TRANSLATE_RESPONSE.clusters, mirror ? modifyMirrorCluster(c.bytes, this.xds) : c.bytes);
+    }
     const module = this.opts.moduleCluster;
     if (module && !clusters.some((c) => WireMessage.decode(c.bytes).string(CLUSTER.name) === module.name)) {
       out.add(TRANSLATE_RESPONSE.clusters, encodeJson(T.cluster, hostCluster(module)));
