@@ -86,9 +86,9 @@ The edit waits for Envoy's own xDS reconnection backoff, not for the server.
 16 clients stream 20-token completions (about 200 ms each) across three replicas for 6 s;
 halfway one replica (its own process) gets SIGKILL. The scrape interval is 50 ms.
 
-| requests sent | failed | on the replica when it died | last request sent to it, after the kill | requests sent to it after the kill (each retried on the next endpoint) |
-|---|---|---|---|---|
-| ${sum(rk.map((r) => r.load.sent))} (${runs} runs) | ${sum(rk.map((r) => r.load.failed))} | ${sum(rk.map((r) => r.inFlightAtKill))} | ${fmt(rk.map((r) => r.lastAttemptMs))} ms | ${fmt(rk.map((r) => r.attemptsAfterKill))} |
+| requests sent | failed | of them sent after the kill | on the replica when it died | last request sent to it, after the kill | requests sent to it after the kill (each retried on the next endpoint) |
+|---|---|---|---|---|---|
+| ${sum(rk.map((r) => r.load.sent))} (${runs} runs) | ${sum(rk.map((r) => r.load.failed))} | ${sum(rk.map((r) => r.failedAfterKill))} | ${sum(rk.map((r) => r.inFlightAtKill))} | ${fmt(rk.map((r) => r.lastAttemptMs))} ms | ${fmt(rk.map((r) => r.attemptsAfterKill))} |
 
 Only requests the replica was already serving failed (their responses were cut). Requests sent
 to it before its scrape failed were refused at connect and retried on the next listed endpoint.

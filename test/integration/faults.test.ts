@@ -16,6 +16,7 @@ describe("faults under load", () => {
 
   it("a replica SIGKILLed: only the requests it was serving fail, and it gets no more traffic", async () => {
     const r = await replicaKillUnderLoad({ concurrency: 8, loadMs: 2000 });
+    assert.equal(r.failedAfterKill, 0, "every request sent after the kill is answered");
     assert.ok(r.load.failed <= r.inFlightAtKill, `${r.load.failed} failed, ${r.inFlightAtKill} were on the replica: ${r.load.failures.join("; ")}`);
     // One scrape interval (50 ms) plus one push, with room for a loaded CI machine; the measured
     // figure is in bench/results/reliability.md.

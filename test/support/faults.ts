@@ -165,6 +165,8 @@ export interface ReplicaKillResult {
   load: LoadReport;
   /** Requests the dead replica was serving when it died (Envoy's rq_active for it). */
   inFlightAtKill: number;
+  /** Failed requests that a client sent after the kill (they must all have been retried). */
+  failedAfterKill: number;
   /** The last connection attempt to the dead replica, after the kill (how long until traffic moved). */
   lastAttemptMs: number;
   /** Connection attempts to it after the kill (each was retried on the next listed endpoint). */
@@ -196,9 +198,12 @@ spec: {scrape: {intervalMs: ${scrape}}}
     await waitFor(async () => /endpoint 127\.0\.12\.13:8000 /.test(stack.server.snapshot), 5000);
     const load = steadyLoad(stack.inferenceUrl, { concurrency: opts.concurrency, maxMs: opts.loadMs + 30_000, model: "llm", maxTokens: 20 });
     await sleep(opts.loadMs / 2);
-    const inFlightAtKill = await stat("envoy_cluster_endpoint_rq_active");
+    // Requests on it when it dies: Envoy's count just before the kill, or just after it if more
+    // started in between (Envoy takes a moment to see the connections reset).
+    const activeBefore = await stat("envoy_cluster_endpoint_rq_active");
     replica.kill("SIGKILL");
     const killedAt = performance.now();
+    const inFlightAtKill = Math.max(activeBefore, await stat("envoy_cluster_endpoint_rq_active"));
     // Watch connection attempts to the dead replica until none has come for a while.
     const failsAtKill = await stat("envoy_cluster_endpoint_cx_connect_fail");
     let last = failsAtKill;
@@ -209,7 +214,7 @@ spec: {scrape: {intervalMs: ${scrape}}}
       await sleep(5);
     }
     const report = await load.stop();
-    return { load: report, inFlightAtKill, lastAttemptMs, attemptsAfterKill: last - failsAtKill };
+    return { load: report, inFlightAtKill, failedAfterKill: report.records.filter((r) => r.status !== 200 && r.startMs > killedAt).length, lastAttemptMs, attemptsAfterKill: last - failsAtKill };
   } finally {
     replica.kill("SIGKILL");
     await stack.stop();

@@ -18,7 +18,7 @@ export function filterCounterNames(): string[] {
   const c = filterConstants("filter/src/counters.ts");
   const exposed = (name: string): string => (c.get("COUNTER_PREFIX")! + name).replace(/\./g, "_");
   return [
-    ...["ROUTED", "REWRITTEN", "AFFINITY_ROUTED"].map((k) => exposed(c.get(k)!)),
+    ...["ROUTED", "REWRITTEN", "AFFINITY_ROUTED", "MIRROR_PICKED"].map((k) => exposed(c.get(k)!)),
     ...c.get("REJECTED_STATUSES")!.split(" ").map((status) => exposed(c.get("REJECTED")! + status + c.get("REJECTED_SUFFIX")!)),
   ];
 }

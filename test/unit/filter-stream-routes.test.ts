@@ -33,7 +33,7 @@ describe("filter stream on HTTPRoute rules (compiled module)", () => {
     assert.equal(s.header("x-infergate-mirror-endpoint"), "10.0.0.3:8000");
     assert.equal(s.header("x-gateway-model-name-rewrite"), undefined, "never forwarded");
     assert.equal(s.json.model, "qwq-32b");
-    assert.equal(v.counters.get("infergate.mirror_picked"), 1);
+    assert.equal(v.counters.get("infergate.mirror_picked_total"), 1);
   });
 
   it("on a route the snapshot does not know (or no route), the model's own pool and no mirror header", () => {
@@ -45,6 +45,6 @@ describe("filter stream on HTTPRoute rules (compiled module)", () => {
       assert.equal(s.header("x-gateway-destination-endpoint"), "10.0.0.1:8000");
       assert.equal(s.header("x-infergate-mirror-endpoint"), undefined, "a client's mirror endpoint is stripped");
     }
-    assert.equal(v.counters.get("infergate.mirror_picked"), undefined);
+    assert.equal(v.counters.get("infergate.mirror_picked_total"), undefined);
   });
 });
