@@ -91,6 +91,20 @@ describe("Envoy Gateway extension, end to end", () => {
     assert.equal(unknown.body.error.code, "model_not_found");
   });
 
+  it("checks percent-encoded spellings of the inference routes: Envoy Gateway's listener normalizes the path, and so does the filter", async () => {
+    // Envoy Gateway's HCM always sets normalize_path and merge_slashes, and by default redirects
+    // escaped slashes (UnescapeAndRedirect; a ClientTrafficPolicy's `path` settings change only those two).
+    for (const path of ["/v1/chat/%63ompletions", "/v1//chat/%63ompletions", "/v1%2Fchat%2Fcompletions"]) {
+      const unknown = await postJson(`http://127.0.0.1:${INFERENCE_PORT}${path}`, { model: "nope", messages: [] });
+      assert.equal(unknown.status, 404, `${path} -> ${unknown.text}`);
+      assert.equal(unknown.body.error.code, "model_not_found", path);
+      const seed = await postJson(`http://127.0.0.1:${INFERENCE_PORT}${path}`, SEED_REQUEST);
+      assert.equal(seed.status, 200, `${path} -> ${seed.text}`);
+      assert.equal(seed.body.model, "qwq-32b", `${path}: routed by the filter and rewritten`);
+      assert.ok(POOL.has(seed.servedBy!), `${path}: served by ${seed.servedBy}`);
+    }
+  });
+
   it("has Envoy fetch the filter module from the extension server, and ACK its pushes", async () => {
     const metrics = await server.metricsText();
     assert.match(metrics, /infergate_module_downloads_total [1-9]/, "Envoy downloaded the module through the cluster PostTranslateModify added");
