@@ -10,13 +10,15 @@ import { after, before, describe, it } from "node:test";
 import { envoyBinary, ENVOY_VERSION } from "../../extension-server/src/envoy/process.ts";
 import { InfergateServer } from "../../extension-server/src/server.ts";
 import { startSimServer, type SimServer } from "../../sim/server.ts";
-import { podsYaml, postJson, waitFor } from "../support/stack.ts";
+import { podsYaml, postJson, setReplicaLoad, waitFor } from "../support/stack.ts";
 
 const repo = new URL("../..", import.meta.url).pathname;
 const IPS = ["127.0.7.11", "127.0.7.12"];
 const POOL = new Set(IPS.map((ip) => `${ip}:8000`));
 const PLAIN_PORT = 8080;
 const INFERENCE_PORT = 18081;
+/** A listener with an HTTPRoute to the same InferencePool, that no attach-to names (no filter). */
+const OPEN_PORT = 18082;
 const HOOKS_PORT = 5005;
 const XDS_PORT = 18100;
 const SEED_REQUEST = { model: "qwq", messages: [{ role: "user", content: "Who are you?" }] };
@@ -58,7 +60,7 @@ describe("Envoy Gateway extension, end to end", () => {
     mkdirSync(resources);
     const values = {
       RESOURCES: resources, HOME: home, HOOKS_PORT: String(HOOKS_PORT), ENVOY_VERSION, PLAIN_PORT: String(PLAIN_PORT),
-      INFERENCE_PORT: String(INFERENCE_PORT), ENDPOINTS: JSON.stringify(IPS.map((address) => ({ ip: { address, port: 8000 } }))),
+      INFERENCE_PORT: String(INFERENCE_PORT), OPEN_PORT: String(OPEN_PORT), ENDPOINTS: JSON.stringify(IPS.map((address) => ({ ip: { address, port: 8000 } }))),
     };
     const manifests = join(repo, "manifests/envoy-gateway/standalone");
     writeFileSync(join(home, "envoy-gateway.yaml"), fill(readFileSync(join(manifests, "envoy-gateway.yaml"), "utf8"), values));
@@ -116,6 +118,37 @@ describe("Envoy Gateway extension, end to end", () => {
     const r = await postJson(`http://127.0.0.1:${PLAIN_PORT}/v1/chat/completions`, SEED_REQUEST);
     assert.equal(r.status, 200, r.text);
     assert.equal(r.body.model, "qwq", "no rewrite without the filter");
+  });
+
+  it("never lets a client pick the pool member on a listener without the filter", async () => {
+    const picked = `${IPS[0]}:8000`;
+    await waitFor(async () => { try { return (await postJson(`http://127.0.0.1:${OPEN_PORT}/v1/chat/completions`, SEED_REQUEST)).status === 200; } catch { return false; } }, 30_000, 250);
+    const served = new Set<string>();
+    for (let i = 0; i < 10; i++) {
+      const r = await postJson(`http://127.0.0.1:${OPEN_PORT}/v1/chat/completions`, SEED_REQUEST, { "x-gateway-destination-endpoint": picked });
+      assert.equal(r.status, 200, r.text);
+      assert.equal(r.body.model, "qwq", "no filter on this listener: no rewrite");
+      served.add(r.servedBy!);
+    }
+    assert.deepEqual([...served].sort(), [...POOL].sort(), "the pool's own balancing, not the client's header");
+  });
+
+  it("still honours the filter's pick on the attach-to listener (the header is removed before the filter sets it)", async () => {
+    const [busy, idle] = IPS.map((ip) => `${ip}:8000`) as [string, string];
+    await setReplicaLoad(busy, { waiting: 30, kvUsage: 0.9 });
+    try {
+      // Once the loaded replica's score is pushed, every request avoids it: the header the filter set
+      // reaches the cluster's override_host policy (without it, round robin would alternate).
+      await waitFor(async () => {
+        for (let i = 0; i < 10; i++) {
+          const r = await postJson(`http://127.0.0.1:${INFERENCE_PORT}/v1/chat/completions`, SEED_REQUEST, { "x-gateway-destination-endpoint": busy });
+          if (r.status !== 200 || r.servedBy !== idle) return false;
+        }
+        return true;
+      }, 10_000, 100);
+    } finally {
+      await setReplicaLoad(busy, {});
+    }
   });
 
   it("applies a changed InferenceModel weight without touching Envoy Gateway", async () => {

@@ -17,6 +17,7 @@ const Listener = root.lookupType("envoy.config.listener.v3.Listener");
 const HCM = root.lookupType("envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager");
 const Cluster = root.lookupType("envoy.config.cluster.v3.Cluster");
 const Wasm = root.lookupType("envoy.extensions.filters.http.wasm.v3.Wasm");
+const EarlyMutation = root.lookupType("envoy.extensions.http.early_header_mutation.header_mutation.v3.HeaderMutation");
 
 /** Appends an unknown field (number 9000+, a string) to a message's encoding. */
 function withUnknown(bytes: Uint8Array, field: number, text: string): Uint8Array {
@@ -39,14 +40,28 @@ function listenerBytes(name: string, port: number, hcm: Uint8Array): Uint8Array 
   return withUnknown(bytes, 9000, "listener-future-field");
 }
 
-function httpFilterNames(listener: Uint8Array): string[] {
+/** The HCM of a listener's first filter chain. */
+function hcmOf(listener: Uint8Array): Uint8Array {
   const l = WireMessage.decode(listener);
   const fc = WireMessage.decode(l.first(3)!.bytes);
   const nf = WireMessage.decode(fc.first(3)!.bytes);
   const any = WireMessage.decode(nf.first(4)!.bytes);
-  const hcm = WireMessage.decode(any.first(2)!.bytes);
-  assert.equal(hcm.string(9001), "hcm-future-field", "unknown HCM field kept");
+  return any.first(2)!.bytes;
+}
+
+function httpFilterNames(listener: Uint8Array): string[] {
+  const hcm = WireMessage.decode(hcmOf(listener));
+  if (hcm.first(9001)) assert.equal(hcm.string(9001), "hcm-future-field", "unknown HCM field kept");
   return hcm.all(5).map((f) => WireMessage.decode(f.bytes).string(1)!);
+}
+
+/** The HCM's early header mutations: name, and the headers each removes. */
+function earlyMutations(listener: Uint8Array): Array<{ name: string; remove: string[] }> {
+  const hcm = HCM.toObject(HCM.decode(hcmOf(listener))) as any;
+  return (hcm.early_header_mutation_extensions ?? []).map((e: any) => ({
+    name: e.name,
+    remove: (EarlyMutation.toObject(EarlyMutation.decode(e.typed_config.value)) as any).mutations.map((m: any) => m.remove),
+  }));
 }
 
 describe("Envoy Gateway extension hooks", () => {
@@ -76,11 +91,29 @@ describe("Envoy Gateway extension hooks", () => {
     assert.deepEqual(httpFilterNames(await listenerCall(out)), ["infergate", "envoy.filters.http.router"], "idempotent");
   });
 
-  it("leaves other listeners byte for byte as they were", async () => {
+  it("gives other listeners no filter, only the early removal of a client-sent destination header", async () => {
     for (const [name, port] of [["default/inference-gateway/http", 8080], ["default/other-gateway/llm-gw", 8081], ["prod/inference-gateway/llm-gw", 8081]] as const) {
       const input = listenerBytes(name, port, hcmBytes());
-      assert.deepEqual(Buffer.from(await listenerCall(input)), Buffer.from(input), name);
+      const out = await listenerCall(input);
+      assert.deepEqual(httpFilterNames(out), ["envoy.filters.http.router"], name);
+      assert.deepEqual(earlyMutations(out), [{ name: "infergate.strip-client-destination", remove: ["x-gateway-destination-endpoint"] }], name);
+      // Nothing else changed: the input plus that one field.
+      const hcm = WireMessage.decode(hcmOf(out));
+      hcm.remove(52);
+      assert.deepEqual(Buffer.from(hcm.encode()), Buffer.from(hcmBytes()), name);
+      assert.deepEqual(Buffer.from(await listenerCall(out)), Buffer.from(out), `${name}: idempotent`);
     }
+  });
+
+  it("removes the client's header before any filter on the attach-to listener too, after Envoy Gateway's own early mutations", async () => {
+    const theirs = { name: "envoy.http.early_header_mutation.header_mutation", typed_config: { type_url: typeUrl("envoy.extensions.http.early_header_mutation.header_mutation.v3.HeaderMutation"), value: EarlyMutation.encode(EarlyMutation.fromObject({ mutations: [{ remove: "x-debug" }] })).finish() } };
+    const hcm = HCM.encode(HCM.fromObject({ stat_prefix: "http", early_header_mutation_extensions: [theirs], http_filters: [{ name: "envoy.filters.http.router" }] })).finish();
+    const out = await listenerCall(listenerBytes("default/inference-gateway/llm-gw", 8081, hcm));
+    assert.deepEqual(earlyMutations(out), [
+      { name: "envoy.http.early_header_mutation.header_mutation", remove: ["x-debug"] },
+      { name: "infergate.strip-client-destination", remove: ["x-gateway-destination-endpoint"] },
+    ]);
+    assert.deepEqual(httpFilterNames(out), ["infergate", "envoy.filters.http.router"], "the filter still sets the header afterwards");
   });
 
   it("feeds a Wasm filter an EnvoyExtensionPolicy attached (root_id infergate) over ECDS, keeping its name and flags", async () => {

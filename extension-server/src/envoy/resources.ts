@@ -104,6 +104,24 @@ export function pathNormalization(): Json {
   return { normalize_path: true, merge_slashes: true, path_with_escaped_slashes_action: "UNESCAPE_AND_FORWARD" };
 }
 
+/** Name of the early header mutation below (so a listener gets it once). */
+export const STRIP_DESTINATION_NAME = "infergate.strip-client-destination";
+
+/**
+ * HttpConnectionManager.early_header_mutation_extensions entry that removes a client-sent
+ * DESTINATION_HEADER before any filter or route sees the request. Every pool cluster's
+ * override_host policy honours that header, and an HTTPRoute on a listener without the filter can
+ * reach a pool cluster. It runs before the HTTP filters, so the filter (or an endpoint picker) can
+ * still set the header afterwards; a route's `request_headers_to_remove` would run at the router,
+ * after them, and remove their pick too.
+ */
+export function stripClientDestination(): Json {
+  return {
+    name: STRIP_DESTINATION_NAME,
+    typed_config: typed("envoy.extensions.http.early_header_mutation.header_mutation.v3.HeaderMutation", { mutations: [{ remove: DESTINATION_HEADER }] }),
+  };
+}
+
 /** A pool's endpoints (EDS). */
 export function loadAssignment(clusterName: string, endpoints: Array<{ ip: string; port: number }>): Json {
   return {

@@ -2,7 +2,9 @@
 // calls them while it translates Gateway API resources into xDS. We use them to:
 //   - PostHTTPListenerModify: put the infergate filter, fed over ECDS by this server, before the
 //     router of every listener an InferencePool's `attach-to` annotation names, and upgrade a Wasm
-//     filter an EnvoyExtensionPolicy attached (root_id "infergate") to the same ECDS feed;
+//     filter an EnvoyExtensionPolicy attached (root_id "infergate") to the same ECDS feed; and on
+//     every HTTP listener, remove a client-sent destination header before any filter runs (an
+//     HTTPRoute on a listener without the filter can reach a pool cluster too);
 //   - PostClusterModify: turn the cluster built for an InferencePool backendRef into an EDS cluster
 //     of the pool's endpoints (from this server) with the override_host policy the filter steers;
 //   - PostTranslateModify: add the cluster Envoy downloads the filter module through (when the
@@ -17,7 +19,10 @@
 import * as grpc from "@grpc/grpc-js";
 import { poolId, type PoolConfig, type RoutingConfig } from "../config/routing-config.ts";
 import { FILTER_NAME } from "../contract.ts";
-import { ecdsHttpFilter, filterConfigDiscovery, hostCluster, overrideHostPolicy, poolCircuitBreakers, poolEdsConfig, WASM_TYPE_URL, type XdsTransport } from "../envoy/resources.ts";
+import {
+  ecdsHttpFilter, filterConfigDiscovery, hostCluster, overrideHostPolicy, poolCircuitBreakers, poolEdsConfig, STRIP_DESTINATION_NAME, stripClientDestination,
+  WASM_TYPE_URL, type XdsTransport,
+} from "../envoy/resources.ts";
 import { encodeJson } from "../xds/encode.ts";
 import { fieldNumbers, protoRoot } from "../xds/protos.ts";
 import { WIRE_LENGTH_DELIMITED, WireMessage, type WireField } from "../xds/wire.ts";
@@ -37,7 +42,8 @@ const SOCKET_ADDRESS = fieldNumbers("envoy.config.core.v3.SocketAddress", ["port
 const FILTER_CHAIN = fieldNumbers("envoy.config.listener.v3.FilterChain", ["filters"]);
 const NETWORK_FILTER = fieldNumbers("envoy.config.listener.v3.Filter", ["name", "typed_config"]);
 const ANY = fieldNumbers("google.protobuf.Any", ["type_url", "value"]);
-const HCM = fieldNumbers("envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager", ["http_filters"]);
+const HCM = fieldNumbers("envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager", ["http_filters", "early_header_mutation_extensions"]);
+const EXTENSION_CONFIG = fieldNumbers("envoy.config.core.v3.TypedExtensionConfig", ["name"]);
 const HTTP_FILTER = fieldNumbers(T.httpFilter, ["name", "typed_config", "config_discovery"]);
 const WASM = fieldNumbers("envoy.extensions.filters.http.wasm.v3.Wasm", ["config"]);
 const PLUGIN_CONFIG = fieldNumbers("envoy.extensions.wasm.v3.PluginConfig", ["root_id"]);
@@ -115,6 +121,14 @@ function editHttpFilters(hcm: WireMessage, attach: boolean, xds: XdsTransport): 
   return changed;
 }
 
+/** Removes a client-sent destination header before any filter (once per HCM; Envoy Gateway's own
+ * early header mutations, from a ClientTrafficPolicy, are kept and run first). */
+function stripClientHeader(hcm: WireMessage): boolean {
+  if (hcm.all(HCM.early_header_mutation_extensions).some((e) => WireMessage.decode(e.bytes).string(EXTENSION_CONFIG.name) === STRIP_DESTINATION_NAME)) return false;
+  hcm.add(HCM.early_header_mutation_extensions, encodeJson("envoy.config.core.v3.TypedExtensionConfig", stripClientDestination()));
+  return true;
+}
+
 function listenerPort(listener: WireMessage): number | undefined {
   const address = listener.first(LISTENER.address);
   if (!address) return undefined;
@@ -144,7 +158,10 @@ function modifyListener(bytes: Uint8Array, pools: PoolConfig[], xds: XdsTranspor
           const typed = filter.first(NETWORK_FILTER.typed_config);
           return typed !== undefined && editNested(typed, (a) => {
             const value = a.first(ANY.value);
-            return value !== undefined && editNested(value, (hcm) => editHttpFilters(hcm, attach, xds));
+            return value !== undefined && editNested(value, (hcm) => {
+              const stripped = stripClientHeader(hcm);
+              return editHttpFilters(hcm, attach, xds) || stripped;
+            });
           });
         }) || any;
       }
