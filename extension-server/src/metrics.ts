@@ -20,6 +20,7 @@ export class ServerMetrics {
   readonly endpointKvUsage = new Gauge({ name: "infergate_endpoint_kv_cache_usage", help: "KV-cache use (0-1) the endpoint last reported.", labelNames: ["pool", "endpoint"], registers: [this.registry] });
   readonly poolSaturation = new Gauge({ name: "infergate_pool_saturation", help: "Pool saturation (1 = saturated; Sheddable requests are shed).", labelNames: ["pool"], registers: [this.registry] });
   readonly moduleDownloads = new Counter({ name: "infergate_module_downloads_total", help: "Downloads of the filter module by Envoys on other hosts.", registers: [this.registry] });
+  readonly xdsNamesIgnored = new Counter({ name: "infergate_xds_names_ignored_total", help: "Resource names xDS requests asked for that were not answered, by type and reason (unknown: nothing by that name is served; over-limit: beyond the names a request may list).", labelNames: ["type", "reason"], registers: [this.registry] });
   readonly xdsResponses = new Counter({ name: "infergate_xds_responses_total", help: "xDS responses from Envoy by type and result (ack, nack).", labelNames: ["type", "result"], registers: [this.registry] });
 
   /** The per-pool gauges of a new configuration; pools and endpoints it no longer has disappear. */

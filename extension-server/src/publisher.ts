@@ -4,12 +4,13 @@
 // flooded; configuration changes push at once.
 import type { RoutingConfig } from "./config/routing-config.ts";
 import { FILTER_NAME } from "./contract.ts";
-import { loadAssignment, poolClusterName, typedExtensionConfig, wasmFilter, type WasmFilterOptions } from "./envoy/resources.ts";
+import { loadAssignment, poolClusterName, typedExtensionConfig, WASM_TYPE_URL, wasmFilter, type WasmFilterOptions } from "./envoy/resources.ts";
+import { policyWasmFilter } from "./gateway/policy-filter.ts";
 import type { ServerMetrics } from "./metrics.ts";
 import type { Schedule } from "./scheduling/scheduler.ts";
 import { renderSnapshot } from "./snapshot.ts";
-import { encodeJson } from "./xds/encode.ts";
-import { typeUrl } from "./xds/protos.ts";
+import { encodeAny, encodeJson } from "./xds/encode.ts";
+import { protoRoot, typeUrl } from "./xds/protos.ts";
 import { TYPE_EXTENSION_CONFIG, TYPE_LOAD_ASSIGNMENT, type EncodedResource, type XdsServer } from "./xds/server.ts";
 
 export interface PublisherOptions {
@@ -24,6 +25,13 @@ function resource(name: string, type: string, json: Record<string, unknown>): En
   return { name, any: { type_url: typeUrl(type), value: encodeJson(type, json) } };
 }
 
+const TYPED_EXTENSION_CONFIG = "envoy.config.core.v3.TypedExtensionConfig";
+
+/** EnvoyExtensionPolicy filters remembered at most; the least recently seen goes first. Envoy
+ * Gateway shows every current one to the hooks on each translation, so a deleted policy's filter
+ * ages out. */
+const MAX_POLICY_FILTERS = 256;
+
 export class Publisher {
   private snapshotVersion = 0;
   private lastBody = "";
@@ -35,6 +43,8 @@ export class Publisher {
   private trailing?: NodeJS.Timeout;
   /** Records the renderer dropped last time, so each is logged when it starts being dropped. */
   private dropped = new Set<string>();
+  /** EnvoyExtensionPolicy Wasm filters fed over ECDS, by filter name: their Wasm as Envoy Gateway built it. */
+  private readonly policyFilters = new Map<string, Uint8Array>();
 
   constructor(private readonly xds: XdsServer, private readonly opts: PublisherOptions) {}
 
@@ -58,6 +68,24 @@ export class Publisher {
     this.trailing = setTimeout(() => { this.trailing = undefined; this.pushSnapshot(); }, wait);
   }
 
+  /**
+   * An EnvoyExtensionPolicy Wasm filter the Listener hook feeds over ECDS: served under its name
+   * with the policy's own module and the snapshot (gateway/policy-filter.ts). Only names learned
+   * here (and the filter's own) are served over ECDS.
+   */
+  setPolicyFilter(name: string, wasm: Uint8Array): void {
+    const known = this.policyFilters.get(name);
+    this.policyFilters.delete(name); // re-inserted last: the most recently seen
+    this.policyFilters.set(name, wasm);
+    if (known && Buffer.compare(known, wasm) === 0) return;
+    if (this.policyFilters.size > MAX_POLICY_FILTERS) {
+      const oldest = this.policyFilters.keys().next().value!;
+      this.policyFilters.delete(oldest);
+      this.opts.log?.(`more than ${MAX_POLICY_FILTERS} EnvoyExtensionPolicy filters; no longer serving the least recently seen, ${oldest}`);
+    }
+    this.publishFilters();
+  }
+
   stop(): void {
     clearTimeout(this.trailing);
     this.trailing = undefined;
@@ -79,13 +107,29 @@ export class Publisher {
     this.snapshotVersion++;
     this.lastPushAt = performance.now();
     this.current = renderSnapshot(this.config, this.snapshotVersion, this.schedule);
-    const filter = wasmFilter({ wasmPath: this.opts.wasmPath, remote: this.opts.wasmRemote, snapshot: this.current });
-    const named = (name: string): EncodedResource => resource(name, "envoy.config.core.v3.TypedExtensionConfig", typedExtensionConfig(name, filter));
-    // Served under its own name, and under any other name Envoy asks for: Envoy Gateway names the
-    // Wasm filters an EnvoyExtensionPolicy attaches after the policy.
-    this.xds.setResources(TYPE_EXTENSION_CONFIG, [named(FILTER_NAME)], named);
+    this.publishFilters();
     this.opts.metrics?.snapshotVersion.set(this.snapshotVersion);
     this.opts.metrics?.snapshotPushes.inc();
+  }
+
+  /** The filter's configuration with the current snapshot (ECDS): under the filter's own name, and
+   * under the name of each EnvoyExtensionPolicy filter, with that policy's module. */
+  private publishFilters(): void {
+    if (!this.current) return; // no snapshot yet: pushSnapshot publishes
+    const filter = wasmFilter({ wasmPath: this.opts.wasmPath, remote: this.opts.wasmRemote, snapshot: this.current });
+    const ours = encodeAny(filter).value;
+    const extensionConfig = protoRoot().lookupType(TYPED_EXTENSION_CONFIG);
+    const policyFilter = (name: string, wasm: Uint8Array): EncodedResource => ({
+      name,
+      any: {
+        type_url: typeUrl(TYPED_EXTENSION_CONFIG),
+        value: extensionConfig.encode(extensionConfig.fromObject({ name, typed_config: { type_url: WASM_TYPE_URL, value: policyWasmFilter(wasm, ours) } })).finish(),
+      },
+    });
+    this.xds.setResources(TYPE_EXTENSION_CONFIG, [
+      resource(FILTER_NAME, TYPED_EXTENSION_CONFIG, typedExtensionConfig(FILTER_NAME, filter)),
+      ...[...this.policyFilters].map(([name, wasm]) => policyFilter(name, wasm)),
+    ]);
   }
 
   private publishEndpoints(config: RoutingConfig): void {

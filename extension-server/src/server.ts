@@ -19,7 +19,7 @@ import { HttpServer, MODULE_PATH } from "./http-server.ts";
 import { LoadLoop } from "./load-loop.ts";
 import { ServerMetrics } from "./metrics.ts";
 import { Publisher } from "./publisher.ts";
-import { TYPE_EXTENSION_CONFIG, XdsServer } from "./xds/server.ts";
+import { TYPE_EXTENSION_CONFIG, XdsServer, type IgnoredReason } from "./xds/server.ts";
 
 const DEFAULT_WASM_PATH = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "build", "infergate.wasm");
 const MODULE_CLUSTER = "infergate_module";
@@ -56,6 +56,8 @@ export class InfergateServer {
   private config?: RoutingConfig;
   private rejection: readonly string[] = [];
   private ports = { xds: 0, http: 0, hooks: 0 };
+  /** Streams that had names ignored, by reason: each is logged once (the metric counts them all). */
+  private readonly ignoredLogged = new Set<string>();
 
   constructor(private readonly opts: InfergateServerOptions) {
     this.log = opts.log ?? ((m: string) => console.error(m));
@@ -67,6 +69,7 @@ export class InfergateServer {
         this.metrics.xdsResponses.inc({ type: kind, result: error ? "nack" : "ack" });
         if (error) this.log(`envoy ${node} rejected ${kind} version ${version}: ${error}`);
       },
+      onIgnoredNames: (type, node, reason, names) => this.onIgnoredNames(type, node, reason, names),
     });
   }
 
@@ -125,6 +128,7 @@ export class InfergateServer {
       this.hooks = new GatewayHooks({
         xdsHost: advertise?.host ?? "127.0.0.1", xdsPort: advertise?.port ?? this.ports.xds, config: () => this.currentConfig(), log: this.log,
         moduleCluster: module && { name: MODULE_CLUSTER, host: module.host, port: module.port ?? this.ports.http },
+        onPolicyFilter: (name, wasm) => publisher.setPolicyFilter(name, wasm),
       });
       this.ports.hooks = await this.hooks.listen(address, this.opts.hooksPort);
     }
@@ -151,6 +155,16 @@ export class InfergateServer {
   async stop(): Promise<void> {
     await this.envoyProcess?.stop();
     await this.stopControlPlane();
+  }
+
+  private onIgnoredNames(type: string, node: string, reason: IgnoredReason, names: string[]): void {
+    const kind = type === TYPE_EXTENSION_CONFIG ? "ecds" : "eds";
+    this.metrics.xdsNamesIgnored.inc({ type: kind, reason }, names.length);
+    const key = `${node}/${kind}/${reason}`;
+    if (this.ignoredLogged.has(key)) return;
+    if (this.ignoredLogged.size < 1000) this.ignoredLogged.add(key);
+    const why = reason === "unknown" ? "that infergate does not serve" : "beyond the limit per request";
+    this.log(`envoy ${node || "(no node id)"} asked for ${names.length} ${kind} names ${why}, e.g. ${names.slice(0, 3).join(", ")}; not answered (counted in infergate_xds_names_ignored_total, logged once per Envoy)`);
   }
 
   private currentConfig(): RoutingConfig {

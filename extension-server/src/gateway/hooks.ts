@@ -74,6 +74,8 @@ export interface HookOptions {
   config: () => RoutingConfig;
   /** When Envoys fetch the filter module from this server over HTTP: the cluster to add for it. */
   moduleCluster?: { name: string; host: string; port: number } | undefined;
+  /** Each EnvoyExtensionPolicy Wasm filter fed over ECDS, for the publisher to serve under its name. */
+  onPolicyFilter?: PolicyFilterSeen | undefined;
   log?: ((message: string) => void) | undefined;
 }
 
@@ -97,14 +99,21 @@ function isOurWasm(filter: WireMessage): boolean {
   return plugin.string(PLUGIN_CONFIG.root_id) === FILTER_NAME;
 }
 
+/** Called with each EnvoyExtensionPolicy Wasm filter the hook feeds over ECDS: its name (the ECDS
+ * resource name) and its Wasm message as Envoy Gateway built it (policy-filter.ts). */
+export type PolicyFilterSeen = (name: string, wasm: Uint8Array) => void;
+
 /** Inserts the ECDS filter before the router (once), and feeds an attached infergate Wasm filter over ECDS. */
-function editHttpFilters(hcm: WireMessage, attach: boolean, xds: XdsTransport): boolean {
+function editHttpFilters(hcm: WireMessage, attach: boolean, xds: XdsTransport, seen: PolicyFilterSeen): boolean {
   let changed = false;
   const filters = hcm.all(HCM.http_filters);
   for (const f of filters) {
     const filter = WireMessage.decode(f.bytes);
     if (!isOurWasm(filter)) continue;
-    // An EnvoyExtensionPolicy put our module here inline; keep its name and flags, feed it over ECDS.
+    // An EnvoyExtensionPolicy put our module here inline; keep its name and flags, feed it over ECDS
+    // (with the policy's own module: policy-filter.ts).
+    const wasm = WireMessage.decode(filter.first(HTTP_FILTER.typed_config)!.bytes).first(ANY.value)?.bytes ?? new Uint8Array();
+    seen(filter.string(HTTP_FILTER.name) ?? "", wasm);
     filter.remove(HTTP_FILTER.typed_config, HTTP_FILTER.config_discovery);
     filter.add(HTTP_FILTER.config_discovery, encodeJson("envoy.config.core.v3.ExtensionConfigSource", filterConfigDiscovery(xds)));
     f.bytes = filter.encode();
@@ -145,7 +154,7 @@ function attachedPools(listenerName: string, port: number | undefined, pools: Po
     && (p.attachTo.port === undefined || p.attachTo.port === port));
 }
 
-function modifyListener(bytes: Uint8Array, pools: PoolConfig[], xds: XdsTransport): { bytes: Uint8Array; changed: boolean } {
+function modifyListener(bytes: Uint8Array, pools: PoolConfig[], xds: XdsTransport, seen: PolicyFilterSeen): { bytes: Uint8Array; changed: boolean } {
   const listener = WireMessage.decode(bytes);
   const attach = attachedPools(listener.string(LISTENER.name) ?? "", listenerPort(listener), pools).length > 0;
   let changed = false;
@@ -160,7 +169,7 @@ function modifyListener(bytes: Uint8Array, pools: PoolConfig[], xds: XdsTranspor
             const value = a.first(ANY.value);
             return value !== undefined && editNested(value, (hcm) => {
               const stripped = stripClientHeader(hcm);
-              return editHttpFilters(hcm, attach, xds) || stripped;
+              return editHttpFilters(hcm, attach, xds, seen) || stripped;
             });
           });
         }) || any;
@@ -255,7 +264,7 @@ export class GatewayHooks {
   private onListener(req: WireMessage): WireMessage {
     const listener = req.first(LISTENER_REQUEST.listener);
     if (!listener) return new WireMessage();
-    return single(LISTENER_RESPONSE.listener, modifyListener(listener.bytes, this.opts.config().pools, this.xds).bytes);
+    return single(LISTENER_RESPONSE.listener, modifyListener(listener.bytes, this.opts.config().pools, this.xds, this.policyFilterSeen).bytes);
   }
 
   private onCluster(req: WireMessage): WireMessage {
@@ -277,10 +286,12 @@ export class GatewayHooks {
     }
     for (const s of req.all(TRANSLATE_REQUEST.secrets)) out.add(TRANSLATE_RESPONSE.secrets, s.bytes);
     const pools = this.opts.config().pools;
-    for (const l of req.all(TRANSLATE_REQUEST.listeners)) out.add(TRANSLATE_RESPONSE.listeners, modifyListener(l.bytes, pools, this.xds).bytes);
+    for (const l of req.all(TRANSLATE_REQUEST.listeners)) out.add(TRANSLATE_RESPONSE.listeners, modifyListener(l.bytes, pools, this.xds, this.policyFilterSeen).bytes);
     for (const r of req.all(TRANSLATE_REQUEST.routes)) out.add(TRANSLATE_RESPONSE.routes, r.bytes);
     return out;
   }
+
+  private readonly policyFilterSeen: PolicyFilterSeen = (name, wasm) => this.opts.onPolicyFilter?.(name, wasm);
 
   private get xds(): XdsTransport {
     return { target: `${this.opts.xdsHost}:${this.opts.xdsPort}` };

@@ -2,6 +2,9 @@
 // EDS load assignments) is a versioned set of named resources; every open stream is sent the
 // current version when it subscribes and again whenever the set changes. ACKs and NACKs are
 // tracked per stream so a rejected push is visible (and never retried in a loop).
+// Only resources in the set are ever sent: a name nobody published gets nothing, and a request
+// may list only so many of those (the rest are ignored; both are reported). So no request can
+// make a reply, or every later push, grow with the names it lists.
 import * as grpc from "@grpc/grpc-js";
 import type protobuf from "protobufjs";
 import { protoRoot, typeUrl } from "./protos.ts";
@@ -21,17 +24,33 @@ interface DiscoveryRequest {
   node?: { id?: string };
 }
 
+/** Why requested names are not answered: nothing by that name is published, or the request
+ * listed more names than the bound for its type. */
+export type IgnoredReason = "unknown" | "over-limit";
+
 export interface XdsEvents {
   /** Envoy accepted (`error` undefined) or rejected a version. */
   onAck?(typeUrl: string, version: string, nodeId: string, error?: string): void;
+  /** A request named resources that are not answered (reported when the subscription changes). */
+  onIgnoredNames?(typeUrl: string, nodeId: string, reason: IgnoredReason, names: string[]): void;
+}
+
+/** Names one request may list that nothing is published under, per type (they are remembered in
+ * case they are published later); the rest are ignored. Names that are published are always
+ * answered. An Envoy asks for the filter once plus once per EnvoyExtensionPolicy Wasm filter it
+ * runs (ECDS), and for each pool its routes reach (EDS). */
+export const DEFAULT_MAX_NAMES: Readonly<Record<string, number>> = {
+  [TYPE_EXTENSION_CONFIG]: 64,
+  [TYPE_LOAD_ASSIGNMENT]: 1024,
+};
+
+export interface XdsServerOptions {
+  maxNames?: Readonly<Record<string, number>> | undefined;
 }
 
 class ResourceSet {
   version = 0;
   resources = new Map<string, EncodedResource>();
-  /** Builds a resource for a requested name that is not in the set (e.g. the same filter
-   * configuration under each name Envoy Gateway gives the filter). */
-  resolve?: (name: string) => EncodedResource | undefined;
 }
 
 class Subscription {
@@ -56,7 +75,10 @@ export class XdsServer {
   private readonly responseType: protobuf.Type;
   private boundPort = 0;
 
-  constructor(private readonly events: XdsEvents = {}) {
+  private readonly maxNames: Readonly<Record<string, number>>;
+
+  constructor(private readonly events: XdsEvents = {}, opts: XdsServerOptions = {}) {
+    this.maxNames = { ...DEFAULT_MAX_NAMES, ...opts.maxNames };
     const root = protoRoot();
     this.requestType = root.lookupType("envoy.service.discovery.v3.DiscoveryRequest");
     this.responseType = root.lookupType("envoy.service.discovery.v3.DiscoveryResponse");
@@ -81,11 +103,10 @@ export class XdsServer {
   }
 
   /** Replaces every resource of a type; streams subscribed to it are pushed the new version. */
-  setResources(type: string, resources: EncodedResource[], resolve?: (name: string) => EncodedResource | undefined): number {
+  setResources(type: string, resources: EncodedResource[]): number {
     const set = this.sets.get(type);
     if (!set) throw new Error(`unsupported xDS type ${type}`);
     set.resources = new Map(resources.map((r) => [r.name, r]));
-    set.resolve = resolve;
     set.version++;
     for (const stream of this.streams) if (stream.sub.typeUrl === type) stream.send();
     return set.version;
@@ -118,7 +139,7 @@ export class XdsServer {
       if (sub.sentVersion === set.version && sub.nonce > 0) return;
       sub.sentVersion = set.version;
       sub.nonce++;
-      const wanted = sub.names.length === 0 ? [...set.resources.values()] : sub.names.flatMap((n) => set.resources.get(n) ?? set.resolve?.(n) ?? []);
+      const wanted = sub.names.length === 0 ? [...set.resources.values()] : sub.names.flatMap((n) => set.resources.get(n) ?? []);
       call.write({
         version_info: String(set.version),
         type_url: type,
@@ -143,11 +164,20 @@ export class XdsServer {
       const error = request.error_detail?.message || undefined;
       this.events.onAck?.(sub.typeUrl, request.version_info ?? "", sub.nodeId, error);
     }
-    const names = [...(request.resource_names ?? [])].sort();
+    // Names served now are always kept (the reply is bounded by what is published); of the others,
+    // up to the bound are remembered, in case they are published later (a pool that appears).
+    const resources = this.sets.get(sub.typeUrl)!.resources;
+    const requested = [...new Set(request.resource_names ?? [])].sort();
+    const unserved = requested.filter((n) => !resources.has(n));
+    const max = this.maxNames[sub.typeUrl] ?? Infinity;
+    const remembered = new Set(unserved.slice(0, max));
+    const names = requested.filter((n) => resources.has(n) || remembered.has(n));
     const namesChanged = names.join("\n") !== sub.names.join("\n");
     sub.names = names;
     // First request, or a change of subscription: (re)send. An ACK/NACK needs no answer.
     if (nonce === "" || namesChanged) {
+      if (remembered.size > 0) this.events.onIgnoredNames?.(sub.typeUrl, sub.nodeId, "unknown", [...remembered]);
+      if (unserved.length > max) this.events.onIgnoredNames?.(sub.typeUrl, sub.nodeId, "over-limit", unserved.slice(max));
       sub.sentVersion = -1;
       send();
     }
