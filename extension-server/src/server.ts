@@ -19,6 +19,7 @@ import { HttpServer, MODULE_PATH } from "./http-server.ts";
 import { LoadLoop } from "./load-loop.ts";
 import { ServerMetrics } from "./metrics.ts";
 import { Publisher } from "./publisher.ts";
+import { mtlsServerCredentials, readPem, type TlsFiles } from "./tls.ts";
 import { TYPE_EXTENSION_CONFIG, XdsServer, type IgnoredReason } from "./xds/server.ts";
 
 const DEFAULT_WASM_PATH = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "build", "infergate.wasm");
@@ -39,6 +40,17 @@ export interface InfergateServerOptions {
   xdsAdvertise?: { host: string; port?: number | undefined } | undefined;
   /** Envoys elsewhere fetch the filter module from this server's HTTP listener, at this host. */
   moduleAdvertise?: { host: string; port?: number | undefined } | undefined;
+  /** Mutual TLS for xDS and the hooks: clients must present a certificate signed by `files.ca`. */
+  tls?: {
+    files: TlsFiles;
+    /** The CA (PEM file) Envoys verify this server's certificate with (default: files.ca). */
+    serverCa?: string | undefined;
+    /** Directory on the Envoys' hosts holding their client certificate: tls.crt and tls.key
+     * (Envoy Gateway mounts its `envoy` Secret at /certs in every Envoy pod). */
+    envoyCertDir: string;
+    /** Keep the hooks in plaintext (Envoy Gateway in standalone mode cannot use TLS to an extension). */
+    plaintextHooks?: boolean | undefined;
+  } | undefined;
   log?: ((message: string) => void) | undefined;
 }
 
@@ -94,6 +106,8 @@ export class InfergateServer {
       this.ports.http = await this.http.listen(address, this.opts.metricsPort);
     }
     const module = this.opts.moduleAdvertise;
+    const tls = this.opts.tls;
+    const credentials = tls && await mtlsServerCredentials(tls.files);
     const publisher = this.publisher = new Publisher(this.xds, {
       wasmPath: this.wasmPath,
       metrics: this.metrics,
@@ -105,7 +119,7 @@ export class InfergateServer {
       },
     });
     const loop = this.loop = new LoadLoop(publisher, this.metrics);
-    this.ports.xds = await this.xds.listen(kubernetes ? address : "127.0.0.1", this.opts.xdsPort ?? 0);
+    this.ports.xds = await this.xds.listen(kubernetes ? address : "127.0.0.1", this.opts.xdsPort ?? 0, credentials);
     await this.source.start({
       onConfig: (config) => {
         this.config = config;
@@ -128,9 +142,10 @@ export class InfergateServer {
       this.hooks = new GatewayHooks({
         xdsHost: advertise?.host ?? "127.0.0.1", xdsPort: advertise?.port ?? this.ports.xds, config: () => this.currentConfig(), log: this.log,
         moduleCluster: module && { name: MODULE_CLUSTER, host: module.host, port: module.port ?? this.ports.http },
+        xdsTls: tls && { serverCa: readPem(tls.serverCa ?? tls.files.ca, "TLS server CA"), certFile: join(tls.envoyCertDir, "tls.crt"), keyFile: join(tls.envoyCertDir, "tls.key") },
         onPolicyFilter: (name, wasm) => publisher.setPolicyFilter(name, wasm),
       });
-      this.ports.hooks = await this.hooks.listen(address, this.opts.hooksPort);
+      this.ports.hooks = await this.hooks.listen(address, this.opts.hooksPort, tls?.plaintextHooks ? undefined : credentials);
     }
     const e = this.opts.envoy;
     if (e) {

@@ -7,9 +7,11 @@ import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } fro
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import * as grpc from "@grpc/grpc-js";
 import { envoyBinary, ENVOY_VERSION } from "../../extension-server/src/envoy/process.ts";
 import { InfergateServer } from "../../extension-server/src/server.ts";
 import { startSimServer, type SimServer } from "../../sim/server.ts";
+import { createTestCa } from "../support/certs.ts";
 import { podsYaml, postJson, setReplicaLoad, waitFor } from "../support/stack.ts";
 
 const repo = new URL("../..", import.meta.url).pathname;
@@ -47,8 +49,20 @@ describe("Envoy Gateway extension, end to end", () => {
     sims = await Promise.all(IPS.map((host) => startSimServer({ host, port: 8000, servedModels: ["qwq-32b", "qwq", "qwq-32b-canary"] })));
     writeFileSync(configPath, infergateConfig("qwq-32b"));
     // As in a cluster: Envoy downloads the module from this server (a cluster the Translation hook
-    // adds), not from a local file.
-    server = new InfergateServer({ source: { file: configPath }, xdsPort: XDS_PORT, hooksPort: HOOKS_PORT, metricsPort: 9191, moduleAdvertise: { host: "127.0.0.1" }, log: () => undefined });
+    // adds), not from a local file, and reaches xDS over mutual TLS with a certificate of its own.
+    // (Envoy Gateway in standalone mode cannot use TLS to its extension: the hooks stay plaintext.)
+    const serverCa = createTestCa("server-ca");
+    const clientCa = createTestCa("client-ca");
+    const serverCert = serverCa.issue("infergate", { ips: ["127.0.0.1"] });
+    const envoyCert = clientCa.issue("envoy");
+    const envoyCertDir = join(home, "envoy-certs");
+    mkdirSync(envoyCertDir);
+    copyFileSync(envoyCert.cert, join(envoyCertDir, "tls.crt"));
+    copyFileSync(envoyCert.key, join(envoyCertDir, "tls.key"));
+    server = new InfergateServer({
+      source: { file: configPath }, xdsPort: XDS_PORT, hooksPort: HOOKS_PORT, metricsPort: 9191, moduleAdvertise: { host: "127.0.0.1" }, log: () => undefined,
+      tls: { files: { cert: serverCert.cert, key: serverCert.key, ca: clientCa.cert }, serverCa: serverCa.cert, envoyCertDir, plaintextHooks: true },
+    });
     await server.start();
     // Envoy Gateway's host infrastructure runs Envoy through func-e, which uses a binary already
     // at <dataHome>/envoy-versions/<version>/bin/envoy instead of downloading one.
@@ -111,7 +125,24 @@ describe("Envoy Gateway extension, end to end", () => {
     const metrics = await server.metricsText();
     assert.match(metrics, /infergate_module_downloads_total [1-9]/, "Envoy downloaded the module through the cluster PostTranslateModify added");
     assert.match(metrics, /infergate_xds_responses_total\{type="ecds",result="ack"\} [1-9]/);
+    assert.match(metrics, /infergate_xds_responses_total\{type="eds",result="ack"\} [1-9]/);
     assert.doesNotMatch(metrics, /result="nack"/);
+  });
+
+  it("serves xDS only over mutual TLS: Envoy Gateway's Envoys connect with their certificate, a plaintext client is refused", async () => {
+    // The ACKs above came over TLS; a client without a certificate gets no stream.
+    const client = new grpc.Client(`127.0.0.1:${XDS_PORT}`, grpc.credentials.createInsecure());
+    try {
+      await assert.rejects(new Promise((resolve, reject) => {
+        const call = client.makeBidiStreamRequest("/envoy.service.extension.v3.ExtensionConfigDiscoveryService/StreamExtensionConfigs",
+          (m: Buffer) => m, (b: Buffer) => b, new grpc.Metadata(), { deadline: Date.now() + 3000 });
+        call.on("data", resolve);
+        call.on("error", reject);
+        call.write(Buffer.alloc(0));
+      }), (err: grpc.ServiceError) => err.code === grpc.status.UNAVAILABLE);
+    } finally {
+      client.close();
+    }
   });
 
   it("leaves the plain listener a plain route", async () => {

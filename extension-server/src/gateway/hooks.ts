@@ -21,7 +21,7 @@ import { poolId, type PoolConfig, type RoutingConfig } from "../config/routing-c
 import { FILTER_NAME } from "../contract.ts";
 import {
   ecdsHttpFilter, filterConfigDiscovery, hostCluster, overrideHostPolicy, poolCircuitBreakers, poolEdsConfig, STRIP_DESTINATION_NAME, stripClientDestination,
-  WASM_TYPE_URL, type XdsTransport,
+  WASM_TYPE_URL, type XdsClientTls, type XdsTransport,
 } from "../envoy/resources.ts";
 import { encodeJson } from "../xds/encode.ts";
 import { fieldNumbers, protoRoot } from "../xds/protos.ts";
@@ -70,6 +70,8 @@ export interface HookOptions {
   /** Where Envoy reaches this server's xDS (a Service name in a cluster). */
   xdsHost: string;
   xdsPort: number;
+  /** Envoy's side of mutual TLS to this server's xDS, when the xDS server requires it. */
+  xdsTls?: XdsClientTls | undefined;
   /** The current routing configuration (pools with their attach-to targets). */
   config: () => RoutingConfig;
   /** When Envoys fetch the filter module from this server over HTTP: the cluster to add for it. */
@@ -254,9 +256,10 @@ export class GatewayHooks {
     this.server.addService(definition as grpc.ServiceDefinition, implementation as grpc.UntypedServiceImplementation);
   }
 
-  async listen(host: string, port: number): Promise<number> {
+  /** Listens in plaintext, or with `credentials` (mutual TLS: tls.ts). */
+  async listen(host: string, port: number, credentials = grpc.ServerCredentials.createInsecure()): Promise<number> {
     return new Promise<number>((resolve, reject) =>
-      this.server.bindAsync(`${host}:${port}`, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
+      this.server.bindAsync(`${host}:${port}`, credentials, (err, p) => (err ? reject(err) : resolve(p))));
   }
 
   close(): void { this.server.forceShutdown(); }
@@ -294,6 +297,6 @@ export class GatewayHooks {
   private readonly policyFilterSeen: PolicyFilterSeen = (name, wasm) => this.opts.onPolicyFilter?.(name, wasm);
 
   private get xds(): XdsTransport {
-    return { target: `${this.opts.xdsHost}:${this.opts.xdsPort}` };
+    return { target: `${this.opts.xdsHost}:${this.opts.xdsPort}`, tls: this.opts.xdsTls };
   }
 }

@@ -92,9 +92,10 @@ export class XdsServer {
 
   get port(): number { return this.boundPort; }
 
-  async listen(host: string, port: number): Promise<number> {
+  /** Listens in plaintext, or with `credentials` (mutual TLS: tls.ts). */
+  async listen(host: string, port: number, credentials = grpc.ServerCredentials.createInsecure()): Promise<number> {
     this.boundPort = await new Promise<number>((resolve, reject) =>
-      this.server.bindAsync(`${host}:${port}`, grpc.ServerCredentials.createInsecure(), (err, bound) => (err ? reject(err) : resolve(bound))));
+      this.server.bindAsync(`${host}:${port}`, credentials, (err, bound) => (err ? reject(err) : resolve(bound))));
     return this.boundPort;
   }
 
