@@ -11,18 +11,20 @@ const USAGE = `usage: infergate standalone --config FILE [options]
          Envoy Gateway's hooks and xDS)
 
   --config FILE          YAML with InferencePool, InferenceModel and Pod documents (required)
-  --listen ADDRESS       address Envoy's listeners, the metrics, hooks and (kubernetes) xDS servers
-                         bind (default 127.0.0.1)
+  --listen ADDRESS       address Envoy's listeners, the metrics, module, hooks and (kubernetes) xDS
+                         servers bind (default 127.0.0.1)
   --plain-port N         plain round-robin listener (default 8080)
   --inference-port N     inference listener for every pool (default: each pool's attach-to port, else 8081)
   --admin-port N         Envoy admin, on 127.0.0.1 (default 9901)
   --xds-port N           xDS gRPC server (default 18000; on 127.0.0.1 in standalone mode)
-  --metrics-port N       Prometheus /metrics, /healthz and /snapshot of this server (default 9090)
+  --metrics-port N       Prometheus /metrics and /healthz of this server (default 9090)
+  --debug-port N         /snapshot, the snapshot being served, on 127.0.0.1 only (default 9091; 0: off)
   --wasm FILE            compiled filter (default build/infergate.wasm)
   --no-envoy             serve xDS only; run Envoy yourself
   --hooks-port N         also serve Envoy Gateway's extension hooks (implies --no-envoy)
   --xds-advertise H[:P]  where Envoy Gateway's Envoys reach this xDS server (default 127.0.0.1)
-  --module-advertise H   Envoys fetch the filter module over HTTP from H:<metrics port>/filter/infergate.wasm
+  --module-advertise H   Envoys fetch the filter module over HTTP from H:<module port>/filter/infergate.wasm
+  --module-port N        the module's own listener, with --module-advertise (default 18001)
   --tls-cert FILE        mutual TLS on xDS and the hooks: this server's certificate (PEM) ...
   --tls-key FILE         ... its private key ...
   --tls-ca FILE          ... and the CA that signs the clients' certificates (Envoy Gateway's CA:
@@ -48,6 +50,8 @@ async function main(): Promise<void> {
       "admin-port": { type: "string", default: "9901" },
       "xds-port": { type: "string", default: "18000" },
       "metrics-port": { type: "string", default: "9090" },
+      "debug-port": { type: "string", default: "9091" },
+      "module-port": { type: "string", default: "18001" },
       "tls-cert": { type: "string" },
       "tls-key": { type: "string" },
       "tls-ca": { type: "string" },
@@ -90,6 +94,8 @@ async function main(): Promise<void> {
     listenAddress: values.listen,
     xdsPort: Number(values["xds-port"]),
     metricsPort: Number(values["metrics-port"]),
+    debugPort: Number(values["debug-port"]) || undefined,
+    modulePort: Number(values["module-port"]),
     tls,
     hooksPort: values["hooks-port"] ? Number(values["hooks-port"]) : undefined,
     moduleAdvertise: values["module-advertise"] ? { host: values["module-advertise"] } : undefined,
@@ -115,6 +121,7 @@ async function main(): Promise<void> {
   const xdsAddress = kubernetes ? values.listen : "127.0.0.1";
   const secure = tls ? " (mutual TLS)" : "";
   console.error(`infergate: xDS on ${xdsAddress}:${server.xdsPort}${secure}, metrics on ${values.listen}:${server.metricsPort}`
+    + `${server.debugPort ? `, /snapshot on 127.0.0.1:${server.debugPort}` : ""}${server.modulePort ? `, module on ${values.listen}:${server.modulePort}` : ""}`
     + `${server.hooksPort ? `, Envoy Gateway hooks on ${values.listen}:${server.hooksPort}${tls && !tls.plaintextHooks ? " (mutual TLS)" : ""}` : ""}`);
 }
 

@@ -1,8 +1,9 @@
 // The extension server's composition root: it picks the configuration source (a YAML file or the
 // Kubernetes API), and wires it to the load loop (scrape → score → publish), the xDS server the
-// publisher pushes through, the HTTP listener (/metrics, /snapshot, the module), Envoy Gateway's
-// hooks, and, in standalone mode, an Envoy it runs with a generated bootstrap. Beyond start-up
-// order, it only records and logs what the source reports (the configuration, or a rejection).
+// publisher pushes through, the HTTP listeners (/metrics; /snapshot on loopback; the module on a
+// port of its own), Envoy Gateway's hooks, and, in standalone mode, an Envoy it runs with a
+// generated bootstrap. Beyond start-up order, it only records and logs what the source and the
+// xDS server report (the configuration, a rejection, names it does not serve).
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
@@ -15,7 +16,7 @@ import type { ConfigSource } from "./config/source.ts";
 import { buildBootstrap } from "./envoy/bootstrap.ts";
 import { EnvoyProcess } from "./envoy/process.ts";
 import { GatewayHooks } from "./gateway/hooks.ts";
-import { HttpServer, MODULE_PATH } from "./http-server.ts";
+import { HttpServer, MODULE_PATH, type HttpServerOptions } from "./http-server.ts";
 import { LoadLoop } from "./load-loop.ts";
 import { ServerMetrics } from "./metrics.ts";
 import { Publisher } from "./publisher.ts";
@@ -31,14 +32,20 @@ export interface InfergateServerOptions {
   wasmPath?: string | undefined;
   listenAddress?: string | undefined;
   xdsPort?: number | undefined; // 0 = ephemeral
-  metricsPort?: number | undefined; // 0 = ephemeral; undefined = no HTTP listener
+  /** /metrics and /healthz, on the listen address (0 = ephemeral; undefined = none). */
+  metricsPort?: number | undefined;
+  /** /snapshot, on 127.0.0.1 only (0 = ephemeral; undefined = none). */
+  debugPort?: number | undefined;
+  /** The filter module, for Envoys on other hosts (with moduleAdvertise), on the listen address
+   * (0 = ephemeral, the default). */
+  modulePort?: number | undefined;
   /** Run Envoy with a generated bootstrap (standalone). */
   envoy?: { adminPort: number; plainPort: number; inferencePort?: number | undefined; leastRequestPort?: number | undefined; concurrency?: number | undefined; logLevel?: string | undefined } | undefined;
   /** Serve Envoy Gateway's extension hooks on this port (0 = ephemeral); Envoy Gateway runs Envoy. */
   hooksPort?: number | undefined;
   /** How the Envoys Envoy Gateway runs reach this server's xDS (default 127.0.0.1:<xds port>). */
   xdsAdvertise?: { host: string; port?: number | undefined } | undefined;
-  /** Envoys elsewhere fetch the filter module from this server's HTTP listener, at this host. */
+  /** Envoys elsewhere fetch the filter module from this server's module listener, at this host. */
   moduleAdvertise?: { host: string; port?: number | undefined } | undefined;
   /** Mutual TLS for xDS and the hooks: clients must present a certificate signed by `files.ca`. */
   tls?: {
@@ -62,12 +69,12 @@ export class InfergateServer {
   private readonly xds: XdsServer;
   private publisher?: Publisher;
   private loop?: LoadLoop;
-  private http?: HttpServer;
+  private readonly http: HttpServer[] = [];
   private hooks?: GatewayHooks;
   private envoyProcess?: EnvoyProcess;
   private config?: RoutingConfig;
   private rejection: readonly string[] = [];
-  private ports = { xds: 0, http: 0, hooks: 0 };
+  private ports = { xds: 0, http: 0, debug: 0, module: 0, hooks: 0 };
   /** Streams that had names ignored, by reason: each is logged once (the metric counts them all). */
   private readonly ignoredLogged = new Set<string>();
 
@@ -94,6 +101,8 @@ export class InfergateServer {
   get envoy(): EnvoyProcess | undefined { return this.envoyProcess; }
   get xdsPort(): number { return this.ports.xds; }
   get metricsPort(): number { return this.ports.http; }
+  get debugPort(): number { return this.ports.debug; }
+  get modulePort(): number { return this.ports.module; }
   get hooksPort(): number { return this.ports.hooks; }
   /** The Prometheus exposition of this server's metrics. */
   metricsText(): Promise<string> { return this.metrics.registry.metrics(); }
@@ -101,11 +110,14 @@ export class InfergateServer {
   async start(): Promise<void> {
     const address = this.opts.listenAddress ?? "127.0.0.1";
     const kubernetes = "kubernetes" in this.opts.source;
-    if (this.opts.metricsPort !== undefined) {
-      this.http = new HttpServer({ metrics: this.metrics, snapshot: () => this.snapshot, wasmPath: this.wasmPath });
-      this.ports.http = await this.http.listen(address, this.opts.metricsPort);
+    if (this.opts.metricsPort !== undefined) this.ports.http = await this.listenHttp({ serveMetrics: true }, address, this.opts.metricsPort);
+    // The snapshot names every pool, endpoint and model: loopback only (kubectl port-forward reaches it).
+    if (this.opts.debugPort !== undefined) this.ports.debug = await this.listenHttp({ snapshot: () => this.snapshot }, "127.0.0.1", this.opts.debugPort);
+    let module: { host: string; port: number } | undefined;
+    if (this.opts.moduleAdvertise) {
+      this.ports.module = await this.listenHttp({ wasmPath: this.wasmPath }, address, this.opts.modulePort ?? 0);
+      module = { host: this.opts.moduleAdvertise.host, port: this.opts.moduleAdvertise.port ?? this.ports.module };
     }
-    const module = this.opts.moduleAdvertise;
     const tls = this.opts.tls;
     const credentials = tls && await mtlsServerCredentials(tls.files);
     const publisher = this.publisher = new Publisher(this.xds, {
@@ -114,7 +126,7 @@ export class InfergateServer {
       log: this.log,
       // Envoys elsewhere download the module from the HTTP listener, checked by its sha256.
       wasmRemote: module && {
-        uri: `http://${module.host}:${module.port ?? this.ports.http}${MODULE_PATH}`, cluster: MODULE_CLUSTER,
+        uri: `http://${module.host}:${module.port}${MODULE_PATH}`, cluster: MODULE_CLUSTER,
         sha256: createHash("sha256").update(readFileSync(this.wasmPath)).digest("hex"),
       },
     });
@@ -141,7 +153,7 @@ export class InfergateServer {
       const advertise = this.opts.xdsAdvertise;
       this.hooks = new GatewayHooks({
         xdsHost: advertise?.host ?? "127.0.0.1", xdsPort: advertise?.port ?? this.ports.xds, config: () => this.currentConfig(), log: this.log,
-        moduleCluster: module && { name: MODULE_CLUSTER, host: module.host, port: module.port ?? this.ports.http },
+        moduleCluster: module && { name: MODULE_CLUSTER, host: module.host, port: module.port },
         xdsTls: tls && { serverCa: readPem(tls.serverCa ?? tls.files.ca, "TLS server CA"), certFile: join(tls.envoyCertDir, "tls.crt"), keyFile: join(tls.envoyCertDir, "tls.key") },
         onPolicyFilter: (name, wasm) => publisher.setPolicyFilter(name, wasm),
       });
@@ -164,12 +176,18 @@ export class InfergateServer {
     this.loop?.stop();
     this.publisher?.stop();
     await this.xds.close();
-    await this.http?.close();
+    await Promise.all(this.http.map((h) => h.close()));
   }
 
   async stop(): Promise<void> {
     await this.envoyProcess?.stop();
     await this.stopControlPlane();
+  }
+
+  private async listenHttp(serves: Omit<HttpServerOptions, "metrics">, address: string, port: number): Promise<number> {
+    const server = new HttpServer({ metrics: this.metrics, ...serves });
+    this.http.push(server);
+    return server.listen(address, port);
   }
 
   private onIgnoredNames(type: string, node: string, reason: IgnoredReason, names: string[]): void {
