@@ -40,6 +40,12 @@ describe("Kubernetes source against a real kube-apiserver", () => {
     assert.equal(crds.filter((c) => c.spec.group === GROUP).length, 2);
   });
 
+  it("accepts infergate's install manifests (RBAC, Deployment, Service, NetworkPolicy)", async () => {
+    const docs = parseAllDocuments(readFileSync(join(repo, "manifests/kubernetes/infergate.yaml"), "utf8")).map((d) => d.toJS());
+    for (const doc of docs) await api!.create(doc);
+    assert.deepEqual(docs.map((d) => d.kind).sort(), ["ClusterRole", "ClusterRoleBinding", "Deployment", "Namespace", "NetworkPolicy", "Service", "ServiceAccount"]);
+  });
+
   it("reads the seed's resources and Pods created through the API, and follows changes", async () => {
     const custom = kc.makeApiClient(CustomObjectsApi);
     const core = kc.makeApiClient(CoreV1Api);

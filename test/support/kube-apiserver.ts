@@ -37,6 +37,9 @@ export interface KubeApiServer {
   raw(method: string, path: string, body?: unknown, contentType?: string): Promise<{ status: number; text: string }>;
   /** Creates CustomResourceDefinitions and waits until every one of them is Established. */
   installCrds(crds: Array<Record<string, any>>, timeoutMs?: number): Promise<void>;
+  /** Creates an object as `kubectl create` would (the kinds of infergate's manifests, and custom
+   * resources by their plural); throws with the API server's answer if it is refused. */
+  create(obj: Record<string, any>): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -75,6 +78,19 @@ async function kill(child: ChildProcess | undefined): Promise<void> {
   const timer = setTimeout(() => { try { process.kill(-child.pid!, "SIGKILL"); } catch { /* gone */ } }, 3000);
   await exited;
   clearTimeout(timer);
+}
+
+/** Kinds whose REST resource is not their lower-cased plural, and the cluster-scoped ones. */
+const CLUSTER_SCOPED = new Set(["Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"]);
+const PLURALS: Record<string, string> = { NetworkPolicy: "networkpolicies" };
+
+/** The collection an object is created in: /api/v1/... for the core group, /apis/<group>/<version>/... otherwise. */
+function collectionPath(obj: Record<string, any>): string {
+  const apiVersion = String(obj.apiVersion);
+  const prefix = apiVersion.includes("/") ? `/apis/${apiVersion}` : `/api/${apiVersion}`;
+  const plural = PLURALS[obj.kind] ?? `${String(obj.kind).toLowerCase()}s`;
+  if (CLUSTER_SCOPED.has(obj.kind)) return `${prefix}/${plural}`;
+  return `${prefix}/namespaces/${obj.metadata?.namespace ?? "default"}/${plural}`;
 }
 
 export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promise<KubeApiServer> {
@@ -139,7 +155,12 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
         return list.items.filter((c) => names.has(c.metadata!.name!) && c.status?.conditions?.some((x) => x.type === "Established" && x.status === "True")).length === names.size;
       }, timeoutMs, 200);
     };
-    return { url, token, kc, kubeconfigPath, logs, raw, installCrds, stop };
+    const create = async (obj: Record<string, any>): Promise<void> => {
+      const path = collectionPath(obj);
+      const { status, text } = await raw("POST", path, obj);
+      if (status !== 201) throw new Error(`creating ${obj.kind} ${obj.metadata?.namespace ?? ""}/${obj.metadata?.name}: HTTP ${status}: ${text}`);
+    };
+    return { url, token, kc, kubeconfigPath, logs, raw, installCrds, create, stop };
   } catch (err) {
     const tail = logs.join("").slice(-3000);
     await stop();
