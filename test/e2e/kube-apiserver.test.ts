@@ -1,7 +1,8 @@
 // The Kubernetes source against a real kube-apiserver and etcd (built from their Go modules by
 // scripts/build-kube-apiserver.sh): our CRDs install, the seed's InferencePool and InferenceModel
 // are created as written, Pods get IPs through the status subresource, informers follow changes,
-// and the InferencePool status written by infergate reads back from the API server.
+// the InferencePool status written by infergate reads back from the API server, and an attach-to
+// naming another namespace's Gateway waits for that namespace's ReferenceGrant.
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -10,7 +11,7 @@ import { CoreV1Api, CustomObjectsApi, type KubeConfig, PatchStrategy, setHeaderO
 import { parseAllDocuments } from "yaml";
 import type { RoutingConfig } from "../../extension-server/src/config/routing-config.ts";
 import { KubeSource } from "../../extension-server/src/config/kube-source.ts";
-import { startKubeApiServer, type KubeApiServer } from "../support/kube-apiserver.ts";
+import { gatewayApiCrd, startKubeApiServer, type KubeApiServer } from "../support/kube-apiserver.ts";
 import { waitFor } from "../support/stack.ts";
 
 const repo = new URL("../..", import.meta.url).pathname;
@@ -38,6 +39,8 @@ describe("Kubernetes source against a real kube-apiserver", () => {
     const crds = parseAllDocuments(readFileSync(join(repo, "manifests/kubernetes/crds.yaml"), "utf8")).map((d) => d.toJS());
     await api!.installCrds(crds);
     assert.equal(crds.filter((c) => c.spec.group === GROUP).length, 2);
+    // Gateway API's ReferenceGrant, as installed with Envoy Gateway.
+    await api!.installCrds([gatewayApiCrd("referencegrants")]);
   });
 
   it("accepts infergate's install manifests (RBAC, Deployment, Service, NetworkPolicy)", async () => {
@@ -84,5 +87,34 @@ describe("Kubernetes source against a real kube-apiserver", () => {
       const pool = await custom.getNamespacedCustomObject({ group: GROUP, version: "v1alpha1", namespace: "default", plural: "inferencepools", name: "reasoning-pool" });
       throw new Error(`${String(err)}\n${JSON.stringify(pool)}\n${logs.filter((l) => l.startsWith("[infergate]")).join("")}`);
     });
+  });
+
+  it("attaches to another namespace's Gateway only once that namespace grants it, reporting the refusal in the pool's status", async () => {
+    const custom = kc.makeApiClient(CustomObjectsApi);
+    const core = kc.makeApiClient(CoreV1Api);
+    for (const name of ["team-a", "prod"]) await core.createNamespace({ body: { metadata: { name } } });
+    await custom.createNamespacedCustomObject({ group: GROUP, version: "v1alpha1", namespace: "team-a", plural: "inferencepools", body: {
+      apiVersion: `${GROUP}/v1alpha1`, kind: "InferencePool",
+      metadata: { name: "llm", annotations: { "inference.networking.x-k8s.io/attach-to": "name: shared-gw\nnamespace: prod\n" } },
+      spec: { targetPortNumber: 8000, selector: { app: "llm" } },
+    } });
+    const pool = () => configs.at(-1)!.pools.find((p) => p.id === "team-a/llm");
+    const status = async () => ((await custom.getNamespacedCustomObject({ group: GROUP, version: "v1alpha1", namespace: "team-a", plural: "inferencepools", name: "llm" })) as any).status;
+    await waitFor(async () => pool()?.refusedAttachTo !== undefined, 10_000);
+    assert.equal(pool()!.attachTo, undefined);
+    await waitFor(async () => (await status())?.parent?.[0]?.conditions?.[0]?.reason === "RefNotPermitted", 10_000, 200);
+    const refused = (await status()).parent[0];
+    assert.deepEqual(refused.parentRef, { group: "gateway.networking.k8s.io", kind: "Gateway", name: "shared-gw", namespace: "prod" });
+    assert.equal(refused.conditions[0].type, "Accepted");
+    assert.equal(refused.conditions[0].status, "False");
+    assert.match(refused.conditions[0].message, /no ReferenceGrant in namespace prod lets InferencePool .* from namespace team-a refer to it/);
+
+    await custom.createNamespacedCustomObject({ group: "gateway.networking.k8s.io", version: "v1beta1", namespace: "prod", plural: "referencegrants", body: {
+      apiVersion: "gateway.networking.k8s.io/v1beta1", kind: "ReferenceGrant", metadata: { name: "team-a-pools" },
+      spec: { from: [{ group: GROUP, kind: "InferencePool", namespace: "team-a" }], to: [{ group: "gateway.networking.k8s.io", kind: "Gateway", name: "shared-gw" }] },
+    } });
+    await waitFor(async () => pool()?.attachTo !== undefined, 10_000);
+    assert.deepEqual(pool()!.attachTo, { name: "shared-gw", namespace: "prod" });
+    await waitFor(async () => (await status())?.parent?.[0]?.conditions?.[0]?.status === "True", 10_000, 200);
   });
 });

@@ -4,12 +4,13 @@
 // set themselves through the status subresource.
 import { spawn, execFileSync, type ChildProcess } from "node:child_process";
 import { generateKeyPairSync } from "node:crypto";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ApiextensionsV1Api, CoreV1Api, KubeConfig } from "@kubernetes/client-node";
 import { Agent, request } from "undici";
+import { parseAllDocuments } from "yaml";
 import { waitFor } from "./stack.ts";
 
 const repo = new URL("../..", import.meta.url).pathname;
@@ -49,6 +50,14 @@ export function kubeBinaries(): { apiserver: string; etcd: string } {
   if (process.env.KUBE_APISERVER_BIN && process.env.ETCD_BIN) return { apiserver: process.env.KUBE_APISERVER_BIN, etcd: process.env.ETCD_BIN };
   const [apiserver, etcd] = execFileSync("bash", [join(repo, "scripts/build-kube-apiserver.sh")], { encoding: "utf8" }).trim().split("\n");
   return { apiserver: apiserver!, etcd: etcd! };
+}
+
+/** The Gateway API's standard CRD of `plural` (e.g. referencegrants): GATEWAY_API_CRDS (set by
+ * scripts/test-e2e.sh), else found or fetched by scripts/gateway-api-crds.sh. */
+export function gatewayApiCrd(plural: string): Record<string, any> {
+  const dir = process.env.GATEWAY_API_CRDS ?? execFileSync("bash", [join(repo, "scripts/gateway-api-crds.sh")], { encoding: "utf8" }).trim();
+  const docs = parseAllDocuments(readFileSync(join(dir, `gateway.networking.k8s.io_${plural}.yaml`), "utf8")).map((d) => d.toJS());
+  return docs.find((d) => d?.kind === "CustomResourceDefinition")!;
 }
 
 /** A TCP port free on 127.0.0.1 at the time of asking. */

@@ -116,6 +116,35 @@ describe("Envoy Gateway extension hooks", () => {
     assert.deepEqual(httpFilterNames(out), ["infergate", "envoy.filters.http.router"], "the filter still sets the header afterwards");
   });
 
+  it("attaches to a Gateway in another namespace only with that namespace's ReferenceGrant", async () => {
+    const pool = `apiVersion: inference.networking.x-k8s.io/v1alpha1
+kind: InferencePool
+metadata: {name: llm, namespace: team-a, annotations: {inference.networking.x-k8s.io/attach-to: "{name: shared-gw, namespace: prod}"}}
+spec: {selector: {app: llm}, targetPortNumber: 8000}
+`;
+    const grant = `---
+apiVersion: gateway.networking.k8s.io/v1beta1
+kind: ReferenceGrant
+metadata: {name: team-a-pools, namespace: prod}
+spec: {from: [{group: inference.networking.x-k8s.io, kind: InferencePool, namespace: team-a}], to: [{group: gateway.networking.k8s.io, kind: Gateway, name: shared-gw}]}
+`;
+    for (const [yaml, attached] of [[pool, false], [pool + grant, true]] as const) {
+      const config = parseRoutingConfig(yaml, "team-a.yaml");
+      const h = new GatewayHooks({ xdsHost: "x", xdsPort: 1, config: () => config, log: () => undefined });
+      const port = await h.listen("127.0.0.1", 0);
+      const c = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+      try {
+        const request = new WireMessage([{ field: 1, wireType: 2, bytes: listenerBytes("prod/shared-gw/http", 80, hcmBytes()) }]);
+        const out: WireMessage = await new Promise((resolve, reject) => c.makeUnaryRequest(`/${SERVICE}/PostHTTPListenerModify`, (m: WireMessage) => Buffer.from(m.encode()),
+          (b: Buffer) => WireMessage.decode(new Uint8Array(b)), request, (err, res) => (err ? reject(err) : resolve(res!))));
+        assert.deepEqual(httpFilterNames(out.first(1)!.bytes), attached ? ["infergate", "envoy.filters.http.router"] : ["envoy.filters.http.router"], attached ? "granted" : "not granted");
+      } finally {
+        c.close();
+        h.close();
+      }
+    }
+  });
+
   it("feeds a Wasm filter an EnvoyExtensionPolicy attached (root_id infergate) over ECDS, keeping its name and flags", async () => {
     const wasm = Wasm.encode(Wasm.fromObject({ config: { name: "infergate", root_id: "infergate", vm_config: { runtime: "envoy.wasm.runtime.v8", code: { remote: { http_uri: { uri: "https://eg:18002/x", cluster: "wasm_cluster", timeout: { seconds: 10 } }, sha256: "ab" } } } } })).finish();
     const eep = { name: "envoy.filters.http.wasm/default/infergate-policy/0", disabled: true, typed_config: { type_url: typeUrl("envoy.extensions.filters.http.wasm.v3.Wasm"), value: wasm } };

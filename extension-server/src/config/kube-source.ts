@@ -1,5 +1,6 @@
 // Kubernetes source of truth: informers (list + watch) on InferencePool (x-k8s v1alpha1 and
-// v1alpha2, k8s.io v1), InferenceModel (x-k8s v1alpha1, v1alpha2) and Pods. Any change rebuilds
+// v1alpha2, k8s.io v1), InferenceModel (x-k8s v1alpha1, v1alpha2), ReferenceGrant (Gateway API
+// v1, v1beta1: consent to a cross-namespace attach-to) and Pods. Any change rebuilds
 // the routing configuration through the same validation as the YAML file: an invalid object is
 // left out on its own and everything else is served. Each InferencePool gets status conditions
 // (Accepted, ResolvedRefs) as the Inference Extension defines them, with the Pods it skipped;
@@ -9,7 +10,7 @@ import {
   type Informer, type KubernetesObject, type ObjectCache,
 } from "@kubernetes/client-node";
 import { poolId, routingConfigFromObjects, type RoutingConfig, type SkipReason } from "./routing-config.ts";
-import { GROUP_K8S, GROUP_X_K8S } from "./resources.ts";
+import { GROUP_GATEWAY, GROUP_K8S, GROUP_X_K8S } from "./resources.ts";
 import type { ConfigSource, SourceEvents } from "./source.ts";
 
 interface Resource { group: string; version: string; plural: string; kind: string; rank: number }
@@ -21,6 +22,8 @@ const WATCHED: Resource[] = [
   { group: GROUP_X_K8S, version: "v1alpha1", plural: "inferencepools", kind: "InferencePool", rank: 1 },
   { group: GROUP_X_K8S, version: "v1alpha2", plural: "inferencemodels", kind: "InferenceModel", rank: 2 },
   { group: GROUP_X_K8S, version: "v1alpha1", plural: "inferencemodels", kind: "InferenceModel", rank: 1 },
+  { group: GROUP_GATEWAY, version: "v1", plural: "referencegrants", kind: "ReferenceGrant", rank: 2 },
+  { group: GROUP_GATEWAY, version: "v1beta1", plural: "referencegrants", kind: "ReferenceGrant", rank: 1 },
 ];
 
 const CONTROLLER_NAME = "infergate.io/extension-server";
@@ -128,10 +131,11 @@ export class KubeSource implements ConfigSource {
       const namespace = obj.metadata?.namespace ?? "default";
       const name = obj.metadata?.name ?? "";
       const key = `${obj.kind}/${namespace}/${name}`;
-      const own = config.problems.filter((p) => p.object?.kind === obj.kind && p.object?.namespace === namespace && p.object?.name === name).map((p) => p.text);
+      const ownProblems = config.problems.filter((p) => p.object?.kind === obj.kind && p.object?.namespace === namespace && p.object?.name === name);
+      const own = ownProblems.map((p) => p.text);
       const previous = this.lastConditions.get(key) ?? [];
       const status = obj.kind === "InferencePool"
-        ? inferencePoolStatus(obj, version, own, config, previous)
+        ? inferencePoolStatus(obj, version, own, config, previous, ownProblems.find((p) => p.reason)?.reason)
         : inferenceModelStatus(obj, own, config, previous);
       const text = JSON.stringify(status);
       if (this.lastStatus.get(key) === text) continue;
@@ -178,23 +182,24 @@ const SKIP_WORDS: Record<SkipReason, string> = { "no-ip": "without an IP", "inva
 /**
  * The Inference Extension's InferencePool status: per parent Gateway, Accepted (the pool is valid
  * and this gateway routes to it) and ResolvedRefs (its references resolve; infergate needs no
- * endpoint picker Service, so they always do). The parent is the seed's `attach-to` Gateway.
+ * endpoint picker Service, so they always do). The parent is the seed's `attach-to` Gateway, also
+ * when it refused the pool (another namespace without a ReferenceGrant: reason RefNotPermitted).
  * v1 writes `status.parents`; the x-k8s versions write `status.parent`. Selected Pods that are not
  * endpoints are counted in Accepted's message.
  */
-function inferencePoolStatus(pool: KubernetesObject, version: string, own: string[], config: RoutingConfig, previous: Condition[]): Record<string, unknown> {
+function inferencePoolStatus(pool: KubernetesObject, version: string, own: string[], config: RoutingConfig, previous: Condition[], reason?: string): Record<string, unknown> {
   const namespace = pool.metadata?.namespace ?? "default";
   const known = config.pools.find((p) => p.id === poolId(namespace, pool.metadata?.name ?? ""));
   const condition = conditionFor(pool, previous);
   const accepted = own.length === 0 && known !== undefined;
   const skipped = Object.entries(known?.skipped ?? {}).map(([reason, n]) => `${n} ${SKIP_WORDS[reason as SkipReason]}`);
   const conditions = [
-    condition("Accepted", accepted, accepted ? "Accepted" : "Invalid", accepted
+    condition("Accepted", accepted, accepted ? "Accepted" : reason ?? "Invalid", accepted
       ? `Routed by infergate (${known!.endpoints.length} endpoints${skipped.length ? `; Pods skipped: ${skipped.join(", ")}` : ""})`
       : own.join("; ") || "not part of the current configuration"),
     condition("ResolvedRefs", true, "ResolvedRefs", "infergate picks endpoints itself; no endpoint picker reference is needed"),
   ];
-  const parent = known?.attachTo;
+  const parent = known?.attachTo ?? known?.refusedAttachTo;
   const parentRef = { group: "gateway.networking.k8s.io", kind: "Gateway", name: parent?.name ?? "", namespace: parent?.namespace ?? namespace };
   const entry = { parentRef, controllerName: CONTROLLER_NAME, conditions };
   return version === "v1" ? { parents: [entry] } : { parent: [entry] };
