@@ -36,6 +36,8 @@ const USAGE = `usage: infergate standalone --config FILE [options]
   --hooks-plaintext      keep the hooks in plaintext with TLS on (Envoy Gateway's standalone mode
                          cannot use TLS to its extension)
   --insecure             kubernetes mode without TLS: xDS and the hooks answer anyone who reaches them
+  --watch-namespaces A,B kubernetes mode: watch only these namespaces (a namespaced install, with
+                         Roles there; manifests/kubernetes/infergate-namespaced.yaml); default: all
   --envoy-log-level L    Envoy's log level (default warn)
 `;
 
@@ -59,6 +61,7 @@ async function main(): Promise<void> {
       "envoy-cert-dir": { type: "string", default: "/certs" },
       "hooks-plaintext": { type: "boolean", default: false },
       insecure: { type: "boolean", default: false },
+      "watch-namespaces": { type: "string" },
       wasm: { type: "string" },
       "no-envoy": { type: "boolean", default: false },
       "hooks-port": { type: "string" },
@@ -89,7 +92,7 @@ async function main(): Promise<void> {
     kubernetes.loadFromDefault(); // in-cluster service account, or KUBECONFIG
   }
   const server = new InfergateServer({
-    source: kubernetes ? { kubernetes } : { file: values.config! },
+    source: kubernetes ? { kubernetes, namespaces: values["watch-namespaces"]?.split(",").map((n) => n.trim()).filter((n) => n !== "") } : { file: values.config! },
     wasmPath: values.wasm,
     listenAddress: values.listen,
     xdsPort: Number(values["xds-port"]),

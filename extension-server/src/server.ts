@@ -27,8 +27,9 @@ const DEFAULT_WASM_PATH = join(dirname(fileURLToPath(import.meta.url)), "..", ".
 const MODULE_CLUSTER = "infergate_module";
 
 export interface InfergateServerOptions {
-  /** Where the configuration comes from: a YAML file (standalone), or the cluster's resources. */
-  source: { file: string } | { kubernetes: KubeConfig };
+  /** Where the configuration comes from: a YAML file (standalone), or the cluster's resources (in
+   * every namespace, or only in `namespaces`). */
+  source: { file: string } | { kubernetes: KubeConfig; namespaces?: readonly string[] | undefined };
   wasmPath?: string | undefined;
   listenAddress?: string | undefined;
   xdsPort?: number | undefined; // 0 = ephemeral
@@ -81,7 +82,7 @@ export class InfergateServer {
   constructor(private readonly opts: InfergateServerOptions) {
     this.log = opts.log ?? ((m: string) => console.error(m));
     this.wasmPath = resolve(opts.wasmPath ?? DEFAULT_WASM_PATH);
-    this.source = "file" in opts.source ? new FileSource(opts.source.file) : new KubeSource(opts.source.kubernetes);
+    this.source = "file" in opts.source ? new FileSource(opts.source.file) : new KubeSource(opts.source.kubernetes, { namespaces: opts.source.namespaces });
     this.xds = new XdsServer({
       onAck: (type, version, node, error) => {
         const kind = type === TYPE_EXTENSION_CONFIG ? "ecds" : "eds";

@@ -2,7 +2,10 @@
 // scripts/build-kube-apiserver.sh): our CRDs install, the seed's InferencePool and InferenceModel
 // are created as written, Pods get IPs through the status subresource, informers follow changes,
 // the InferencePool status written by infergate reads back from the API server, and an attach-to
-// naming another namespace's Gateway waits for that namespace's ReferenceGrant.
+// naming another namespace's Gateway waits for that namespace's ReferenceGrant. The source runs as
+// infergate's ServiceAccount, so the manifests' RBAC is what authorizes it: the cluster-wide
+// install's ClusterRole, then the namespaced install's Roles with --watch-namespaces. Another
+// controller's entry in a pool's status survives infergate's writes.
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -11,7 +14,7 @@ import { CoreV1Api, CustomObjectsApi, type KubeConfig, PatchStrategy, setHeaderO
 import { parseAllDocuments } from "yaml";
 import type { RoutingConfig } from "../../extension-server/src/config/routing-config.ts";
 import { KubeSource } from "../../extension-server/src/config/kube-source.ts";
-import { gatewayApiCrd, startKubeApiServer, type KubeApiServer } from "../support/kube-apiserver.ts";
+import { gatewayApiCrd, inferenceExtensionCrd, startKubeApiServer, type KubeApiServer } from "../support/kube-apiserver.ts";
 import { waitFor } from "../support/stack.ts";
 
 const repo = new URL("../..", import.meta.url).pathname;
@@ -21,6 +24,8 @@ describe("Kubernetes source against a real kube-apiserver", () => {
   const logs: string[] = [];
   let api: KubeApiServer | undefined;
   let kc: KubeConfig;
+  /** infergate's ServiceAccount (its RBAC only). */
+  let infergateKc: KubeConfig;
   let source: KubeSource | undefined;
   const configs: RoutingConfig[] = [];
 
@@ -39,14 +44,15 @@ describe("Kubernetes source against a real kube-apiserver", () => {
     const crds = parseAllDocuments(readFileSync(join(repo, "manifests/kubernetes/crds.yaml"), "utf8")).map((d) => d.toJS());
     await api!.installCrds(crds);
     assert.equal(crds.filter((c) => c.spec.group === GROUP).length, 2);
-    // Gateway API's ReferenceGrant, as installed with Envoy Gateway.
-    await api!.installCrds([gatewayApiCrd("referencegrants")]);
+    // Gateway API's ReferenceGrant, as installed with Envoy Gateway, and the Inference Extension's v1 InferencePool.
+    await api!.installCrds([gatewayApiCrd("referencegrants"), inferenceExtensionCrd("inference.networking.k8s.io_inferencepools")]);
   });
 
   it("accepts infergate's install manifests (RBAC, Deployment, Service, NetworkPolicy)", async () => {
     const docs = parseAllDocuments(readFileSync(join(repo, "manifests/kubernetes/infergate.yaml"), "utf8")).map((d) => d.toJS());
     for (const doc of docs) await api!.create(doc);
     assert.deepEqual(docs.map((d) => d.kind).sort(), ["ClusterRole", "ClusterRoleBinding", "Deployment", "Namespace", "NetworkPolicy", "Service", "ServiceAccount"]);
+    infergateKc = await api!.serviceAccountConfig("infergate-system", "infergate");
   });
 
   it("reads the seed's resources and Pods created through the API, and follows changes", async () => {
@@ -62,7 +68,7 @@ describe("Kubernetes source against a real kube-apiserver", () => {
       await core.patchNamespacedPodStatus({ name, namespace: "default", body: { status: { phase: "Running", podIP: ip, podIPs: [{ ip }], conditions: [{ type: "Ready", status: "True" }] } } },
         setHeaderOptions("Content-Type", PatchStrategy.MergePatch));
     }
-    source = new KubeSource(kc);
+    source = new KubeSource(infergateKc);
     await source.start({ onConfig: (c) => configs.push(c), onRejected: () => undefined, log: (m) => logs.push(`[infergate] ${m}\n`) });
     await waitFor(async () => configs.at(-1)?.pools[0]?.endpoints.length === 2, 10_000);
     const config = configs.at(-1)!;
@@ -116,5 +122,81 @@ describe("Kubernetes source against a real kube-apiserver", () => {
     await waitFor(async () => pool()?.attachTo !== undefined, 10_000);
     assert.deepEqual(pool()!.attachTo, { name: "shared-gw", namespace: "prod" });
     await waitFor(async () => (await status())?.parent?.[0]?.conditions?.[0]?.status === "True", 10_000, 200);
+  });
+
+  it("keeps another controller's entry in a pool's status, and reports only on pools whose attach-to names a Gateway", async () => {
+    const custom = kc.makeApiClient(CustomObjectsApi);
+    const V1 = { group: "inference.networking.k8s.io", version: "v1", namespace: "default", plural: "inferencepools", name: "shared" };
+    await custom.createNamespacedCustomObject({ ...V1, body: {
+      apiVersion: "inference.networking.k8s.io/v1", kind: "InferencePool", metadata: { name: "shared" },
+      spec: { selector: { matchLabels: { app: "shared" } }, targetPorts: [{ number: 8000 }], endpointPickerRef: { name: "their-epp", port: { number: 9002 } } },
+    } });
+    // Another Gateway implementation reports on this pool for its own Gateway.
+    const theirs = { parentRef: { group: "gateway.networking.k8s.io", kind: "Gateway", name: "istio-gw", namespace: "default" }, controllerName: "istio.io/gateway-controller",
+      conditions: [{ type: "Accepted", status: "True", reason: "Accepted", message: "theirs", lastTransitionTime: "2026-01-01T00:00:00Z", observedGeneration: 1 }] };
+    await custom.patchNamespacedCustomObjectStatus({ ...V1, body: { status: { parents: [theirs] } } }, setHeaderOptions("Content-Type", PatchStrategy.MergePatch));
+    const parents = async (): Promise<any[]> => ((await custom.getNamespacedCustomObject(V1)) as any).status?.parents ?? [];
+    // No attach-to: not infergate's pool. It is served (it is valid), and its status is left alone.
+    await waitFor(async () => configs.at(-1)!.pools.some((p) => p.id === "default/shared"), 10_000);
+    await new Promise((r) => setTimeout(r, 1000));
+    assert.deepEqual(await parents(), [theirs]);
+
+    await custom.patchNamespacedCustomObject({ ...V1, body: { metadata: { annotations: { "inference.networking.x-k8s.io/attach-to": "name: inference-gateway\n" } } } },
+      setHeaderOptions("Content-Type", PatchStrategy.MergePatch));
+    await waitFor(async () => (await parents()).length === 2, 10_000, 200);
+    const [first, ours] = await parents();
+    assert.deepEqual(first, theirs, "the other controller's entry is untouched");
+    assert.equal(ours.controllerName, "infergate.io/extension-server");
+    assert.deepEqual(ours.parentRef, { group: "gateway.networking.k8s.io", kind: "Gateway", name: "inference-gateway", namespace: "default" });
+    assert.deepEqual(ours.conditions.map((c: any) => [c.type, c.status]), [["Accepted", "True"], ["ResolvedRefs", "True"]]);
+
+    // The annotation goes away: infergate removes its own entry, and only its own.
+    await custom.patchNamespacedCustomObject({ ...V1, body: { metadata: { annotations: { "inference.networking.x-k8s.io/attach-to": null } } } },
+      setHeaderOptions("Content-Type", PatchStrategy.MergePatch));
+    await waitFor(async () => (await parents()).length === 1, 10_000, 200);
+    assert.deepEqual(await parents(), [theirs]);
+  });
+
+  it("runs as the namespaced install: Roles in the watched namespaces are enough, and nothing else is seen", async () => {
+    await source!.stop();
+    source = undefined;
+    const core = kc.makeApiClient(CoreV1Api);
+    const custom = kc.makeApiClient(CustomObjectsApi);
+    await core.createNamespace({ body: { metadata: { name: "team-b" } } });
+    // Without the cluster-wide binding, only the namespaced install's Roles authorize infergate.
+    const rbac = await api!.raw("DELETE", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/infergate");
+    assert.equal(rbac.status, 200, rbac.text);
+    const docs = parseAllDocuments(readFileSync(join(repo, "manifests/kubernetes/infergate-namespaced.yaml"), "utf8")).map((d) => d.toJS());
+    for (const doc of docs) await api!.create(doc, { ifMissing: true });
+    const args: string[] = docs.find((d) => d.kind === "Deployment").spec.template.spec.containers[0].args;
+    const namespaces = args.find((a) => a.startsWith("--watch-namespaces="))!.split("=")[1]!.split(",");
+    assert.deepEqual(namespaces, ["team-a", "team-b"]);
+    await waitFor(async () => {
+      try { await infergateKc.makeApiClient(CustomObjectsApi).listClusterCustomObject({ group: GROUP, version: "v1alpha1", plural: "inferencepools" }); return false; } catch (err) { return (err as { code?: number }).code === 403; }
+    }, 10_000, 200);
+
+    await custom.createNamespacedCustomObject({ group: GROUP, version: "v1alpha1", namespace: "team-b", plural: "inferencepools", body: {
+      apiVersion: `${GROUP}/v1alpha1`, kind: "InferencePool",
+      metadata: { name: "pool-b", annotations: { "inference.networking.x-k8s.io/attach-to": "name: gw-b\n" } },
+      spec: { targetPortNumber: 8000, selector: { app: "b" } },
+    } });
+    const namespaced: RoutingConfig[] = [];
+    const logs: string[] = [];
+    const scoped = new KubeSource(infergateKc, { namespaces });
+    try {
+      await scoped.start({ onConfig: (c) => namespaced.push(c), onRejected: () => undefined, log: (m) => logs.push(m) });
+      assert.deepEqual(logs.filter((l) => /not watching/.test(l)), [], "every version is watched in both namespaces");
+      await waitFor(async () => namespaced.at(-1)?.pools.length === 2, 10_000);
+      assert.deepEqual(namespaced.at(-1)!.pools.map((p) => p.id).sort(), ["team-a/llm", "team-b/pool-b"], "only the watched namespaces");
+      // The ReferenceGrant in prod (not watched) cannot be read: team-a's cross-namespace attach-to is refused.
+      assert.equal(namespaced.at(-1)!.pools.find((p) => p.id === "team-a/llm")!.attachTo, undefined);
+      // Status writes are authorized by the Role.
+      await waitFor(async () => {
+        const pool = await custom.getNamespacedCustomObject({ group: GROUP, version: "v1alpha1", namespace: "team-b", plural: "inferencepools", name: "pool-b" }) as any;
+        return pool.status?.parent?.[0]?.conditions?.[0]?.status === "True";
+      }, 10_000, 200).catch((err) => { throw new Error(`${String(err)}\n${logs.join("\n")}`); });
+    } finally {
+      await scoped.stop();
+    }
   });
 });

@@ -39,8 +39,12 @@ export interface KubeApiServer {
   /** Creates CustomResourceDefinitions and waits until every one of them is Established. */
   installCrds(crds: Array<Record<string, any>>, timeoutMs?: number): Promise<void>;
   /** Creates an object as `kubectl create` would (the kinds of infergate's manifests, and custom
-   * resources by their plural); throws with the API server's answer if it is refused. */
-  create(obj: Record<string, any>): Promise<void>;
+   * resources by their plural); throws with the API server's answer if it is refused (an object
+   * that already exists is left as it is with `ifMissing`). */
+  create(obj: Record<string, any>, opts?: { ifMissing?: boolean }): Promise<void>;
+  /** A client configuration that authenticates as a ServiceAccount (a token from the TokenRequest
+   * API), so requests are authorized by that account's RBAC only. */
+  serviceAccountConfig(namespace: string, name: string): Promise<KubeConfig>;
   stop(): Promise<void>;
 }
 
@@ -57,6 +61,15 @@ export function kubeBinaries(): { apiserver: string; etcd: string } {
 export function gatewayApiCrd(plural: string): Record<string, any> {
   const dir = process.env.GATEWAY_API_CRDS ?? execFileSync("bash", [join(repo, "scripts/gateway-api-crds.sh")], { encoding: "utf8" }).trim();
   const docs = parseAllDocuments(readFileSync(join(dir, `gateway.networking.k8s.io_${plural}.yaml`), "utf8")).map((d) => d.toJS());
+  return docs.find((d) => d?.kind === "CustomResourceDefinition")!;
+}
+
+/** The Inference Extension's CRD (`inference.networking.k8s.io_inferencepools` for the v1
+ * InferencePool), from its v1.5.0 module: EPP_MODULE_DIR (set by scripts/test-e2e.sh), else the
+ * copy scripts/build-epp.sh leaves in .cache/. */
+export function inferenceExtensionCrd(name: string): Record<string, any> {
+  const dir = process.env.EPP_MODULE_DIR ?? join(repo, ".cache/go/mod/sigs.k8s.io/gateway-api-inference-extension@v1.5.0");
+  const docs = parseAllDocuments(readFileSync(join(dir, "config/crd/bases", `${name}.yaml`), "utf8")).map((d) => d.toJS());
   return docs.find((d) => d?.kind === "CustomResourceDefinition")!;
 }
 
@@ -164,12 +177,24 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
         return list.items.filter((c) => names.has(c.metadata!.name!) && c.status?.conditions?.some((x) => x.type === "Established" && x.status === "True")).length === names.size;
       }, timeoutMs, 200);
     };
-    const create = async (obj: Record<string, any>): Promise<void> => {
+    const create = async (obj: Record<string, any>, opts: { ifMissing?: boolean } = {}): Promise<void> => {
       const path = collectionPath(obj);
       const { status, text } = await raw("POST", path, obj);
+      if (status === 409 && opts.ifMissing) return;
       if (status !== 201) throw new Error(`creating ${obj.kind} ${obj.metadata?.namespace ?? ""}/${obj.metadata?.name}: HTTP ${status}: ${text}`);
     };
-    return { url, token, kc, kubeconfigPath, logs, raw, installCrds, create, stop };
+    const serviceAccountConfig = async (namespace: string, name: string): Promise<KubeConfig> => {
+      const { status, text } = await raw("POST", `/api/v1/namespaces/${namespace}/serviceaccounts/${name}/token`,
+        { apiVersion: "authentication.k8s.io/v1", kind: "TokenRequest", spec: { expirationSeconds: 3600 } });
+      if (status !== 201) throw new Error(`token for ServiceAccount ${namespace}/${name}: HTTP ${status}: ${text}`);
+      const sa = new KubeConfig();
+      sa.loadFromOptions({
+        clusters: [{ name: "real", server: url, skipTLSVerify: true }],
+        users: [{ name, token: JSON.parse(text).status.token }], contexts: [{ name: "real", cluster: "real", user: name }], currentContext: "real",
+      });
+      return sa;
+    };
+    return { url, token, kc, kubeconfigPath, logs, raw, installCrds, create, serviceAccountConfig, stop };
   } catch (err) {
     const tail = logs.join("").slice(-3000);
     await stop();

@@ -2,13 +2,17 @@
 // v1alpha2, k8s.io v1), InferenceModel (x-k8s v1alpha1, v1alpha2), ReferenceGrant (Gateway API
 // v1, v1beta1: consent to a cross-namespace attach-to) and Pods. Any change rebuilds
 // the routing configuration through the same validation as the YAML file: an invalid object is
-// left out on its own and everything else is served. Each InferencePool gets status conditions
-// (Accepted, ResolvedRefs) as the Inference Extension defines them, with the Pods it skipped;
-// each InferenceModel gets Accepted, naming the field when it is left out.
+// left out on its own and everything else is served. It watches every namespace, or only the
+// namespaces it is given (a namespaced install: Roles in those namespaces are enough).
+// An InferencePool whose attach-to names a Gateway gets status conditions (Accepted, ResolvedRefs)
+// as the Inference Extension defines them, with the Pods it skipped, in infergate's own parent
+// entry; other controllers' entries are kept (pool-status.ts). Each InferenceModel on such a pool
+// gets Accepted, naming the field when it is left out.
 import {
   CoreV1Api, CustomObjectsApi, KubeConfig, makeInformer, PatchStrategy, setHeaderOptions,
   type Informer, type KubernetesObject, type ObjectCache,
 } from "@kubernetes/client-node";
+import { claimedParent, CONTROLLER_NAME, mergeParents, type Condition, type ParentRef, type ParentStatus } from "./pool-status.ts";
 import { poolId, routingConfigFromObjects, type RoutingConfig, type SkipReason } from "./routing-config.ts";
 import { GROUP_GATEWAY, GROUP_K8S, GROUP_X_K8S } from "./resources.ts";
 import type { ConfigSource, SourceEvents } from "./source.ts";
@@ -26,9 +30,14 @@ const WATCHED: Resource[] = [
   { group: GROUP_GATEWAY, version: "v1beta1", plural: "referencegrants", kind: "ReferenceGrant", rank: 1 },
 ];
 
-const CONTROLLER_NAME = "infergate.io/extension-server";
-
 type Cache = Informer<KubernetesObject> & ObjectCache<KubernetesObject>;
+
+export interface KubeSourceOptions {
+  /** Watch only these namespaces (a namespaced install); empty or undefined: every namespace. */
+  namespaces?: readonly string[] | undefined;
+  /** How long changes coalesce before the configuration is rebuilt. */
+  debounceMs?: number | undefined;
+}
 
 export class KubeSource implements ConfigSource {
   private readonly custom: CustomObjectsApi;
@@ -39,31 +48,45 @@ export class KubeSource implements ConfigSource {
   private readonly lastStatus = new Map<string, string>();
   /** Conditions last written per pool, so lastTransitionTime only moves when a condition changes. */
   private readonly lastConditions = new Map<string, Condition[]>();
+  /** The parents infergate wrote per pool (to recognise its entries if controllerName was pruned). */
+  private readonly writtenParents = new Map<string, ParentRef[]>();
+  /** Pools whose Gateway another controller reports on, logged once each. */
+  private readonly yielded = new Set<string>();
   private lastInput = "";
   private events: SourceEvents = { onConfig: () => undefined, onRejected: () => undefined };
 
   readonly description = "the cluster's resources";
 
-  constructor(private readonly kc: KubeConfig, private readonly debounceMs = 20) {
+  private readonly debounceMs: number;
+  /** Watched namespaces; undefined: all. */
+  private readonly namespaces: readonly string[] | undefined;
+
+  constructor(private readonly kc: KubeConfig, opts: KubeSourceOptions = {}) {
     this.custom = kc.makeApiClient(CustomObjectsApi);
     this.core = kc.makeApiClient(CoreV1Api);
+    this.debounceMs = opts.debounceMs ?? 20;
+    this.namespaces = opts.namespaces && opts.namespaces.length > 0 ? opts.namespaces : undefined;
   }
 
   /** Starts an informer for every served version (a version the cluster does not serve is skipped),
    * and builds the first configuration once they have listed. */
   async start(events: SourceEvents): Promise<void> {
     this.events = events;
-    for (const r of WATCHED) {
-      const list = () => this.custom.listClusterCustomObject({ group: r.group, version: r.version, plural: r.plural });
-      try {
-        await list();
-      } catch (err) {
-        this.events.log?.(`not watching ${r.plural}.${r.group}/${r.version}: ${(err as { code?: number }).code ?? (err as Error).message}`);
-        continue;
+    for (const namespace of this.namespaces ?? [undefined]) {
+      const where = namespace ? ` in namespace ${namespace}` : "";
+      for (const r of WATCHED) {
+        const list = () => namespace
+          ? this.custom.listNamespacedCustomObject({ group: r.group, version: r.version, namespace, plural: r.plural })
+          : this.custom.listClusterCustomObject({ group: r.group, version: r.version, plural: r.plural });
+        const served = await servedVersion(list, (why) => this.events.log?.(`not watching ${r.plural}.${r.group}/${r.version}${where}: ${why}`));
+        if (!served) continue;
+        const path = namespace ? `/apis/${r.group}/${r.version}/namespaces/${namespace}/${r.plural}` : `/apis/${r.group}/${r.version}/${r.plural}`;
+        this.add(makeInformer(this.kc, path, list as never), r);
       }
-      this.add(makeInformer(this.kc, `/apis/${r.group}/${r.version}/${r.plural}`, list as never), r);
+      this.add(namespace
+        ? makeInformer(this.kc, `/api/v1/namespaces/${namespace}/pods`, () => this.core.listNamespacedPod({ namespace }) as never)
+        : makeInformer(this.kc, "/api/v1/pods", () => this.core.listPodForAllNamespaces() as never));
     }
-    this.add(makeInformer(this.kc, "/api/v1/pods", () => this.core.listPodForAllNamespaces() as never));
     await Promise.all(this.informers.map((i) => i.cache.start()));
     // The first configuration, even with no InferencePool yet: the server serves an empty
     // snapshot and the hooks leave Envoy Gateway's resources alone until pools appear.
@@ -124,28 +147,99 @@ export class KubeSource implements ConfigSource {
     void this.reportStatus(objects, config).catch((err) => this.events.log?.(`status update failed: ${String(err)}`));
   }
 
-  /** Merge-patches the status of every InferencePool and InferenceModel whose status changed. */
+  /** Writes the status of every InferencePool whose attach-to names a Gateway, and of every
+   * InferenceModel on such a pool, when it changed. Other pools are not infergate's to report on. */
   private async reportStatus(objects: KubernetesObject[], config: RoutingConfig): Promise<void> {
+    const claimed = new Set(objects.filter((o) => o.kind === "InferencePool" && claimedParent(o)).map((o) => `${o.metadata?.namespace ?? "default"}/${o.metadata?.name}`));
     for (const obj of objects.filter((o) => o.kind === "InferencePool" || o.kind === "InferenceModel")) {
-      const [group, version] = (obj.apiVersion ?? "").split("/") as [string, string];
+      const version = (obj.apiVersion ?? "").split("/")[1]!;
       const namespace = obj.metadata?.namespace ?? "default";
       const name = obj.metadata?.name ?? "";
       const key = `${obj.kind}/${namespace}/${name}`;
       const ownProblems = config.problems.filter((p) => p.object?.kind === obj.kind && p.object?.namespace === namespace && p.object?.name === name);
       const own = ownProblems.map((p) => p.text);
       const previous = this.lastConditions.get(key) ?? [];
-      const status = obj.kind === "InferencePool"
-        ? inferencePoolStatus(obj, version, own, config, previous, ownProblems.find((p) => p.reason)?.reason)
-        : inferenceModelStatus(obj, own, config, previous);
+      if (obj.kind === "InferencePool") {
+        const parent = claimedParent(obj);
+        const conditions = parent && inferencePoolConditions(obj, own, config, previous, ownProblems.find((p) => p.reason)?.reason);
+        await this.writePoolStatus(obj, key, version === "v1" ? "parents" : "parent", parent && conditions && { parentRef: parent, controllerName: CONTROLLER_NAME, conditions });
+        continue;
+      }
+      const poolName = (obj as { spec?: { poolRef?: { name?: string } } }).spec?.poolRef?.name;
+      if (!claimed.has(`${namespace}/${poolName}`)) continue;
+      const status = inferenceModelStatus(obj, own, config, previous);
       const text = JSON.stringify(status);
       if (this.lastStatus.get(key) === text) continue;
-      this.lastConditions.set(key, conditionsOf(status));
+      this.lastConditions.set(key, status.conditions);
       await this.custom.patchNamespacedCustomObjectStatus(
-        { group, version, namespace, plural: obj.kind === "InferencePool" ? "inferencepools" : "inferencemodels", name, body: { status } },
+        { group: (obj.apiVersion ?? "").split("/")[0]!, version, namespace, plural: "inferencemodels", name, body: { status } },
         setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
       );
       this.lastStatus.set(key, text);
-      this.events.log?.(`${obj.kind} ${namespace}/${name} status: ${conditionsOf(status).map((c) => `${c.type}=${c.status}`).join(", ")}`);
+      this.events.log?.(`${obj.kind} ${namespace}/${name} status: ${status.conditions.map((c) => `${c.type}=${c.status}`).join(", ")}`);
+    }
+  }
+
+  /**
+   * Puts infergate's parent entry (`ours`; none when the pool is not infergate's) into the pool's
+   * status list `field`, keeping every other controller's entry (pool-status.ts). The list is
+   * written whole, so the write is conditional on the resourceVersion it was merged from: if
+   * another controller wrote in between, the pool is read again and merged again.
+   */
+  private async writePoolStatus(pool: KubernetesObject, key: string, field: "parents" | "parent", ours: ParentStatus | undefined): Promise<void> {
+    const text = JSON.stringify(ours ?? null);
+    if (this.lastStatus.get(key) === text) return;
+    const [group, version] = (pool.apiVersion ?? "").split("/") as [string, string];
+    const namespace = pool.metadata?.namespace ?? "default";
+    const name = pool.metadata?.name ?? "";
+    const target = { group, version, namespace, plural: "inferencepools", name };
+    let current = pool;
+    for (let attempt = 1; ; attempt++) {
+      const existing = (current as { status?: Record<string, unknown> }).status?.[field];
+      const merged = mergeParents(Array.isArray(existing) ? existing : [], ours, namespace, this.writtenParents.get(key));
+      if ((merged.claimedBy || merged.full) && !this.yielded.has(key)) {
+        this.yielded.add(key);
+        this.events.log?.(merged.claimedBy
+          ? `InferencePool ${namespace}/${name}: controller ${merged.claimedBy} reports on Gateway ${ours!.parentRef.namespace}/${ours!.parentRef.name}; infergate leaves that status to it`
+          : `InferencePool ${namespace}/${name}: other controllers' entries fill status.${field}; infergate's is not added`);
+      }
+      if (JSON.stringify(merged.parents) === JSON.stringify(Array.isArray(existing) ? existing : [])) break;
+      try {
+        await this.custom.patchNamespacedCustomObjectStatus(
+          { ...target, body: { metadata: { resourceVersion: current.metadata?.resourceVersion }, status: { [field]: merged.parents } } },
+          setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
+        );
+        const mine = merged.claimedBy || merged.full ? undefined : ours;
+        this.events.log?.(`InferencePool ${namespace}/${name} status: ${mine ? mine.conditions.map((c) => `${c.type}=${c.status}`).join(", ") : "infergate's entry removed"}`);
+        break;
+      } catch (err) {
+        if ((err as { code?: number }).code !== 409 || attempt >= 5) throw err;
+        current = await this.custom.getNamespacedCustomObject(target) as KubernetesObject;
+      }
+    }
+    this.lastStatus.set(key, text);
+    this.lastConditions.set(key, ours?.conditions ?? []);
+    this.writtenParents.set(key, ours ? [ours.parentRef] : []);
+  }
+}
+
+/**
+ * Whether a resource version can be watched: a first LIST answers. Not served (404) or not
+ * permitted (403) is final; anything else (an API server answering 429 while a new CRD's storage
+ * starts, a 5xx, a dropped connection) is retried for a few seconds before the version is skipped.
+ */
+async function servedVersion(list: () => Promise<unknown>, skip: (why: string) => void): Promise<boolean> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await list();
+      return true;
+    } catch (err) {
+      const code = (err as { code?: number }).code;
+      if (code === 404 || code === 403 || attempt >= 6) {
+        skip(String(code ?? (err as Error).message));
+        return false;
+      }
+      await new Promise((r) => setTimeout(r, 100 * 2 ** attempt));
     }
   }
 }
@@ -157,13 +251,6 @@ function routingRelevant(o: KubernetesObject): unknown {
   return [o.apiVersion, o.kind, name, namespace, labels, annotations, generation, deletionTimestamp, rest.spec, o.kind === "Pod" ? rest.status : undefined];
 }
 
-function conditionsOf(status: Record<string, unknown>): Condition[] {
-  if (Array.isArray(status.conditions)) return status.conditions as Condition[];
-  const parents = (status.parents ?? status.parent) as Array<{ conditions: Condition[] }>;
-  return parents[0]?.conditions ?? [];
-}
-
-interface Condition { type: string; status: "True" | "False"; reason: string; message: string; observedGeneration?: number; lastTransitionTime: string }
 
 /** A condition whose lastTransitionTime only moves when its status changes. */
 function conditionFor(obj: KubernetesObject, previous: Condition[]) {
@@ -180,34 +267,29 @@ function conditionFor(obj: KubernetesObject, previous: Condition[]) {
 const SKIP_WORDS: Record<SkipReason, string> = { "no-ip": "without an IP", "invalid-ip": "with an invalid IP", "not-ready": "not ready" };
 
 /**
- * The Inference Extension's InferencePool status: per parent Gateway, Accepted (the pool is valid
- * and this gateway routes to it) and ResolvedRefs (its references resolve; infergate needs no
- * endpoint picker Service, so they always do). The parent is the seed's `attach-to` Gateway, also
- * when it refused the pool (another namespace without a ReferenceGrant: reason RefNotPermitted).
- * v1 writes `status.parents`; the x-k8s versions write `status.parent`. Selected Pods that are not
- * endpoints are counted in Accepted's message.
+ * The conditions of infergate's entry in an InferencePool's status, for the Gateway its attach-to
+ * names (also when that Gateway refused it: another namespace without a ReferenceGrant, reason
+ * RefNotPermitted): Accepted (the pool is valid and this gateway routes to it) and ResolvedRefs
+ * (its references resolve; infergate needs no endpoint picker Service, so they always do).
+ * Selected Pods that are not endpoints are counted in Accepted's message.
  */
-function inferencePoolStatus(pool: KubernetesObject, version: string, own: string[], config: RoutingConfig, previous: Condition[], reason?: string): Record<string, unknown> {
+function inferencePoolConditions(pool: KubernetesObject, own: string[], config: RoutingConfig, previous: Condition[], reason?: string): Condition[] {
   const namespace = pool.metadata?.namespace ?? "default";
   const known = config.pools.find((p) => p.id === poolId(namespace, pool.metadata?.name ?? ""));
   const condition = conditionFor(pool, previous);
   const accepted = own.length === 0 && known !== undefined;
   const skipped = Object.entries(known?.skipped ?? {}).map(([reason, n]) => `${n} ${SKIP_WORDS[reason as SkipReason]}`);
-  const conditions = [
+  return [
     condition("Accepted", accepted, accepted ? "Accepted" : reason ?? "Invalid", accepted
       ? `Routed by infergate (${known!.endpoints.length} endpoints${skipped.length ? `; Pods skipped: ${skipped.join(", ")}` : ""})`
       : own.join("; ") || "not part of the current configuration"),
     condition("ResolvedRefs", true, "ResolvedRefs", "infergate picks endpoints itself; no endpoint picker reference is needed"),
   ];
-  const parent = known?.attachTo ?? known?.refusedAttachTo;
-  const parentRef = { group: "gateway.networking.k8s.io", kind: "Gateway", name: parent?.name ?? "", namespace: parent?.namespace ?? namespace };
-  const entry = { parentRef, controllerName: CONTROLLER_NAME, conditions };
-  return version === "v1" ? { parents: [entry] } : { parent: [entry] };
 }
 
 /** An InferenceModel's status: Accepted, with the Inference Extension's reasons (Accepted,
  * ModelNameInUse) and Invalid for a model infergate cannot serve, naming the field. */
-function inferenceModelStatus(model: KubernetesObject, own: string[], config: RoutingConfig, previous: Condition[]): Record<string, unknown> {
+function inferenceModelStatus(model: KubernetesObject, own: string[], config: RoutingConfig, previous: Condition[]): { conditions: Condition[] } {
   const namespace = model.metadata?.namespace ?? "default";
   const served = config.models.some((m) => m.namespace === namespace && m.resourceName === model.metadata?.name);
   const condition = conditionFor(model, previous);
