@@ -195,8 +195,9 @@ export class InfergateServer {
     const kind = type === TYPE_EXTENSION_CONFIG ? "ecds" : "eds";
     this.metrics.xdsNamesIgnored.inc({ type: kind, reason }, names.length);
     const key = `${node}/${kind}/${reason}`;
-    if (this.ignoredLogged.has(key)) return;
-    if (this.ignoredLogged.size < 1000) this.ignoredLogged.add(key);
+    // Once per Envoy; past 1,000 Envoys (or forged node ids), only the metric counts.
+    if (this.ignoredLogged.has(key) || this.ignoredLogged.size >= 1000) return;
+    this.ignoredLogged.add(key);
     const why = reason === "unknown" ? "that infergate does not serve" : "beyond the limit per request";
     this.log(`envoy ${node || "(no node id)"} asked for ${names.length} ${kind} names ${why}, e.g. ${names.slice(0, 3).join(", ")}; not answered (counted in infergate_xds_names_ignored_total, logged once per Envoy)`);
   }

@@ -11,6 +11,7 @@ import { protoRoot, typeUrl } from "../../extension-server/src/xds/protos.ts";
 import { readFileSync } from "node:fs";
 import { parseRoutingConfig } from "../../extension-server/src/config/routing-config.ts";
 import { Publisher } from "../../extension-server/src/publisher.ts";
+import { InfergateServer } from "../../extension-server/src/server.ts";
 import { TYPE_EXTENSION_CONFIG, TYPE_LOAD_ASSIGNMENT, XdsServer, type EncodedResource, type IgnoredReason } from "../../extension-server/src/xds/server.ts";
 
 const Request = protoRoot().lookupType("envoy.service.discovery.v3.DiscoveryRequest");
@@ -204,6 +205,31 @@ status: {podIP: 10.0.0.1}
       client.close();
       publisher.stop();
       await xds.close();
+    }
+  });
+});
+
+describe("the extension server's report of names it does not serve", () => {
+  it("counts every ignored name, and logs once per Envoy", async () => {
+    const logs: string[] = [];
+    const server = new InfergateServer({ source: { file: new URL("../../manifests/standalone/seed.yaml", import.meta.url).pathname }, xdsPort: 0, log: (m) => logs.push(m) });
+    await server.start();
+    const client = new grpc.Client(`127.0.0.1:${server.xdsPort}`, grpc.credentials.createInsecure());
+    const streams = [new Stream(client), new Stream(client)];
+    try {
+      for (const [i, s] of streams.entries()) {
+        const answer = s.next(3000);
+        s.send({ node: "envoy-x", names: ["infergate", `bogus-${i}-a`, `bogus-${i}-b`] });
+        assert.equal((await answer)!.resources.length, 1);
+      }
+      assert.match(await server.metricsText(), /infergate_xds_names_ignored_total\{type="ecds",reason="unknown"\} 4/);
+      const lines = logs.filter((l) => /asked for .* names that infergate does not serve/.test(l));
+      assert.equal(lines.length, 1, lines.join("\n"));
+      assert.match(lines[0]!, /^envoy envoy-x asked for 2 ecds names that infergate does not serve, e\.g\. bogus-0-a, bogus-0-b/);
+    } finally {
+      streams.forEach((s) => s.end());
+      client.close();
+      await server.stop();
     }
   });
 });
