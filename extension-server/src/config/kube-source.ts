@@ -144,40 +144,47 @@ export class KubeSource implements ConfigSource {
       return;
     }
     this.events.onConfig(config);
-    void this.reportStatus(objects, config).catch((err) => this.events.log?.(`status update failed: ${String(err)}`));
+    void this.reportStatus(objects, config);
   }
 
   /** Writes the status of every InferencePool whose attach-to names a Gateway, and of every
-   * InferenceModel on such a pool, when it changed. Other pools are not infergate's to report on. */
+   * InferenceModel on such a pool, when it changed. Other pools are not infergate's to report on.
+   * A write the API server refuses is logged, affects only its object, and is tried again on the
+   * next change. */
   private async reportStatus(objects: KubernetesObject[], config: RoutingConfig): Promise<void> {
     const claimed = new Set(objects.filter((o) => o.kind === "InferencePool" && claimedParent(o)).map((o) => `${o.metadata?.namespace ?? "default"}/${o.metadata?.name}`));
     for (const obj of objects.filter((o) => o.kind === "InferencePool" || o.kind === "InferenceModel")) {
-      const version = (obj.apiVersion ?? "").split("/")[1]!;
-      const namespace = obj.metadata?.namespace ?? "default";
-      const name = obj.metadata?.name ?? "";
-      const key = `${obj.kind}/${namespace}/${name}`;
-      const ownProblems = config.problems.filter((p) => p.object?.kind === obj.kind && p.object?.namespace === namespace && p.object?.name === name);
-      const own = ownProblems.map((p) => p.text);
-      const previous = this.lastConditions.get(key) ?? [];
-      if (obj.kind === "InferencePool") {
-        const parent = claimedParent(obj);
-        const conditions = parent && inferencePoolConditions(obj, own, config, previous, ownProblems.find((p) => p.reason)?.reason);
-        await this.writePoolStatus(obj, key, version === "v1" ? "parents" : "parent", parent && conditions && { parentRef: parent, controllerName: CONTROLLER_NAME, conditions });
-        continue;
-      }
-      const poolName = (obj as { spec?: { poolRef?: { name?: string } } }).spec?.poolRef?.name;
-      if (!claimed.has(`${namespace}/${poolName}`)) continue;
-      const status = inferenceModelStatus(obj, own, config, previous);
-      const text = JSON.stringify(status);
-      if (this.lastStatus.get(key) === text) continue;
-      this.lastConditions.set(key, status.conditions);
-      await this.custom.patchNamespacedCustomObjectStatus(
-        { group: (obj.apiVersion ?? "").split("/")[0]!, version, namespace, plural: "inferencemodels", name, body: { status } },
-        setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
-      );
-      this.lastStatus.set(key, text);
-      this.events.log?.(`${obj.kind} ${namespace}/${name} status: ${status.conditions.map((c) => `${c.type}=${c.status}`).join(", ")}`);
+      await this.reportObjectStatus(obj, config, claimed)
+        .catch((err) => this.events.log?.(`${obj.kind} ${obj.metadata?.namespace}/${obj.metadata?.name}: status update failed: ${String(err)}`));
     }
+  }
+
+  private async reportObjectStatus(obj: KubernetesObject, config: RoutingConfig, claimed: ReadonlySet<string>): Promise<void> {
+    const version = (obj.apiVersion ?? "").split("/")[1]!;
+    const namespace = obj.metadata?.namespace ?? "default";
+    const name = obj.metadata?.name ?? "";
+    const key = `${obj.kind}/${namespace}/${name}`;
+    const ownProblems = config.problems.filter((p) => p.object?.kind === obj.kind && p.object?.namespace === namespace && p.object?.name === name);
+    const own = ownProblems.map((p) => p.text);
+    const previous = this.lastConditions.get(key) ?? [];
+    if (obj.kind === "InferencePool") {
+      const parent = claimedParent(obj);
+      const conditions = parent && inferencePoolConditions(obj, own, config, previous, ownProblems.find((p) => p.reason)?.reason);
+      await this.writePoolStatus(obj, key, version === "v1" ? "parents" : "parent", parent && conditions && { parentRef: parent, controllerName: CONTROLLER_NAME, conditions });
+      return;
+    }
+    const poolName = (obj as { spec?: { poolRef?: { name?: string } } }).spec?.poolRef?.name;
+    if (!claimed.has(`${namespace}/${poolName}`)) return;
+    const status = inferenceModelStatus(obj, own, config, previous);
+    const text = JSON.stringify(status);
+    if (this.lastStatus.get(key) === text) return;
+    this.lastConditions.set(key, status.conditions);
+    await this.custom.patchNamespacedCustomObjectStatus(
+      { group: (obj.apiVersion ?? "").split("/")[0]!, version, namespace, plural: "inferencemodels", name, body: { status } },
+      setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
+    );
+    this.lastStatus.set(key, text);
+    this.events.log?.(`${obj.kind} ${namespace}/${name} status: ${status.conditions.map((c) => `${c.type}=${c.status}`).join(", ")}`);
   }
 
   /**
@@ -224,9 +231,9 @@ export class KubeSource implements ConfigSource {
 }
 
 /**
- * Whether a resource version can be watched: a first LIST answers. Not served (404) or not
- * permitted (403) is final; anything else (an API server answering 429 while a new CRD's storage
- * starts, a 5xx, a dropped connection) is retried for a few seconds before the version is skipped.
+ * Whether a resource version can be watched: a first LIST answers. An API server that answers 429
+ * (as it does while a new CRD's storage starts) or a 5xx is asked again for a few seconds; any
+ * other failure (not served: 404, not permitted: 403) skips the version at once.
  */
 async function servedVersion(list: () => Promise<unknown>, skip: (why: string) => void): Promise<boolean> {
   for (let attempt = 1; ; attempt++) {
@@ -235,7 +242,8 @@ async function servedVersion(list: () => Promise<unknown>, skip: (why: string) =
       return true;
     } catch (err) {
       const code = (err as { code?: number }).code;
-      if (code === 404 || code === 403 || attempt >= 6) {
+      const transient = typeof code === "number" && (code === 429 || code >= 500);
+      if (!transient || attempt >= 6) {
         skip(String(code ?? (err as Error).message));
         return false;
       }
@@ -250,7 +258,6 @@ function routingRelevant(o: KubernetesObject): unknown {
   const rest = o as KubernetesObject & { spec?: unknown; status?: unknown };
   return [o.apiVersion, o.kind, name, namespace, labels, annotations, generation, deletionTimestamp, rest.spec, o.kind === "Pod" ? rest.status : undefined];
 }
-
 
 /** A condition whose lastTransitionTime only moves when its status changes. */
 function conditionFor(obj: KubernetesObject, previous: Condition[]) {
