@@ -155,6 +155,21 @@ describe("xDS server", () => {
     }
   });
 
+  it("answers a stream only once it has asked: a push before its first request does not reach it", async () => {
+    const envoy = new Stream(client);
+    try {
+      await new Promise((r) => setTimeout(r, 100)); // the stream is open on the server
+      const early = envoy.next();
+      publish("before-asking");
+      assert.equal(await early, undefined, "not answered as a wildcard subscription");
+      const first = envoy.next();
+      envoy.send({ node: "envoy-late" });
+      assert.equal(Buffer.from((await first)!.resources[0]!.value).toString(), "before-asking");
+    } finally {
+      envoy.end();
+    }
+  });
+
   it("pushes every change to every open stream", async () => {
     const streams = [new Stream(client), new Stream(client)];
     try {

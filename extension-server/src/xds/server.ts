@@ -54,6 +54,9 @@ class ResourceSet {
 }
 
 class Subscription {
+  /** Whether the stream has sent its first request: until then it has named nothing, and a push
+   * must not answer it (it would be answered as a wildcard subscription). */
+  requested = false;
   names: string[] = [];
   sentVersion = -1;
   nonce = 0;
@@ -137,7 +140,7 @@ export class XdsServer {
     const sub = new Subscription(type);
     const set = this.sets.get(type)!;
     const send = (): void => {
-      if (sub.sentVersion === set.version && sub.nonce > 0) return;
+      if (!sub.requested || (sub.sentVersion === set.version && sub.nonce > 0)) return;
       sub.sentVersion = set.version;
       sub.nonce++;
       const wanted = sub.names.length === 0 ? [...set.resources.values()] : sub.names.flatMap((n) => set.resources.get(n) ?? []);
@@ -161,6 +164,7 @@ export class XdsServer {
     const nonce = request.response_nonce ?? "";
     if (nonce !== "" && nonce !== String(sub.nonce)) return; // answers a response superseded since
     sub.nodeId ||= request.node?.id ?? "";
+    sub.requested = true;
     if (nonce !== "") {
       const error = request.error_detail?.message || undefined;
       this.events.onAck?.(sub.typeUrl, request.version_info ?? "", sub.nodeId, error);
