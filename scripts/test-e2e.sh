@@ -14,6 +14,8 @@ cd "$(dirname "$0")/.."
 export EG_BIN="$(bash scripts/build-envoy-gateway.sh)"
 kube_bins="$(bash scripts/build-kube-apiserver.sh)"
 export KUBE_APISERVER_BIN="$(echo "$kube_bins" | sed -n 1p)" ETCD_BIN="$(echo "$kube_bins" | sed -n 2p)"
+# The Gateway API's CRDs (HTTPRoute, ReferenceGrant), from the module Envoy Gateway depends on.
+export GATEWAY_API_CRDS="$(bash scripts/gateway-api-crds.sh)"
 epp_out="$(bash scripts/build-epp.sh)"
 # The binary, and the module's directory (its CRDs are applied at run time).
 export EPP_BIN="$(echo "$epp_out" | sed -n 1p)" EPP_MODULE_DIR="$(echo "$epp_out" | sed -n 2p)"

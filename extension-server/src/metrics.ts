@@ -67,6 +67,7 @@ export class ServerMetrics {
   });
   /** Reads Envoy's mirror cluster stats; set when this server runs Envoy. */
   mirrorStats?: () => Promise<Map<string, { sent: number; failed: number }>>;
+  readonly xdsNamesIgnored = new Counter({ name: "infergate_xds_names_ignored_total", help: "Resource names xDS requests asked for that were not answered, by type and reason (unknown: nothing by that name is served; over-limit: beyond the names a request may list).", labelNames: ["type", "reason"], registers: [this.registry] });
   readonly xdsResponses = new Counter({ name: "infergate_xds_responses_total", help: "xDS responses from Envoy by type and result (ack, nack).", labelNames: ["type", "result"], registers: [this.registry] });
   readonly xdsAckDuration = new Histogram({
     name: "infergate_xds_ack_duration_seconds", help: "From sending a version on an xDS stream to Envoy's ACK or NACK of it, by type.", labelNames: ["type"], registers: [this.registry],
@@ -86,6 +87,7 @@ export class ServerMetrics {
     for (const result of ["ok", "rejected"]) this.configReloads.inc({ result }, 0);
     for (const type of XDS_KINDS) {
       for (const result of ["ack", "nack"]) this.xdsResponses.inc({ type, result }, 0);
+      for (const reason of ["unknown", "over-limit"]) this.xdsNamesIgnored.inc({ type, reason }, 0);
       this.xdsAckDuration.zero({ type });
     }
     // The process: CPU, memory, event-loop lag (the loop that scrapes also serves xDS).

@@ -9,10 +9,12 @@ import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSy
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import * as grpc from "@grpc/grpc-js";
 import { envoyBinary, ENVOY_VERSION } from "../../extension-server/src/envoy/process.ts";
 import { InfergateServer } from "../../extension-server/src/server.ts";
 import { startSimServer, type SimServer } from "../../sim/server.ts";
-import { metricSamples, podsYaml, postJson, waitFor } from "../support/stack.ts";
+import { createTestCa } from "../support/certs.ts";
+import { metricSamples, podsYaml, postJson, setReplicaLoad, waitFor } from "../support/stack.ts";
 
 const repo = new URL("../..", import.meta.url).pathname;
 const IPS = ["127.0.7.11", "127.0.7.12"];
@@ -22,6 +24,8 @@ const POOL = new Set(IPS.map((ip) => `${ip}:8000`));
 const PLAIN_PORT = 8080;
 const INFERENCE_PORT = 18081;
 const EEP_PORT = 18082;
+/** A listener with an HTTPRoute to the same InferencePool, that no attach-to names (no filter). */
+const OPEN_PORT = 18083;
 const METRICS_PORT = 9191;
 
 const HOOKS_PORT = 5005;
@@ -82,7 +86,7 @@ function infergateConfig(target: string): string {
 
 /** An EnvoyExtensionPolicy that attaches infergate's module, downloaded by Envoy Gateway from
  * infergate's own module endpoint and checked by its sha256, to the eep-route. */
-function extensionPolicy(sha256: string): string {
+function extensionPolicy(sha256: string, modulePort: number): string {
   return `apiVersion: gateway.envoyproxy.io/v1alpha1
 kind: EnvoyExtensionPolicy
 metadata: {name: infergate-eep, namespace: default}
@@ -93,7 +97,7 @@ spec:
     rootID: infergate
     code:
       type: HTTP
-      http: {url: "http://127.0.0.1:${METRICS_PORT}/filter/infergate.wasm", sha256: "${sha256}"}
+      http: {url: "http://127.0.0.1:${modulePort}/filter/infergate.wasm", sha256: "${sha256}"}
 `;
 }
 
@@ -144,8 +148,20 @@ describe("Envoy Gateway extension, end to end", () => {
     sims = await Promise.all([...IPS, CANARY_IP, SHADOW_IP].map((host) => startSimServer({ host, port: 8000, servedModels: ["qwq-32b", "qwq", "qwq-32b-canary"] })));
     writeFileSync(configPath, infergateConfig("qwq-32b"));
     // As in a cluster: Envoy downloads the module from this server (a cluster the Translation hook
-    // adds), not from a local file.
-    server = new InfergateServer({ source: { file: configPath }, xdsPort: XDS_PORT, hooksPort: HOOKS_PORT, metricsPort: METRICS_PORT, moduleAdvertise: { host: "127.0.0.1" }, log: () => undefined });
+    // adds), not from a local file, and reaches xDS over mutual TLS with a certificate of its own.
+    // (Envoy Gateway in standalone mode cannot use TLS to its extension: the hooks stay plaintext.)
+    const serverCa = createTestCa("server-ca");
+    const clientCa = createTestCa("client-ca");
+    const serverCert = serverCa.issue("infergate", { ips: ["127.0.0.1"] });
+    const envoyCert = clientCa.issue("envoy");
+    const envoyCertDir = join(home, "envoy-certs");
+    mkdirSync(envoyCertDir);
+    copyFileSync(envoyCert.cert, join(envoyCertDir, "tls.crt"));
+    copyFileSync(envoyCert.key, join(envoyCertDir, "tls.key"));
+    server = new InfergateServer({
+      source: { file: configPath }, xdsPort: XDS_PORT, hooksPort: HOOKS_PORT, metricsPort: METRICS_PORT, moduleAdvertise: { host: "127.0.0.1" }, log: () => undefined,
+      tls: { files: { cert: serverCert.cert, key: serverCert.key, ca: clientCa.cert }, serverCa: serverCa.cert, envoyCertDir, plaintextHooks: true },
+    });
     await server.start();
     // Envoy Gateway's host infrastructure runs Envoy through func-e, which uses a binary already
     // at <dataHome>/envoy-versions/<version>/bin/envoy instead of downloading one.
@@ -157,7 +173,8 @@ describe("Envoy Gateway extension, end to end", () => {
     mkdirSync(resources);
     const values = {
       RESOURCES: resources, HOME: home, HOOKS_PORT: String(HOOKS_PORT), ENVOY_VERSION, PLAIN_PORT: String(PLAIN_PORT),
-      INFERENCE_PORT: String(INFERENCE_PORT), EEP_PORT: String(EEP_PORT), ENDPOINTS: JSON.stringify(IPS.map((address) => ({ ip: { address, port: 8000 } }))),
+      INFERENCE_PORT: String(INFERENCE_PORT), EEP_PORT: String(EEP_PORT), OPEN_PORT: String(OPEN_PORT),
+      ENDPOINTS: JSON.stringify(IPS.map((address) => ({ ip: { address, port: 8000 } }))),
     };
     const manifests = join(repo, "manifests/envoy-gateway/standalone");
     writeFileSync(join(home, "envoy-gateway.yaml"), fill(readFileSync(join(manifests, "envoy-gateway.yaml"), "utf8"), values));
@@ -195,13 +212,44 @@ describe("Envoy Gateway extension, end to end", () => {
     assert.equal(unknown.body.error.code, "model_not_found");
   });
 
+  it("checks percent-encoded spellings of the inference routes: Envoy Gateway's listener normalizes the path, and so does the filter", async () => {
+    // Envoy Gateway's HCM always sets normalize_path and merge_slashes, and by default redirects
+    // escaped slashes (UnescapeAndRedirect; a ClientTrafficPolicy's `path` settings change only those two).
+    for (const path of ["/v1/chat/%63ompletions", "/v1//chat/%63ompletions", "/v1%2Fchat%2Fcompletions"]) {
+      const unknown = await postJson(`http://127.0.0.1:${INFERENCE_PORT}${path}`, { model: "nope", messages: [] });
+      assert.equal(unknown.status, 404, `${path} -> ${unknown.text}`);
+      assert.equal(unknown.body.error.code, "model_not_found", path);
+      const seed = await postJson(`http://127.0.0.1:${INFERENCE_PORT}${path}`, SEED_REQUEST);
+      assert.equal(seed.status, 200, `${path} -> ${seed.text}`);
+      assert.equal(seed.body.model, "qwq-32b", `${path}: routed by the filter and rewritten`);
+      assert.ok(POOL.has(seed.servedBy!), `${path}: served by ${seed.servedBy}`);
+    }
+  });
+
   it("has Envoy fetch the filter module from the extension server, and ACK its pushes", async () => {
     const metrics = await server.metricsText();
     assert.match(metrics, /infergate_module_downloads_total [1-9]/, "Envoy downloaded the module through the cluster PostTranslateModify added");
     assert.match(metrics, /infergate_xds_responses_total\{type="ecds",result="ack"\} [1-9]/);
+    assert.match(metrics, /infergate_xds_responses_total\{type="eds",result="ack"\} [1-9]/);
     assert.doesNotMatch(metrics, /result="nack"\} [1-9]/);
     assert.match(metrics, /^infergate_xds_connected_envoys\{type="ecds"\} [1-9]/m, "Envoy Gateway's Envoy holds an ECDS stream");
     assert.match(metrics, /^infergate_xds_nacking_envoys\{type="ecds"\} 0$/m);
+  });
+
+  it("serves xDS only over mutual TLS: Envoy Gateway's Envoys connect with their certificate, a plaintext client is refused", async () => {
+    // The ACKs above came over TLS; a client without a certificate gets no stream.
+    const client = new grpc.Client(`127.0.0.1:${XDS_PORT}`, grpc.credentials.createInsecure());
+    try {
+      await assert.rejects(new Promise((resolve, reject) => {
+        const call = client.makeBidiStreamRequest("/envoy.service.extension.v3.ExtensionConfigDiscoveryService/StreamExtensionConfigs",
+          (m: Buffer) => m, (b: Buffer) => b, new grpc.Metadata(), { deadline: Date.now() + 3000 });
+        call.on("data", resolve);
+        call.on("error", reject);
+        call.write(Buffer.alloc(0));
+      }), (err: grpc.ServiceError) => err.code === grpc.status.UNAVAILABLE);
+    } finally {
+      client.close();
+    }
   });
 
   it("leaves the plain listener a plain route", async () => {
@@ -259,7 +307,7 @@ describe("Envoy Gateway extension, end to end", () => {
     const downloads = async () => metricSamples(await server.metricsText(), "infergate_module_downloads_total")[0]?.value ?? 0;
     const before = await downloads();
     const sha256 = createHash("sha256").update(readFileSync(join(repo, "build/infergate.wasm"))).digest("hex");
-    writeFileSync(join(resourcesDir, "eep.yaml"), extensionPolicy(sha256));
+    writeFileSync(join(resourcesDir, "eep.yaml"), extensionPolicy(sha256, server.modulePort));
     await waitFor(async () => (await freshPost(url, SEED_REQUEST).catch(() => undefined))?.model === "qwq-32b", 60_000, 250)
       .catch((err) => { throw new Error(`${String(err)}\n--- Envoy Gateway log ---\n${egLog.slice(-4000)}`); });
     assert.ok(await downloads() > before, "Envoy Gateway downloaded the module from infergate's module endpoint");
@@ -288,6 +336,37 @@ describe("Envoy Gateway extension, end to end", () => {
     rmSync(join(resourcesDir, "eep.yaml"));
     await waitFor(async () => (await freshPost(url, SEED_REQUEST).catch(() => undefined))?.model === "qwq", 60_000, 250);
     for (let i = 0; i < 5; i++) assert.equal((await freshPost(url, SEED_REQUEST)).model, "qwq", "the filter is gone with the policy");
+  });
+
+  it("never lets a client pick the pool member on a listener without the filter", async () => {
+    const picked = `${IPS[0]}:8000`;
+    await waitFor(async () => { try { return (await postJson(`http://127.0.0.1:${OPEN_PORT}/v1/chat/completions`, SEED_REQUEST)).status === 200; } catch { return false; } }, 30_000, 250);
+    const served = new Set<string>();
+    for (let i = 0; i < 10; i++) {
+      const r = await postJson(`http://127.0.0.1:${OPEN_PORT}/v1/chat/completions`, SEED_REQUEST, { "x-gateway-destination-endpoint": picked });
+      assert.equal(r.status, 200, r.text);
+      assert.equal(r.body.model, "qwq", "no filter on this listener: no rewrite");
+      served.add(r.servedBy!);
+    }
+    assert.deepEqual([...served].sort(), [...POOL].sort(), "the pool's own balancing, not the client's header");
+  });
+
+  it("still honours the filter's pick on the attach-to listener (the header is removed before the filter sets it)", async () => {
+    const [busy, idle] = IPS.map((ip) => `${ip}:8000`) as [string, string];
+    await setReplicaLoad(busy, { waiting: 30, kvUsage: 0.9 });
+    try {
+      // Once the loaded replica's score is pushed, every request avoids it: the header the filter set
+      // reaches the cluster's override_host policy (without it, round robin would alternate).
+      await waitFor(async () => {
+        for (let i = 0; i < 10; i++) {
+          const r = await postJson(`http://127.0.0.1:${INFERENCE_PORT}/v1/chat/completions`, SEED_REQUEST, { "x-gateway-destination-endpoint": busy });
+          if (r.status !== 200 || r.servedBy !== idle) return false;
+        }
+        return true;
+      }, 10_000, 100);
+    } finally {
+      await setReplicaLoad(busy, {});
+    }
   });
 
   it("applies a changed InferenceModel weight without touching Envoy Gateway", async () => {

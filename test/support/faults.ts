@@ -122,12 +122,12 @@ spec: {modelName: moving, poolRef: {name: pool}, targetModels: [{name: ${target}
 `;
   write(yaml("llm"));
   const sims: SimServer[] = await Promise.all(ips.map((ip) => startSimServer({ host: ip, port: SIM_PORT, servedModels: ["llm", "llm-next"], ttftMs: 1, itlMs: 0 })));
-  const [xdsPort, metricsPort] = [await freePort(), await freePort()];
-  const serverArgs = ["extension-server/src/main.ts", "standalone", "--config", configPath, "--no-envoy", "--xds-port", String(xdsPort), "--metrics-port", String(metricsPort)];
+  const [xdsPort, metricsPort, debugPort] = [await freePort(), await freePort(), await freePort()];
+  const serverArgs = ["extension-server/src/main.ts", "standalone", "--config", configPath, "--no-envoy", "--xds-port", String(xdsPort), "--metrics-port", String(metricsPort), "--debug-port", String(debugPort)];
   let server = await startChild(serverArgs, "infergate: xDS on");
   let envoy: EnvoyProcess | undefined;
   try {
-    const snapshot = await (await fetch(`http://127.0.0.1:${metricsPort}/snapshot`)).text();
+    const snapshot = await (await fetch(`http://127.0.0.1:${debugPort}/snapshot`)).text();
     envoy = await EnvoyProcess.start({
       bootstrap: buildBootstrap({
         listenAddress: "127.0.0.1", adminPort: 0, plainPort: 0, inferencePort: 0, xdsAddress: "127.0.0.1", xdsPort,

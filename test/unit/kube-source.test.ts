@@ -182,3 +182,48 @@ describe("Kubernetes source with no InferencePool yet", () => {
     }
   });
 });
+
+describe("Kubernetes source status writes", () => {
+  it("write each pool's status on its own: one the API server refuses does not hold up the others", async () => {
+    const api = new FakeKubeApi();
+    const pool = (name: string) => ({ ...seedPool, metadata: { ...seedPool.metadata, name } });
+    api.serve(POOLS_V1ALPHA1, [pool("aaa-refused"), pool("reasoning-pool")]);
+    api.serve(MODELS_V1ALPHA1, []);
+    api.serve(PODS, []);
+    api.refusePatch = (path) => path.includes("/aaa-refused/");
+    const url = await api.start();
+    const kc = new KubeConfig();
+    kc.loadFromOptions({ clusters: [{ name: "t", server: url, skipTLSVerify: true }], users: [{ name: "t", token: "t" }], contexts: [{ name: "t", cluster: "t", user: "t" }], currentContext: "t" });
+    const logs: string[] = [];
+    const source = new KubeSource(kc);
+    try {
+      await source.start({ onConfig: () => undefined, onRejected: () => undefined, log: (m) => logs.push(m) });
+      await waitFor(async () => api.patches.some((p) => p.path.endsWith("/inferencepools/reasoning-pool/status")), 3000);
+      assert.ok(logs.some((l) => /InferencePool default\/aaa-refused: status update failed/.test(l)), logs.join("\n"));
+    } finally {
+      await source.stop();
+      await api.stop();
+    }
+  });
+
+  it("write nothing to a pool whose attach-to names no Gateway (another implementation's pool)", async () => {
+    const api = new FakeKubeApi();
+    const { annotations: _, ...metadata } = seedPool.metadata;
+    api.serve(POOLS_V1ALPHA1, [{ ...seedPool, metadata: { ...metadata, name: "theirs" } }, seedPool]);
+    api.serve(MODELS_V1ALPHA1, [seedModel(100), { ...seedModel(100), metadata: { name: "on-theirs", namespace: "default" }, spec: { ...seedModel(100).spec, modelName: "x", poolRef: { name: "theirs" } } }]);
+    api.serve(PODS, []);
+    const url = await api.start();
+    const kc = new KubeConfig();
+    kc.loadFromOptions({ clusters: [{ name: "t", server: url, skipTLSVerify: true }], users: [{ name: "t", token: "t" }], contexts: [{ name: "t", cluster: "t", user: "t" }], currentContext: "t" });
+    const source = new KubeSource(kc);
+    try {
+      await source.start({ onConfig: () => undefined, onRejected: () => undefined });
+      await waitFor(async () => api.patches.some((p) => p.path.endsWith("/inferencemodels/inferencemodel-sample/status")), 3000);
+      await new Promise((r) => setTimeout(r, 200));
+      assert.deepEqual(api.patches.map((p) => p.path.split("/").slice(-3, -1).join("/")).sort(), ["inferencemodels/inferencemodel-sample", "inferencepools/reasoning-pool"]);
+    } finally {
+      await source.stop();
+      await api.stop();
+    }
+  });
+});

@@ -1,13 +1,16 @@
 // Schemas of the Kubernetes resources infergate reads, in every API version users have in hand:
 // InferencePool (inference.networking.x-k8s.io v1alpha1/v1alpha2, inference.networking.k8s.io v1),
-// InferenceModel (x-k8s v1alpha1/v1alpha2) and core v1 Pod (the pool's members). Only the fields
-// routing needs are modelled; unknown fields are allowed (users paste whole manifests).
+// InferenceModel (x-k8s v1alpha1/v1alpha2), InferenceObjective and InferenceModelRewrite (x-k8s
+// v1alpha2), core v1 Pod (the pool's members), and the Gateway API's HTTPRoute (v1, v1beta1) and
+// ReferenceGrant (v1beta1, v1: consent to a cross-namespace attach-to). Only the fields routing
+// needs are modelled; unknown fields are allowed (users paste whole manifests).
 import { z } from "zod";
 import { SNAPSHOT_NAME } from "../contract.ts";
 
 export const GROUP_X_K8S = "inference.networking.x-k8s.io";
 export const GROUP_K8S = "inference.networking.k8s.io";
 export const ATTACH_TO_ANNOTATION = "inference.networking.x-k8s.io/attach-to";
+export const GROUP_GATEWAY = "gateway.networking.k8s.io";
 
 /** Kubernetes object names (DNS-1123 subdomain) and namespaces (DNS-1123 label), as the API
  * server enforces them; the YAML file gets the same rules. They become part of Envoy cluster
@@ -79,6 +82,18 @@ export const pod = z.object({
   }).passthrough().optional(),
 }).passthrough();
 
+/** A Gateway API ReferenceGrant: objects of the `from` kinds in the `from` namespaces may refer
+ * to the `to` objects in the grant's own namespace (every object of the kind when `name` is unset). */
+export const referenceGrant = z.object({
+  apiVersion: z.enum([`${GROUP_GATEWAY}/v1beta1`, `${GROUP_GATEWAY}/v1`]),
+  kind: z.literal("ReferenceGrant"),
+  metadata,
+  spec: z.object({
+    from: z.array(z.object({ group: z.string(), kind: z.string(), namespace: z.string() }).passthrough()).min(1).max(16),
+    to: z.array(z.object({ group: z.string(), kind: z.string(), name: z.string().optional() }).passthrough()).min(1).max(16),
+  }).passthrough(),
+}).passthrough();
+
 /** The `attach-to` annotation value, as in the seed: a YAML mapping `name: <gateway>` / `port: <n>`. */
 export const attachTo = z.object({
   name: z.string().min(1),
@@ -136,8 +151,6 @@ export const inferenceModelRewrite = z.object({
   }).passthrough(),
 }).passthrough();
 
-export const GATEWAY_GROUP = "gateway.networking.k8s.io";
-
 /** A backendRef (HTTPRoute rule, or a RequestMirror filter's). Kind defaults to Service. */
 const backendObjectRef = z.object({
   group: z.string().optional(),
@@ -153,7 +166,7 @@ const stringMatch = z.object({ type: z.enum(["Exact", "RegularExpression"]).opti
  * (RequestMirror) and backendRefs. Other filter types are allowed (Envoy Gateway applies them);
  * standalone mode only accepts what it can serve (routing-config.ts checks). */
 export const httpRoute = z.object({
-  apiVersion: z.enum([`${GATEWAY_GROUP}/v1`, `${GATEWAY_GROUP}/v1beta1`]),
+  apiVersion: z.enum([`${GROUP_GATEWAY}/v1`, `${GROUP_GATEWAY}/v1beta1`]),
   kind: z.literal("HTTPRoute"),
   metadata,
   spec: z.object({
@@ -184,3 +197,4 @@ export const httpRoute = z.object({
 export type InferenceObjective = z.infer<typeof inferenceObjective>;
 export type InferenceModelRewrite = z.infer<typeof inferenceModelRewrite>;
 export type HttpRoute = z.infer<typeof httpRoute>;
+export type ReferenceGrant = z.infer<typeof referenceGrant>;

@@ -4,14 +4,16 @@
 // One bad object affects only itself. An object that does not validate is left out and named,
 // with its document or namespace/name and the field, in `problems`; everything else is served.
 // What depends on a left-out object goes too, named with the reason (a model whose pool is
-// missing). Pods are looked at only when a pool selects them; a selected Pod without an IP yet,
-// or not ready, is skipped and counted per pool (`skipped`), not treated as a problem.
+// missing). An attach-to naming a Gateway in another namespace needs that namespace's consent (a
+// ReferenceGrant); without it the pool is served, but not attached there. Pods are looked at only
+// when a pool selects them; a selected Pod without an IP yet, or not ready, is skipped and counted
+// per pool (`skipped`), not treated as a problem.
 import { isIP } from "node:net";
 import { parseAllDocuments } from "yaml";
 import type { z } from "zod";
 import {
-  ATTACH_TO_ANNOTATION, attachTo, httpRoute, inferenceModel, inferenceModelRewrite, inferenceObjective, inferencePoolV1, inferencePoolV1alpha, pod,
-  type AttachTo, type HttpRoute, type InferenceModel, type InferenceModelRewrite, type InferenceObjective, type Pod,
+  ATTACH_TO_ANNOTATION, attachTo, GROUP_GATEWAY, httpRoute, inferenceModel, inferenceModelRewrite, inferenceObjective, inferencePoolV1, inferencePoolV1alpha, pod,
+  referenceGrant, type AttachTo, type HttpRoute, type InferenceModel, type InferenceModelRewrite, type InferenceObjective, type Pod, type ReferenceGrant,
 } from "./resources.ts";
 import { collectRoute, type RouteConfig } from "./routes.ts";
 import { DEFAULT_SCHEDULER_CONFIG, infergateConfigDoc, type SchedulerConfig } from "../scheduling/config.ts";
@@ -31,7 +33,10 @@ export interface PoolConfig {
   apiVersion: string;
   selector: Record<string, string>;
   targetPorts: number[];
+  /** The Gateway (and port) the pool's attach-to annotation names, if it may attach there. */
   attachTo?: AttachTo;
+  /** The Gateway an attach-to named without permission (another namespace, no ReferenceGrant). */
+  refusedAttachTo?: AttachTo;
   endpoints: PoolEndpoint[];
   /** Selected Pods that are not endpoints, by reason. */
   skipped: Partial<Record<SkipReason, number>>;
@@ -61,6 +66,8 @@ export interface Problem {
   object?: ObjectRef | undefined;
   /** `<where>: <field>: <message>`, where names the document or object. */
   text: string;
+  /** A status condition reason for it, when more precise than "Invalid" (e.g. RefNotPermitted). */
+  reason?: string | undefined;
 }
 
 /** An InferenceObjective: requests naming it (x-gateway-inference-objective) in its pool get its priority. */
@@ -129,6 +136,7 @@ interface Collected {
   rewrites: Array<Located<InferenceModelRewrite>>;
   routes: Array<Located<HttpRoute>>;
   pods: Pod[];
+  grants: ReferenceGrant[];
   scheduler?: SchedulerConfig;
   problems: Problem[];
 }
@@ -190,13 +198,14 @@ function collectObject(raw: unknown, where: string, into: Collected): void {
     case "InferenceModelRewrite": collectNamed(inferenceModelRewrite, obj, where, into.rewrites, into); break;
     case "HTTPRoute": collectNamed(httpRoute, obj, where, into.routes, into); break;
     case "Pod": { const p = parse(pod, obj, where, into); if (p) into.pods.push(p); break; }
+    case "ReferenceGrant": { const g = parse(referenceGrant, obj, where, into); if (g) into.grants.push(g); break; }
     case "InfergateConfig": {
       if (into.scheduler) { into.problems.push({ object: refOf(obj), text: `${where}: only one InfergateConfig document is allowed; this one is ignored` }); break; }
       const c = parse(infergateConfigDoc, obj, where, into);
       if (c) into.scheduler = c.spec;
       break;
     }
-    default: into.problems.push({ object: refOf(obj), text: `${where}: kind: unsupported kind ${JSON.stringify(obj.kind)} (expected InferencePool, InferenceModel, InferenceObjective, InferenceModelRewrite, HTTPRoute, Pod or InfergateConfig)` });
+    default: into.problems.push({ object: refOf(obj), text: `${where}: kind: unsupported kind ${JSON.stringify(obj.kind)} (expected InferencePool, InferenceModel, InferenceObjective, InferenceModelRewrite, HTTPRoute, Pod, ReferenceGrant or InfergateConfig)` });
   }
 }
 
@@ -209,7 +218,7 @@ function collectNamed<T extends { kind: string; metadata: { name: string; namesp
 }
 
 function emptyCollection(): Collected {
-  return { pools: [], models: [], objectives: [], rewrites: [], routes: [], pods: [], problems: [] };
+  return { pools: [], models: [], objectives: [], rewrites: [], routes: [], pods: [], grants: [], problems: [] };
 }
 
 /** Collects and validates the documents of one YAML text (several `---`-separated documents). */
@@ -269,6 +278,29 @@ function selectEndpoints(pool: PoolConfig, pods: Pod[]): void {
   }
 }
 
+/** Whether a ReferenceGrant in the Gateway's namespace lets InferencePools of the pool's group in
+ * the pool's namespace refer to that Gateway (Gateway API's rule for cross-namespace references). */
+function attachGranted(pool: PoolConfig, target: AttachTo, grants: ReferenceGrant[]): boolean {
+  const gatewayNamespace = target.namespace ?? pool.namespace;
+  if (gatewayNamespace === pool.namespace) return true;
+  const group = pool.apiVersion.split("/")[0];
+  return grants.some((g) => (g.metadata.namespace ?? DEFAULT_NAMESPACE) === gatewayNamespace
+    && g.spec.from.some((f) => f.group === group && f.kind === "InferencePool" && f.namespace === pool.namespace)
+    && g.spec.to.some((t) => t.group === GROUP_GATEWAY && t.kind === "Gateway" && (t.name === undefined || t.name === target.name)));
+}
+
+/** Drops an attach-to another namespace has not consented to (keeping it as refusedAttachTo), and
+ * says why; undefined when the attach-to stands. */
+function refuseAttachTo(pool: PoolConfig, grants: ReferenceGrant[], where: string): string | undefined {
+  const target = pool.attachTo;
+  if (!target || attachGranted(pool, target, grants)) return undefined;
+  pool.refusedAttachTo = target;
+  pool.attachTo = undefined;
+  const gateway = `${target.namespace}/${target.name}`;
+  return `${where}: metadata.annotations["${ATTACH_TO_ANNOTATION}"]: Gateway ${gateway} is in another namespace, and no ReferenceGrant in namespace ${target.namespace} `
+    + `lets InferencePool (${pool.apiVersion.split("/")[0]}) from namespace ${pool.namespace} refer to it; the pool is not attached to that Gateway`;
+}
+
 function toCriticality(value: InferenceModel["spec"]["criticality"]): Criticality {
   // The Inference Extension treats an unset criticality as Standard.
   return value === "Critical" ? "critical" : value === "Sheddable" ? "sheddable" : "standard";
@@ -304,6 +336,8 @@ function buildRoutingConfig(collected: Collected): RoutingConfig {
   for (const { value: p, where, object } of collected.pools) {
     if (pools.has(p.id)) { problems.push({ object, text: `${where}: InferencePool ${p.id} is defined twice; this one is ignored` }); continue; }
     selectEndpoints(p, collected.pods);
+    const refused = refuseAttachTo(p, collected.grants, where);
+    if (refused) problems.push({ object, text: refused, reason: "RefNotPermitted" });
     pools.set(p.id, p);
   }
   // Model names are one namespace for the whole snapshot: a name served twice goes to the older

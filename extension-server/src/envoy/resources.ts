@@ -38,14 +38,34 @@ export function routeEdsName(cluster: string): string {
 /**
  * How Envoy reaches this server's xDS. `cluster`: a cluster of Envoy's bootstrap (Envoy's own gRPC
  * client; Envoy only allows bootstrap clusters there). `target`: a host:port for Envoy's Google
- * gRPC client, for Envoys whose clusters arrive over CDS (Envoy Gateway's).
+ * gRPC client, for Envoys whose clusters arrive over CDS (Envoy Gateway's), with mutual TLS when
+ * the server requires it.
  */
-export type XdsTransport = { cluster: string } | { target: string };
+export type XdsTransport = { cluster: string } | { target: string; tls?: XdsClientTls | undefined };
+
+/** Envoy's side of mutual TLS to this server's xDS. */
+export interface XdsClientTls {
+  /** The CA certificate (PEM text) that signed this server's certificate; written inline, it is public. */
+  serverCa: string;
+  /** The Envoy's own certificate and key, as files on the Envoy's host (Envoy Gateway mounts its
+   * `envoy` Secret at /certs in every Envoy pod). */
+  certFile: string;
+  keyFile: string;
+}
+
+function googleGrpc(target: string, tls: XdsClientTls | undefined): Json {
+  return {
+    target_uri: target, stat_prefix: "infergate_xds",
+    ...(tls ? {
+      channel_credentials: { ssl_credentials: { root_certs: { inline_string: tls.serverCa }, cert_chain: { filename: tls.certFile }, private_key: { filename: tls.keyFile } } },
+    } : {}),
+  };
+}
 
 function xdsConfigSource(xds: XdsTransport): Json {
   const service = "cluster" in xds
     ? { envoy_grpc: { cluster_name: xds.cluster } }
-    : { google_grpc: { target_uri: xds.target, stat_prefix: "infergate_xds" } };
+    : { google_grpc: googleGrpc(xds.target, xds.tls) };
   return {
     api_config_source: { api_type: "GRPC", transport_api_version: "V3", grpc_services: [service], set_node_on_first_message_only: true },
     resource_api_version: "V3",
@@ -143,6 +163,24 @@ export function poolCluster(name: string, pool: string, xds: XdsTransport, lb: "
  */
 export function pathNormalization(): Json {
   return { normalize_path: true, merge_slashes: true, path_with_escaped_slashes_action: "UNESCAPE_AND_FORWARD" };
+}
+
+/** Name of the early header mutation below (so a listener gets it once). */
+export const STRIP_DESTINATION_NAME = "infergate.strip-client-destination";
+
+/**
+ * HttpConnectionManager.early_header_mutation_extensions entry that removes a client-sent
+ * DESTINATION_HEADER before any filter or route sees the request. Every pool cluster's
+ * override_host policy honours that header, and an HTTPRoute on a listener without the filter can
+ * reach a pool cluster. It runs before the HTTP filters, so the filter (or an endpoint picker) can
+ * still set the header afterwards; a route's `request_headers_to_remove` would run at the router,
+ * after them, and remove their pick too.
+ */
+export function stripClientDestination(): Json {
+  return {
+    name: STRIP_DESTINATION_NAME,
+    typed_config: typed("envoy.extensions.http.early_header_mutation.header_mutation.v3.HeaderMutation", { mutations: [{ remove: DESTINATION_HEADER }] }),
+  };
 }
 
 /** A pool's endpoints (EDS). */
