@@ -96,7 +96,7 @@ describe("Envoy Gateway extension hooks", () => {
       const input = listenerBytes(name, port, hcmBytes());
       const out = await listenerCall(input);
       assert.deepEqual(httpFilterNames(out), ["envoy.filters.http.router"], name);
-      assert.deepEqual(earlyMutations(out), [{ name: "infergate.strip-client-destination", remove: ["x-gateway-destination-endpoint"] }], name);
+      assert.deepEqual(earlyMutations(out), [{ name: "infergate.strip-client-destination", remove: ["x-gateway-destination-endpoint", "x-infergate-mirror-endpoint"] }], name);
       // Nothing else changed: the input plus that one field.
       const hcm = WireMessage.decode(hcmOf(out));
       hcm.remove(52);
@@ -111,7 +111,7 @@ describe("Envoy Gateway extension hooks", () => {
     const out = await listenerCall(listenerBytes("default/inference-gateway/llm-gw", 8081, hcm));
     assert.deepEqual(earlyMutations(out), [
       { name: "envoy.http.early_header_mutation.header_mutation", remove: ["x-debug"] },
-      { name: "infergate.strip-client-destination", remove: ["x-gateway-destination-endpoint"] },
+      { name: "infergate.strip-client-destination", remove: ["x-gateway-destination-endpoint", "x-infergate-mirror-endpoint"] },
     ]);
     assert.deepEqual(httpFilterNames(out), ["infergate", "envoy.filters.http.router"], "the filter still sets the header afterwards");
   });

@@ -170,16 +170,18 @@ export const STRIP_DESTINATION_NAME = "infergate.strip-client-destination";
 
 /**
  * HttpConnectionManager.early_header_mutation_extensions entry that removes a client-sent
- * DESTINATION_HEADER before any filter or route sees the request. Every pool cluster's
- * override_host policy honours that header, and an HTTPRoute on a listener without the filter can
- * reach a pool cluster. It runs before the HTTP filters, so the filter (or an endpoint picker) can
- * still set the header afterwards; a route's `request_headers_to_remove` would run at the router,
- * after them, and remove their pick too.
+ * DESTINATION_HEADER and MIRROR_HEADER before any filter or route sees the request. Every pool
+ * cluster's override_host policy honours the first, and every mirror cluster's the second, and an
+ * HTTPRoute on a listener without the filter can reach those clusters. It runs before the HTTP
+ * filters, so the filter (or an endpoint picker) can still set them afterwards; a route's
+ * `request_headers_to_remove` would run at the router, after them, and remove their pick too.
  */
 export function stripClientDestination(): Json {
   return {
     name: STRIP_DESTINATION_NAME,
-    typed_config: typed("envoy.extensions.http.early_header_mutation.header_mutation.v3.HeaderMutation", { mutations: [{ remove: DESTINATION_HEADER }] }),
+    typed_config: typed("envoy.extensions.http.early_header_mutation.header_mutation.v3.HeaderMutation", {
+      mutations: [{ remove: DESTINATION_HEADER }, { remove: MIRROR_HEADER }],
+    }),
   };
 }
 

@@ -3,8 +3,8 @@
 //   - PostHTTPListenerModify: put the infergate filter, fed over ECDS by this server, before the
 //     router of every listener an InferencePool's `attach-to` annotation names, and upgrade a Wasm
 //     filter an EnvoyExtensionPolicy attached (root_id "infergate") to the same ECDS feed; and on
-//     every HTTP listener, remove a client-sent destination header before any filter runs (an
-//     HTTPRoute on a listener without the filter can reach a pool cluster too);
+//     every HTTP listener, remove client-sent destination and mirror headers before any filter
+//     runs (an HTTPRoute on a listener without the filter can reach a pool cluster too);
 //   - PostClusterModify: turn the cluster built for an InferencePool backendRef into an EDS cluster
 //     of the pool's endpoints (from this server) with the override_host policy the filter steers;
 //   - PostTranslateModify: add the cluster Envoy downloads the filter module through (when the
@@ -138,8 +138,8 @@ function editHttpFilters(hcm: WireMessage, attach: boolean, xds: XdsTransport, s
   return changed;
 }
 
-/** Removes a client-sent destination header before any filter (once per HCM; Envoy Gateway's own
- * early header mutations, from a ClientTrafficPolicy, are kept and run first). */
+/** Removes client-sent destination and mirror headers before any filter (once per HCM; Envoy
+ * Gateway's own early header mutations, from a ClientTrafficPolicy, are kept and run first). */
 function stripClientHeader(hcm: WireMessage): boolean {
   if (hcm.all(HCM.early_header_mutation_extensions).some((e) => WireMessage.decode(e.bytes).string(EXTENSION_CONFIG.name) === STRIP_DESTINATION_NAME)) return false;
   hcm.add(HCM.early_header_mutation_extensions, encodeJson("envoy.config.core.v3.TypedExtensionConfig", stripClientDestination()));
