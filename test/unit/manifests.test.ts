@@ -1,10 +1,13 @@
 // The two Kubernetes installs stay in step: the namespaced one is the cluster-wide one with a Role
 // per watched namespace instead of the ClusterRole (same rules), and --watch-namespaces naming
 // exactly those namespaces. Everything else (Deployment, Service, NetworkPolicy) is identical.
+// The rules let infergate list and watch every kind the Kubernetes source watches, and patch the
+// status of every kind it writes status for.
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
 import { parseAllDocuments } from "yaml";
+import { STATUS_KINDS, WATCHED } from "../../extension-server/src/config/kube-source.ts";
 
 const docs = (file: string): Array<Record<string, any>> =>
   parseAllDocuments(readFileSync(new URL(`../../manifests/kubernetes/${file}`, import.meta.url), "utf8")).map((d) => d.toJS());
@@ -32,5 +35,17 @@ describe("Kubernetes install manifests", () => {
     const rest = (list: Array<Record<string, any>>) => JSON.parse(JSON.stringify(list.filter((d) => !/Role/.test(d.kind))), (key, value) =>
       key === "args" ? (value as string[]).filter((a) => !a.startsWith("--watch-namespaces=")) : value);
     assert.deepEqual(rest(namespaced), rest(cluster));
+  });
+
+  it("let infergate read every kind it watches, and patch the status of every kind it writes status for", () => {
+    const rules: Array<{ apiGroups: string[]; resources: string[]; verbs: string[] }> = byKind(cluster, "ClusterRole")[0]!.rules;
+    const allowed = (group: string, resource: string, verb: string) =>
+      rules.some((r) => r.apiGroups.includes(group) && r.resources.includes(resource) && r.verbs.includes(verb));
+    for (const r of [...WATCHED, { group: "", plural: "pods", kind: "Pod" }]) {
+      for (const verb of ["get", "list", "watch"]) assert.ok(allowed(r.group, r.plural, verb), `${verb} ${r.plural}.${r.group}`);
+    }
+    const written = WATCHED.filter((r) => STATUS_KINDS.has(r.kind));
+    assert.deepEqual(new Set(written.map((r) => r.kind)), STATUS_KINDS, "every kind whose status is written is watched");
+    for (const r of written) assert.ok(allowed(r.group, `${r.plural}/status`, "patch"), `patch ${r.plural}/status.${r.group}`);
   });
 });

@@ -22,10 +22,11 @@ import { poolId, routingConfigFromObjects, type RoutingConfig, type SkipReason }
 import { GROUP_GATEWAY, GROUP_K8S, GROUP_X_K8S } from "./resources.ts";
 import type { ConfigSource, SourceEvents } from "./source.ts";
 
-interface Resource { group: string; version: string; plural: string; kind: string; rank: number }
+export interface Resource { group: string; version: string; plural: string; kind: string; rank: number }
 
-/** Newer versions win when a CRD serves the same object under several versions. */
-const WATCHED: Resource[] = [
+/** The custom resources watched (besides Pods), in every version infergate reads. Newer versions
+ * win when a CRD serves the same object under several versions. */
+export const WATCHED: readonly Resource[] = [
   { group: GROUP_K8S, version: "v1", plural: "inferencepools", kind: "InferencePool", rank: 3 },
   { group: GROUP_X_K8S, version: "v1alpha2", plural: "inferencepools", kind: "InferencePool", rank: 2 },
   { group: GROUP_X_K8S, version: "v1alpha1", plural: "inferencepools", kind: "InferencePool", rank: 1 },
@@ -43,6 +44,9 @@ const WATCHED: Resource[] = [
 const POOL_REFERRER_PLURALS: Record<string, string> = {
   InferenceModel: "inferencemodels", InferenceObjective: "inferenceobjectives", InferenceModelRewrite: "inferencemodelrewrites",
 };
+
+/** Every kind whose status subresource infergate writes (the install's RBAC must allow it). */
+export const STATUS_KINDS: ReadonlySet<string> = new Set(["InferencePool", ...Object.keys(POOL_REFERRER_PLURALS)]);
 
 type Cache = Informer<KubernetesObject> & ObjectCache<KubernetesObject>;
 
