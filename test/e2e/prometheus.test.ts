@@ -4,7 +4,8 @@
 // with the scrape jobs of the shipped manifests/prometheus/prometheus.yaml. Traffic covers every
 // panel: routed, rewritten and prefix-affine requests, 400, 404, 415, 429 (a saturated pool
 // sheds a Sheddable model) and 503 (a model on a pool with no endpoint) answers, a rejected
-// configuration, a replica whose scrapes fail, an object left out, queues and KV use.
+// configuration, a replica whose scrapes fail, an object left out, queues and KV use, and
+// RequestMirror copies (to the pool's own replicas, and to the pool with no endpoint, which fail).
 //
 // Every dashboard query (every `targets[].expr`, with its own [1m] and [5m] windows: at a 1 s scrape
 // interval a window holds two samples after 2 s, so nothing is shortened) must return data with a
@@ -33,21 +34,36 @@ kind: InferenceModel
 metadata: {name: ${name}}
 spec: {modelName: ${name}, criticality: ${criticality}, poolRef: {name: ${pool}}, targetModels: [{name: llm, weight: 1}]}
 `;
+/** The pools' inference listener, and a second one serving only the HTTPRoute with the mirrors
+ * (a listener with HTTPRoutes serves only their rules; the pools' listener keeps the filter's
+ * own routes, which the dashboard's per-endpoint panel reads). */
+const [INFERENCE_PORT, MIRROR_PORT] = [await freePort(), await freePort()];
+const attachTo = `annotations: {inference.networking.x-k8s.io/attach-to: "name: gateway\\nport: ${INFERENCE_PORT}\\n"}`;
 const CONFIG = `apiVersion: inference.networking.x-k8s.io/v1alpha2
 kind: InferencePool
-metadata: {name: pool}
+metadata: {name: pool, ${attachTo}}
 spec: {targetPortNumber: ${SIM_PORT}, selector: {app: llm}}
 ---
 apiVersion: inference.networking.x-k8s.io/v1alpha2
 kind: InferencePool
-metadata: {name: empty}
+metadata: {name: empty, ${attachTo}}
 spec: {targetPortNumber: ${SIM_PORT}, selector: {app: nothing}}
 ${model("chat", "pool", "Critical")}${model("bulk", "pool", "Sheddable")}${model("orphan", "empty", "Critical")}---
 apiVersion: inference.networking.x-k8s.io/v1alpha2
 kind: InferenceModel
 metadata: {name: broken}
 spec: {modelName: broken, poolRef: {name: pool}, targetModels: [{name: llm, weight: heavy}]}
-${podsYaml("llm", [...IPS, DEAD])}`;
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: mirrors}
+spec:
+  parentRefs: [{name: gateway, port: ${MIRROR_PORT}}]
+  rules:
+${["pool", "empty"].map((to) => `  - matches: [{path: {type: PathPrefix, value: /v1}, headers: [{name: x-mirror, value: ${to}}]}]
+    backendRefs: [{group: inference.networking.x-k8s.io, kind: InferencePool, name: pool}]
+    filters: [{type: RequestMirror, requestMirror: {backendRef: {group: inference.networking.x-k8s.io, kind: InferencePool, name: ${to}}, percent: 100}}]
+`).join("")}${podsYaml("llm", [...IPS, DEAD])}`;
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const show = (samples: Sample[]): string => samples.slice(0, 6).map((s) => `${JSON.stringify(s.metric)} ${s.value}`).join("; ") + (samples.length > 6 ? `; … (${samples.length})` : "");
@@ -59,7 +75,7 @@ describe("the dashboard and the alerting rules in a real Prometheus", () => {
 
   before(async () => {
     const bins = installPrometheus(); // scripts/test-e2e.sh installed it before entering the namespace
-    stack = await startStack(CONFIG, IPS.map((ip) => ({ ip, models: ["llm"] })), { metricsPort: 0 });
+    stack = await startStack(CONFIG, IPS.map((ip) => ({ ip, models: ["llm"] })), { metricsPort: 0, inferencePorts: "config" });
     assert.deepEqual(stack.server.problems.length, 1, `the broken InferenceModel is left out: ${stack.server.problems.join("; ")}`);
 
     // The shipped configuration, with this stack's targets, a 1 s interval and the rules' full path.
@@ -77,15 +93,23 @@ describe("the dashboard and the alerting rules in a real Prometheus", () => {
     }, 20_000, 200);
     await sleep(1500); // a first scrape with every counter at 0
 
-    const url = stack.inferenceUrl;
-    const send = async (body: unknown, headers: Record<string, string> = {}): Promise<number> => {
-      const status = (await postJson(`${url}/v1/completions`, body, headers)).status;
+    const url = `http://127.0.0.1:${INFERENCE_PORT}`;
+    const send = async (body: unknown, headers: Record<string, string> = {}, base = url): Promise<number> => {
+      const status = (await postJson(`${base}/v1/completions`, body, headers)).status;
       answered.set(status, (answered.get(status) ?? 0) + 1);
       return status;
     };
     const prefix = "You are a helpful assistant. Answer briefly and cite nothing. ".repeat(8);
     const chat = (i: number): Promise<number> => send({ model: "chat", prompt: `${prefix} question ${i % 5}`, max_tokens: 1 });
     for (let i = 0; i < 30; i++) assert.equal(await chat(i), 200);
+    // Mirrored copies: to replicas of the pool (sent), and to the pool with no endpoint (failed).
+    // Envoy creates a cluster's 5xx counter at the first 5xx: one copy fails, Prometheus scrapes
+    // the new counter, then more fail, so its rate is above 0.
+    const mirrored = (to: string, i: number) => send({ model: "chat", prompt: `m${i}`, max_tokens: 1 }, { "x-mirror": to }, `http://127.0.0.1:${MIRROR_PORT}`);
+    for (let i = 0; i < 5; i++) assert.equal(await mirrored("pool", i), 200);
+    assert.equal(await mirrored("empty", 0), 200);
+    await sleep(1500);
+    for (let i = 1; i < 5; i++) assert.equal(await mirrored("empty", i), 200);
     for (let i = 0; i < 3; i++) {
       assert.equal(await send({ model: "nope", prompt: "x" }), 404);
       assert.equal(await send("{bad"), 400);
