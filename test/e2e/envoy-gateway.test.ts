@@ -321,16 +321,25 @@ describe("Envoy Gateway extension, end to end", () => {
     // The policy's filter, under its own name and still disabled on the listener (enabled only on
     // the policy's route), takes its configuration from infergate over ECDS.
     const filters: Array<Record<string, unknown>> = [];
+    const modules: Array<{ http_uri: { uri: string; cluster: string }; sha256: string }> = [];
     const walk = (v: unknown): void => {
       if (Array.isArray(v)) { v.forEach(walk); return; }
       if (typeof v !== "object" || v === null) return;
       const o = v as Record<string, unknown>;
       if (typeof o.name === "string" && o.name.includes("infergate-eep") && "config_discovery" in o) filters.push(o);
+      if ("http_uri" in o && "sha256" in o) modules.push(o as (typeof modules)[number]);
       Object.values(o).forEach(walk);
     };
     walk(await (await fetch(`${envoyAdmin(home)}/config_dump`)).json());
     assert.ok(filters.length > 0, "the policy's Wasm filter is fed over ECDS");
     assert.ok(filters.every((f) => f.disabled === true && !("typed_config" in f)), `kept disabled on the listener: ${JSON.stringify(filters)}`);
+    // Over ECDS the policy's filter keeps the policy's module: Envoy Gateway's Wasm cache (its
+    // wasm_cluster, an in-cluster name this host cannot resolve) and the policy's sha256. That
+    // sha256 is the module the attach-to filter already fetched from infergate, so Envoy's own
+    // cache of remote modules, keyed by sha256, serves it.
+    assert.ok(modules.some((m) => m.http_uri.cluster === "wasm_cluster" && m.sha256 === sha256), `the policy's module: ${JSON.stringify(modules)}`);
+    const wasmStats = await (await fetch(`${envoyAdmin(home)}/stats?filter=remote_load_cache_hits`)).text();
+    assert.match(wasmStats, /remote_load_cache_hits: [1-9]/, wasmStats);
     // The seed's listener is unaffected by the policy (it has the attach-to filter).
     assert.equal((await postJson(`http://127.0.0.1:${INFERENCE_PORT}/v1/chat/completions`, SEED_REQUEST)).body.model, "qwq-32b");
     rmSync(join(resourcesDir, "eep.yaml"));
