@@ -1,5 +1,6 @@
 // The Envoy Gateway hooks for HTTPRoute splits and mirrors: a rule's cluster that Envoy Gateway
-// builds for several InferencePools gets the union of their endpoints, and the cluster of a
+// builds for several InferencePools gets the union of their endpoints (an EDS name the hook hands
+// to the publisher, since xDS serves only names it publishes), and the cluster of a
 // RequestMirror to an InferencePool becomes EDS of that pool steered by the filter's mirror header.
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
@@ -29,6 +30,7 @@ spec:
 describe("Envoy Gateway hooks for splits and mirrors", () => {
   let hooks: GatewayHooks;
   let client: grpc.Client;
+  const unions: string[] = [];
   const call = (method: string, request: WireMessage): Promise<WireMessage> => new Promise((resolve, reject) => {
     client.makeUnaryRequest(`/${SERVICE}/${method}`, (m: WireMessage) => Buffer.from(m.encode()), (b: Buffer) => WireMessage.decode(new Uint8Array(b)), request,
       (err, res) => (err ? reject(err) : resolve(res!)));
@@ -36,7 +38,7 @@ describe("Envoy Gateway hooks for splits and mirrors", () => {
 
   before(async () => {
     assert.deepEqual(CONFIG.problems, []);
-    hooks = new GatewayHooks({ xdsHost: "infergate", xdsPort: 18000, config: () => CONFIG, log: () => undefined });
+    hooks = new GatewayHooks({ xdsHost: "infergate", xdsPort: 18000, config: () => CONFIG, log: () => undefined, onPoolUnion: (name) => unions.push(name) });
     client = new grpc.Client(`127.0.0.1:${await hooks.listen("127.0.0.1", 0)}`, grpc.credentials.createInsecure());
   });
   after(() => { client.close(); hooks.close(); });
@@ -52,6 +54,7 @@ describe("Envoy Gateway hooks for splits and mirrors", () => {
     const c = Cluster.toObject(Cluster.decode((await call("PostClusterModify", req)).first(1)!.bytes), { enums: String }) as any;
     assert.equal(c.type, "EDS");
     assert.equal(c.eds_cluster_config.service_name, "infergate-pools/default/a,default/b");
+    assert.deepEqual(unions, ["infergate-pools/default/a,default/b"], "the union's name goes to the publisher");
   });
 
   it("turns the cluster Envoy Gateway builds for a RequestMirror to an InferencePool into EDS of the pool, steered by the mirror header", async () => {

@@ -240,6 +240,70 @@ status: {podIP: 10.0.0.1}
   });
 });
 
+describe("EDS names of HTTPRoute rules", () => {
+  const Assignment = protoRoot().lookupType("envoy.config.endpoint.v3.ClusterLoadAssignment");
+  const pool = (name: string, ip: string) => `---
+apiVersion: inference.networking.x-k8s.io/v1alpha2
+kind: InferencePool
+metadata: {name: ${name}}
+spec: {selector: {app: ${name}}, targetPortNumber: 8000}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: ${name}-0, labels: {app: ${name}}}
+status: {podIP: ${ip}}
+`;
+  const ref = (name: string, weight = 1) => `{group: inference.networking.x-k8s.io, kind: InferencePool, name: ${name}, weight: ${weight}}`;
+  const config = parseRoutingConfig(pool("a", "10.0.0.1") + pool("b", "10.0.0.2") + pool("shadow", "10.0.0.3") + `---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: llm}
+spec:
+  rules:
+  - backendRefs: [${ref("a", 90)}, ${ref("b", 10)}]
+    filters: [{type: RequestMirror, requestMirror: {backendRef: ${ref("shadow")}, percent: 10}}]
+`, "routes.yaml");
+
+  it("serves the names a rule's clusters use (standalone, Cluster and Translation hooks), a union the Cluster hook handed out, and no other", async () => {
+    assert.deepEqual(config.problems, []);
+    const xds = new XdsServer();
+    const publisher = new Publisher(xds, { wasmPath: "/m.wasm" });
+    publisher.setConfig(config);
+    const port = await xds.listen("127.0.0.1", 0);
+    const client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+    const served = async (names: string[]): Promise<Record<string, string[]>> => {
+      const eds = new Stream(client, TYPE_LOAD_ASSIGNMENT);
+      try {
+        const answer = eds.next(3000);
+        eds.send({ node: "envoy-eds", names });
+        return Object.fromEntries((await answer)!.resources.map((r) => Assignment.toObject(Assignment.decode(r.value)) as any)
+          .map((a) => [a.cluster_name, a.endpoints.flatMap((e: any) => e.lb_endpoints.map((l: any) => l.endpoint.address.socket_address.address))]));
+      } finally {
+        eds.end();
+      }
+    };
+    try {
+      assert.deepEqual(await served([
+        "infergate-pool/default/a", "infergate-route/httproute/default/llm/rule/0", "infergate-pools/default/a,default/b",
+        "infergate-route/httproute/default/llm/rule/0-mirror-0", "infergate-pools/default/a,default/shadow", "infergate-route/nope",
+      ]), {
+        "infergate-pool/default/a": ["10.0.0.1"],
+        "infergate-route/httproute/default/llm/rule/0": ["10.0.0.1", "10.0.0.2"],
+        "infergate-pools/default/a,default/b": ["10.0.0.1", "10.0.0.2"],
+        "infergate-route/httproute/default/llm/rule/0-mirror-0": ["10.0.0.3"],
+      });
+      // A split infergate does not serve itself (say, a route in a namespace it does not watch):
+      // served once the Cluster hook has given that name to a cluster.
+      publisher.setPoolUnion("infergate-pools/default/a,default/shadow");
+      assert.deepEqual(await served(["infergate-pools/default/a,default/shadow"]), { "infergate-pools/default/a,default/shadow": ["10.0.0.1", "10.0.0.3"] });
+    } finally {
+      client.close();
+      publisher.stop();
+      await xds.close();
+    }
+  });
+});
+
 describe("the extension server's report of names it does not serve", () => {
   it("counts every ignored name, and logs once per Envoy", async () => {
     const logs: string[] = [];
