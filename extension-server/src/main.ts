@@ -1,8 +1,11 @@
 // infergate extension server CLI.
 //   tsx extension-server/src/main.ts standalone --config manifests/standalone/seed.yaml [--no-envoy]
+import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { KubeConfig } from "@kubernetes/client-node";
-import { ConfigError } from "./config/routing-config.ts";
+import { ConfigError, parseSchedulerConfig } from "./config/routing-config.ts";
+import { leveledLog, LOG_LEVELS, type LogLevel } from "./log-level.ts";
+import type { SchedulerConfig } from "./scheduling/config.ts";
 import { InfergateServer } from "./server.ts";
 
 const USAGE = `usage: infergate standalone --config FILE [options]
@@ -38,6 +41,12 @@ const USAGE = `usage: infergate standalone --config FILE [options]
   --insecure             kubernetes mode without TLS: xDS and the hooks answer anyone who reaches them
   --watch-namespaces A,B kubernetes mode: watch only these namespaces (a namespaced install, with
                          Roles there; manifests/kubernetes/infergate-namespaced.yaml); default: all
+  --scheduler-config F   kubernetes mode: scrape, scoring and picker settings, a YAML file with one
+                         InfergateConfig document (the Helm chart mounts it from a ConfigMap); read
+                         at start-up, invalid is fatal; default: the built-in defaults. Standalone
+                         mode reads an InfergateConfig document in --config instead
+  --log-level L          this server's log: info (default) logs every configuration load and
+                         status write, warn only problems
   --envoy-log-level L    Envoy's log level (default warn)
 `;
 
@@ -62,6 +71,8 @@ async function main(): Promise<void> {
       "hooks-plaintext": { type: "boolean", default: false },
       insecure: { type: "boolean", default: false },
       "watch-namespaces": { type: "string" },
+      "scheduler-config": { type: "string" },
+      "log-level": { type: "string", default: "info" },
       wasm: { type: "string" },
       "no-envoy": { type: "boolean", default: false },
       "hooks-port": { type: "string" },
@@ -86,14 +97,28 @@ async function main(): Promise<void> {
   const localEnvoy = !(values["no-envoy"] || values["hooks-port"] || mode === "kubernetes");
   if (tls && localEnvoy) fail("TLS is for Envoys on other hosts; the Envoy this command runs reaches xDS on loopback (add --no-envoy or --hooks-port)");
   if (mode === "kubernetes" && !tls && !values.insecure) fail("kubernetes mode needs --tls-cert, --tls-key and --tls-ca (mutual TLS on xDS and the hooks), or --insecure");
+  if (mode !== "kubernetes" && values["scheduler-config"] !== undefined) fail("--scheduler-config is for kubernetes mode; standalone mode reads an InfergateConfig document in --config");
+  const logLevel = values["log-level"] as LogLevel;
+  if (!LOG_LEVELS.includes(logLevel)) fail(`--log-level must be one of ${LOG_LEVELS.join(", ")}`);
   let kubernetes: KubeConfig | undefined;
+  let scheduler: SchedulerConfig | undefined;
   if (mode === "kubernetes") {
     kubernetes = new KubeConfig();
     kubernetes.loadFromDefault(); // in-cluster service account, or KUBECONFIG
+    const file = values["scheduler-config"];
+    if (file !== undefined) {
+      try {
+        scheduler = parseSchedulerConfig(readFileSync(file, "utf8"), file);
+      } catch (err) {
+        console.error(err instanceof ConfigError ? `invalid configuration:\n  ${err.problems.join("\n  ")}` : `infergate: ${file}: cannot read: ${(err as Error).message}`);
+        process.exit(1);
+      }
+    }
   }
   const server = new InfergateServer({
-    source: kubernetes ? { kubernetes, namespaces: values["watch-namespaces"]?.split(",").map((n) => n.trim()).filter((n) => n !== "") } : { file: values.config! },
+    source: kubernetes ? { kubernetes, namespaces: values["watch-namespaces"]?.split(",").map((n) => n.trim()).filter((n) => n !== ""), scheduler } : { file: values.config! },
     wasmPath: values.wasm,
+    log: leveledLog(logLevel, (m) => console.error(m)),
     listenAddress: values.listen,
     xdsPort: Number(values["xds-port"]),
     metricsPort: Number(values["metrics-port"]),

@@ -20,6 +20,7 @@ import { HttpServer, MODULE_PATH, type HttpServerOptions } from "./http-server.t
 import { LoadLoop } from "./load-loop.ts";
 import { ServerMetrics, type XdsKind } from "./metrics.ts";
 import { Publisher } from "./publisher.ts";
+import type { SchedulerConfig } from "./scheduling/config.ts";
 import { mtlsServerCredentials, readPem, type TlsFiles } from "./tls.ts";
 import { TYPE_EXTENSION_CONFIG, XdsServer, type IgnoredReason } from "./xds/server.ts";
 
@@ -28,8 +29,9 @@ const MODULE_CLUSTER = "infergate_module";
 
 export interface InfergateServerOptions {
   /** Where the configuration comes from: a YAML file (standalone), or the cluster's resources (in
-   * every namespace, or only in `namespaces`). */
-  source: { file: string } | { kubernetes: KubeConfig; namespaces?: readonly string[] | undefined };
+   * every namespace, or only in `namespaces`), with the scheduler settings `scheduler` (an
+   * InfergateConfig's spec, --scheduler-config; default: DEFAULT_SCHEDULER_CONFIG). */
+  source: { file: string } | { kubernetes: KubeConfig; namespaces?: readonly string[] | undefined; scheduler?: SchedulerConfig | undefined };
   wasmPath?: string | undefined;
   listenAddress?: string | undefined;
   xdsPort?: number | undefined; // 0 = ephemeral
@@ -83,7 +85,7 @@ export class InfergateServer {
   constructor(private readonly opts: InfergateServerOptions) {
     this.log = opts.log ?? ((m: string) => console.error(m));
     this.wasmPath = resolve(opts.wasmPath ?? DEFAULT_WASM_PATH);
-    this.source = "file" in opts.source ? new FileSource(opts.source.file) : new KubeSource(opts.source.kubernetes, { namespaces: opts.source.namespaces });
+    this.source = "file" in opts.source ? new FileSource(opts.source.file) : new KubeSource(opts.source.kubernetes, { namespaces: opts.source.namespaces, scheduler: opts.source.scheduler });
     this.xds = new XdsServer({
       onAck: (type, version, node, error, seconds) => {
         this.metrics.xdsResponses.inc({ type: xdsKind(type), result: error ? "nack" : "ack" });

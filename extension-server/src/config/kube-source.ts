@@ -21,6 +21,7 @@ import { claimedParent, CONTROLLER_NAME, mergeParents, type Condition, type Pare
 import { poolId, routingConfigFromObjects, type RoutingConfig, type SkipReason } from "./routing-config.ts";
 import { GROUP_GATEWAY, GROUP_K8S, GROUP_X_K8S } from "./resources.ts";
 import type { ConfigSource, SourceEvents } from "./source.ts";
+import type { SchedulerConfig } from "../scheduling/config.ts";
 
 export interface Resource { group: string; version: string; plural: string; kind: string; rank: number }
 
@@ -55,6 +56,8 @@ export interface KubeSourceOptions {
   namespaces?: readonly string[] | undefined;
   /** How long changes coalesce before the configuration is rebuilt. */
   debounceMs?: number | undefined;
+  /** Scheduler settings (--scheduler-config); default: DEFAULT_SCHEDULER_CONFIG. */
+  scheduler?: SchedulerConfig | undefined;
 }
 
 export class KubeSource implements ConfigSource {
@@ -78,12 +81,14 @@ export class KubeSource implements ConfigSource {
   private readonly debounceMs: number;
   /** Watched namespaces; undefined: all. */
   private readonly namespaces: readonly string[] | undefined;
+  private readonly scheduler: SchedulerConfig | undefined;
 
   constructor(private readonly kc: KubeConfig, opts: KubeSourceOptions = {}) {
     this.custom = kc.makeApiClient(CustomObjectsApi);
     this.core = kc.makeApiClient(CoreV1Api);
     this.debounceMs = opts.debounceMs ?? 20;
     this.namespaces = opts.namespaces && opts.namespaces.length > 0 ? opts.namespaces : undefined;
+    this.scheduler = opts.scheduler;
   }
 
   /** Starts an informer for every served version (a version the cluster does not serve is skipped),
@@ -156,7 +161,7 @@ export class KubeSource implements ConfigSource {
     // an exception here is a bug, and the previous configuration stays.
     let config: RoutingConfig;
     try {
-      config = routingConfigFromObjects(objects, "kubernetes");
+      config = routingConfigFromObjects(objects, "kubernetes", this.scheduler);
     } catch (err) {
       this.events.onRejected([`building the configuration failed: ${String(err)}`]);
       return;

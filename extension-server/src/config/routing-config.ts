@@ -240,13 +240,16 @@ function collect(text: string, source: string): Collected {
   return into;
 }
 
-/** Builds the routing configuration from objects read from the Kubernetes API (or anywhere). */
-export function routingConfigFromObjects(objects: unknown[], source: string): RoutingConfig {
+/** Builds the routing configuration from objects read from the Kubernetes API (or anywhere), with
+ * the scheduler settings `scheduler` (default: DEFAULT_SCHEDULER_CONFIG) unless an object is an
+ * InfergateConfig. */
+export function routingConfigFromObjects(objects: unknown[], source: string, scheduler?: SchedulerConfig): RoutingConfig {
   const into = emptyCollection();
   for (const obj of objects) {
     const o = obj as { kind?: string; metadata?: { namespace?: string; name?: string } };
     collectObject(obj, `${source}: ${o.kind ?? "object"} ${o.metadata?.namespace ?? DEFAULT_NAMESPACE}/${o.metadata?.name ?? "?"}`, into);
   }
+  into.scheduler ??= scheduler;
   return buildRoutingConfig(into);
 }
 
@@ -431,4 +434,18 @@ function routesFrom(routes: Array<Located<HttpRoute>>, pools: ReadonlyMap<string
 /** Parses and validates a YAML text; `source` names it in messages. */
 export function parseRoutingConfig(text: string, source: string): RoutingConfig {
   return buildRoutingConfig(collect(text, source));
+}
+
+/** The scheduler settings of a file that holds one InfergateConfig document and nothing else
+ * (kubernetes mode's --scheduler-config, e.g. a mounted ConfigMap); `source` names it in messages.
+ * Throws a ConfigError naming every problem: an invalid field, another kind, no or two documents. */
+export function parseSchedulerConfig(text: string, source: string): SchedulerConfig {
+  const into = collect(text, source);
+  const problems = into.problems.map((p) => p.text);
+  const others = [...into.pools, ...into.models, ...into.objectives, ...into.rewrites, ...into.routes].map((o) => o.where);
+  if (into.pods.length > 0 || into.grants.length > 0) others.push(`${source}: ${into.pods.length + into.grants.length} Pod or ReferenceGrant documents`);
+  problems.push(...others.map((where) => `${where}: only an InfergateConfig document belongs in this file`));
+  if (problems.length === 0 && !into.scheduler) problems.push(`${source}: no InfergateConfig document`);
+  if (problems.length > 0) throw new ConfigError(problems);
+  return into.scheduler!;
 }
