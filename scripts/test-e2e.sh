@@ -5,9 +5,10 @@
 # Extension's endpoint picker v1.5.0 behind Envoy (test/e2e/gie-epp.test.ts, built by
 # scripts/build-epp.sh). Also the Grafana dashboard's queries and the alerting rules in a real
 # Prometheus that scrapes a real stack (test/e2e/prometheus.test.ts; Prometheus comes from
-# scripts/install-prometheus.mjs). They run inside a private network namespace, because Envoy
-# Gateway's host mode and the EPP bind their listeners on 0.0.0.0 and this suite only ever listens
-# on its own loopback.
+# scripts/install-prometheus.mjs). And the Helm chart (test/e2e/helm.test.ts; Helm built by
+# scripts/build-helm.sh) against a kube-apiserver of its own. They run inside a private network
+# namespace, because Envoy Gateway's host mode and the EPP bind their listeners on 0.0.0.0 and this
+# suite only ever listens on its own loopback.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Build everything before entering the namespace: inside it there is no network.
@@ -19,6 +20,11 @@ export GATEWAY_API_CRDS="$(bash scripts/gateway-api-crds.sh)"
 epp_out="$(bash scripts/build-epp.sh)"
 # The binary, and the module's directory (its CRDs are applied at run time).
 export EPP_BIN="$(echo "$epp_out" | sed -n 1p)" EPP_MODULE_DIR="$(echo "$epp_out" | sed -n 2p)"
+# Helm (test/e2e/helm.test.ts: lint, template, install/upgrade/uninstall against kube-apiserver),
+# and the Prometheus Operator's CRDs and Envoy Gateway's chart that test uses.
+export HELM_BIN="$(bash scripts/build-helm.sh)"
+chart_deps="$(bash scripts/chart-test-deps.sh)"
+export PROMETHEUS_OPERATOR_CRDS="$(echo "$chart_deps" | sed -n 1p)" EG_MODULE_DIR="$(echo "$chart_deps" | sed -n 2p)"
 # Prometheus and promtool: the system's, or Debian's package unpacked into .cache/ (apt needs the network).
 prometheus_bins="$(node scripts/install-prometheus.mjs)"
 export PROMETHEUS_BIN="$(echo "$prometheus_bins" | sed -n 1p)" PROMTOOL_BIN="$(echo "$prometheus_bins" | sed -n 2p)"

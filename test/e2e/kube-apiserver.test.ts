@@ -46,14 +46,16 @@ describe("Kubernetes source against a real kube-apiserver", () => {
     const crds = parseAllDocuments(readFileSync(join(repo, "manifests/kubernetes/crds.yaml"), "utf8")).map((d) => d.toJS());
     await api!.installCrds(crds);
     assert.deepEqual(crds.filter((c) => c.spec.group === GROUP).map((c) => c.spec.names.kind), ["InferencePool", "InferenceModel", "InferenceObjective", "InferenceModelRewrite"]);
-    // Gateway API's HTTPRoute and ReferenceGrant, as installed with Envoy Gateway, and the Inference Extension's v1 InferencePool.
-    await api!.installCrds([gatewayApiCrd("httproutes"), gatewayApiCrd("referencegrants"), inferenceExtensionCrd("inference.networking.k8s.io_inferencepools")]);
+    // The Inference Extension's v1 InferencePool comes with them (the chart's crds/, verbatim from v1.5.0).
+    assert.deepEqual(crds.filter((c) => c.spec.group === "inference.networking.k8s.io").map((c) => c.metadata.name), [inferenceExtensionCrd("inference.networking.k8s.io_inferencepools").metadata.name]);
+    // Gateway API's HTTPRoute and ReferenceGrant, as installed with Envoy Gateway.
+    await api!.installCrds([gatewayApiCrd("httproutes"), gatewayApiCrd("referencegrants")]);
   });
 
-  it("accepts infergate's install manifests (RBAC, Deployment, Service, NetworkPolicy)", async () => {
+  it("accepts infergate's install manifests (RBAC, Deployment, Service, scheduler ConfigMap, NetworkPolicy)", async () => {
     const docs = parseAllDocuments(readFileSync(join(repo, "manifests/kubernetes/infergate.yaml"), "utf8")).map((d) => d.toJS());
     for (const doc of docs) await api!.create(doc);
-    assert.deepEqual(docs.map((d) => d.kind).sort(), ["ClusterRole", "ClusterRoleBinding", "Deployment", "Namespace", "NetworkPolicy", "Service", "ServiceAccount"]);
+    assert.deepEqual(docs.map((d) => d.kind).sort(), ["ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment", "Namespace", "NetworkPolicy", "Service", "ServiceAccount"]);
     infergateKc = await api!.serviceAccountConfig("infergate-system", "infergate");
   });
 

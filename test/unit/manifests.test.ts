@@ -1,8 +1,10 @@
+// The raw manifests are rendered from the Helm chart (scripts/render-manifests.ts; the e2e step
+// fails when they differ from the chart), so these checks hold for the chart's output.
 // The two Kubernetes installs stay in step: the namespaced one is the cluster-wide one with a Role
 // per watched namespace instead of the ClusterRole (same rules), and --watch-namespaces naming
-// exactly those namespaces. Everything else (Deployment, Service, NetworkPolicy) is identical.
-// The rules let infergate list and watch every kind the Kubernetes source watches, and patch the
-// status of every kind it writes status for.
+// exactly those namespaces. Everything else (Deployment, Service, ConfigMap, NetworkPolicy) is identical.
+// The rules let infergate list and watch every kind the Kubernetes source watches (and Pods, and the
+// Services v1 pools name as endpoint pickers), and patch the status of every kind it writes status for.
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
@@ -41,7 +43,7 @@ describe("Kubernetes install manifests", () => {
     const rules: Array<{ apiGroups: string[]; resources: string[]; verbs: string[] }> = byKind(cluster, "ClusterRole")[0]!.rules;
     const allowed = (group: string, resource: string, verb: string) =>
       rules.some((r) => r.apiGroups.includes(group) && r.resources.includes(resource) && r.verbs.includes(verb));
-    for (const r of [...WATCHED, { group: "", plural: "pods", kind: "Pod" }]) {
+    for (const r of [...WATCHED, { group: "", plural: "pods", kind: "Pod" }, { group: "", plural: "services", kind: "Service" }]) {
       for (const verb of ["get", "list", "watch"]) assert.ok(allowed(r.group, r.plural, verb), `${verb} ${r.plural}.${r.group}`);
     }
     const written = WATCHED.filter((r) => STATUS_KINDS.has(r.kind));

@@ -8,7 +8,7 @@ import { z } from "zod";
 export const MAX_PICKER_WEIGHT = 1_000_000_000_000;
 const weight = z.number().int().min(0).max(MAX_PICKER_WEIGHT);
 
-const schedulerConfigSchema = z.object({
+export const schedulerConfigSchema = z.object({
   scrape: z.object({
     intervalMs: z.number().int().min(5).max(60_000).default(50),
     timeoutMs: z.number().int().min(10).max(60_000).default(1000),
