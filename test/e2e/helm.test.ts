@@ -369,10 +369,15 @@ describe("Helm chart", () => {
     };
 
     it("what the pod would do, done here: the server starts with the Deployment's arguments, the mounted ConfigMap and Secret and the ServiceAccount's RBAC, serves the seed's pool and writes its status", async () => {
-      const { snapshot } = await runAsPod((s) => /pool default\/reasoning-pool/.test(s) && /endpoint 10\.1\.0\.12:8000/.test(s));
-      assert.match(snapshot, /tuning /, "the scheduler ConfigMap's tuning is pushed");
-      const pool = JSON.parse((await api.raw("GET", "/apis/inference.networking.x-k8s.io/v1alpha1/namespaces/default/inferencepools/reasoning-pool")).text);
-      assert.deepEqual(pool.status?.parent?.[0]?.conditions?.map((c: Obj) => [c.type, c.status]), [["Accepted", "True"], ["ResolvedRefs", "True"]]);
+      const accepted = async () => JSON.parse((await api.raw("GET", "/apis/inference.networking.x-k8s.io/v1alpha1/namespaces/default/inferencepools/reasoning-pool")).text)
+        .status?.parent?.[0]?.conditions?.find((c: Obj) => c.type === "Accepted")?.status;
+      let status: string | undefined;
+      const { snapshot } = await runAsPod((snap) => {
+        void accepted().then((a) => (status = a), () => undefined);
+        return /pool default\/reasoning-pool/.test(snap) && status === "True";
+      });
+      assert.match(snapshot, /tuning score-weight 40\n/, "the scheduler ConfigMap's tuning is pushed (the defaults)");
+      assert.equal(await accepted(), "True", "the pool's status, written through the chart's ClusterRole");
     });
 
     it("helm upgrade: replicas and the scheduler ConfigMap change (the pod template with it), the rest is left as it was", async () => {

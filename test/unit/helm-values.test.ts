@@ -1,7 +1,7 @@
 // The chart's documentation contract: the README's values table (section "Install with Helm") lists
 // every top-level value of charts/infergate/values.yaml and nothing else, every example values file
-// is named there, and the chart's values.schema.json knows every top-level value (it refuses
-// unknown ones). The e2e step (test/e2e/helm.test.ts) renders and installs the chart.
+// is named there, the chart's values.schema.json knows every top-level value (it refuses unknown
+// ones), and the chart's copy of the alerting rules is current. The e2e step (test/e2e/helm.test.ts) renders and installs the chart.
 import assert from "node:assert/strict";
 import { readdirSync, readFileSync } from "node:fs";
 import { describe, it } from "node:test";
@@ -31,5 +31,9 @@ describe("Helm chart values", () => {
     const schema = JSON.parse(readFileSync(`${repo}charts/infergate/values.schema.json`, "utf8"));
     assert.equal(schema.additionalProperties, false);
     for (const key of Object.keys(values)) assert.ok(key in schema.properties, key);
+  });
+
+  it("the chart's copy of the alerting rules is manifests/prometheus/infergate-alerts.yaml (npx tsx scripts/render-manifests.ts copies it)", () => {
+    assert.equal(readFileSync(`${repo}charts/infergate/files/infergate-alerts.yaml`, "utf8"), readFileSync(`${repo}manifests/prometheus/infergate-alerts.yaml`, "utf8"));
   });
 });
