@@ -4,6 +4,7 @@
 // flooded; configuration changes push at once.
 import type { RoutingConfig } from "./config/routing-config.ts";
 import { FILTER_NAME } from "./contract.ts";
+import { pickerClusterName, pickerLoadAssignment } from "./envoy/endpoint-picker.ts";
 import { loadAssignment, poolClusterName, typedExtensionConfig, wasmFilter, type WasmFilterOptions } from "./envoy/resources.ts";
 import type { ServerMetrics } from "./metrics.ts";
 import type { Schedule } from "./scheduling/scheduler.ts";
@@ -89,10 +90,14 @@ export class Publisher {
   }
 
   private publishEndpoints(config: RoutingConfig): void {
-    const key = JSON.stringify(config.pools.map((p) => [p.id, p.endpoints]));
+    const key = JSON.stringify(config.pools.map((p) => [p.id, p.endpoints, p.picker?.address]));
     if (key === this.lastEndpoints) return;
     this.lastEndpoints = key;
-    this.xds.setResources(TYPE_LOAD_ASSIGNMENT, config.pools.map((p) =>
-      resource(poolClusterName(p.id), "envoy.config.endpoint.v3.ClusterLoadAssignment", loadAssignment(poolClusterName(p.id), p.endpoints))));
+    const assignment = "envoy.config.endpoint.v3.ClusterLoadAssignment";
+    this.xds.setResources(TYPE_LOAD_ASSIGNMENT, [
+      ...config.pools.map((p) => resource(poolClusterName(p.id), assignment, loadAssignment(poolClusterName(p.id), p.endpoints))),
+      // A pool's endpoint picker: the Service's address, or none when the reference does not resolve.
+      ...config.pools.flatMap((p) => (p.picker ? [resource(pickerClusterName(p.id), assignment, pickerLoadAssignment(p.id, p.picker))] : [])),
+    ]);
   }
 }

@@ -10,9 +10,10 @@ import { isIP } from "node:net";
 import { parseAllDocuments } from "yaml";
 import type { z } from "zod";
 import {
-  ATTACH_TO_ANNOTATION, attachTo, inferenceModel, inferencePoolV1, inferencePoolV1alpha, pod,
-  type AttachTo, type InferenceModel, type Pod,
+  ATTACH_TO_ANNOTATION, attachTo, inferenceModel, inferencePoolV1, inferencePoolV1alpha, pod, service,
+  type AttachTo, type EndpointPickerRef, type InferenceModel, type Pod, type Service,
 } from "./resources.ts";
+import { resolveEndpointPicker, serviceKey, type EndpointPicker } from "./endpoint-picker.ts";
 import { DEFAULT_SCHEDULER_CONFIG, infergateConfigDoc, type SchedulerConfig } from "../scheduling/config.ts";
 
 export type Criticality = "critical" | "standard" | "sheddable";
@@ -31,6 +32,9 @@ export interface PoolConfig {
   selector: Record<string, string>;
   targetPorts: number[];
   attachTo?: AttachTo;
+  /** The endpoint picker a v1 pool's `endpointPickerRef` names; absent when it names none, and
+   * then infergate picks. */
+  picker?: EndpointPicker;
   endpoints: PoolEndpoint[];
   /** Selected Pods that are not endpoints, by reason. */
   skipped: Partial<Record<SkipReason, number>>;
@@ -107,9 +111,10 @@ function refOf(raw: Record<string, unknown>): ObjectRef | undefined {
 interface Located<T> { value: T; where: string; object: ObjectRef | undefined }
 
 interface Collected {
-  pools: Array<Located<PoolConfig>>;
+  pools: Array<Located<PoolConfig & { pickerRef?: EndpointPickerRef }>>;
   models: Array<Located<InferenceModel>>;
   pods: Pod[];
+  services: Service[];
   scheduler?: SchedulerConfig;
   problems: Problem[];
 }
@@ -123,10 +128,10 @@ function parse<T>(schema: z.ZodType<T>, raw: Record<string, unknown>, where: str
 }
 
 function collectPool(raw: Record<string, unknown>, where: string, into: Collected): void {
-  let shape: { metadata: { name: string; namespace?: string | undefined; annotations?: Record<string, string> | undefined }; apiVersion: string; selector: Record<string, string>; targetPorts: number[] } | undefined;
+  let shape: { metadata: { name: string; namespace?: string | undefined; annotations?: Record<string, string> | undefined }; apiVersion: string; selector: Record<string, string>; targetPorts: number[]; pickerRef?: EndpointPickerRef | undefined } | undefined;
   if (String(raw.apiVersion).endsWith("k8s.io/v1")) {
     const p = parse(inferencePoolV1, raw, where, into);
-    if (p) shape = { metadata: p.metadata, apiVersion: p.apiVersion, selector: p.spec.selector.matchLabels, targetPorts: p.spec.targetPorts.map((t) => t.number) };
+    if (p) shape = { metadata: p.metadata, apiVersion: p.apiVersion, selector: p.spec.selector.matchLabels, targetPorts: p.spec.targetPorts.map((t) => t.number), pickerRef: p.spec.endpointPickerRef };
   } else {
     const p = parse(inferencePoolV1alpha, raw, where, into);
     if (p) shape = { metadata: p.metadata, apiVersion: p.apiVersion, selector: p.spec.selector, targetPorts: [p.spec.targetPortNumber] };
@@ -135,9 +140,10 @@ function collectPool(raw: Record<string, unknown>, where: string, into: Collecte
   const p = shape;
   const namespace = p.metadata.namespace ?? DEFAULT_NAMESPACE;
   const object = { kind: "InferencePool", namespace, name: p.metadata.name };
-  const pool: PoolConfig = {
+  const pool: PoolConfig & { pickerRef?: EndpointPickerRef } = {
     id: poolId(namespace, p.metadata.name), name: p.metadata.name, namespace, apiVersion: p.apiVersion,
     selector: p.selector, targetPorts: p.targetPorts, endpoints: [], skipped: {},
+    ...(p.pickerRef ? { pickerRef: p.pickerRef } : {}),
   };
   const annotation = p.metadata.annotations?.[ATTACH_TO_ANNOTATION];
   if (annotation !== undefined) {
@@ -168,18 +174,19 @@ function collectObject(raw: unknown, where: string, into: Collected): void {
       break;
     }
     case "Pod": { const p = parse(pod, obj, where, into); if (p) into.pods.push(p); break; }
+    case "Service": { const s = parse(service, obj, where, into); if (s) into.services.push(s); break; }
     case "InfergateConfig": {
       if (into.scheduler) { into.problems.push({ object: refOf(obj), text: `${where}: only one InfergateConfig document is allowed; this one is ignored` }); break; }
       const c = parse(infergateConfigDoc, obj, where, into);
       if (c) into.scheduler = c.spec;
       break;
     }
-    default: into.problems.push({ object: refOf(obj), text: `${where}: kind: unsupported kind ${JSON.stringify(obj.kind)} (expected InferencePool, InferenceModel, Pod or InfergateConfig)` });
+    default: into.problems.push({ object: refOf(obj), text: `${where}: kind: unsupported kind ${JSON.stringify(obj.kind)} (expected InferencePool, InferenceModel, Pod, Service or InfergateConfig)` });
   }
 }
 
 function emptyCollection(): Collected {
-  return { pools: [], models: [], pods: [], problems: [] };
+  return { pools: [], models: [], pods: [], services: [], problems: [] };
 }
 
 /** Collects and validates the documents of one YAML text (several `---`-separated documents). */
@@ -271,9 +278,12 @@ function olderFirst(a: Located<InferenceModel>, b: Located<InferenceModel>): num
 function buildRoutingConfig(collected: Collected): RoutingConfig {
   const problems = [...collected.problems];
   const pools = new Map<string, PoolConfig>();
-  for (const { value: p, where, object } of collected.pools) {
+  const services = new Map(collected.services.map((s) => [serviceKey(s.metadata.namespace ?? DEFAULT_NAMESPACE, s.metadata.name), s]));
+  for (const { value: located, where, object } of collected.pools) {
+    const { pickerRef, ...p } = located;
     if (pools.has(p.id)) { problems.push({ object, text: `${where}: InferencePool ${p.id} is defined twice; this one is ignored` }); continue; }
     selectEndpoints(p, collected.pods);
+    if (pickerRef) p.picker = resolveEndpointPicker(pickerRef, p.namespace, services);
     pools.set(p.id, p);
   }
   // Model names are one namespace for the whole snapshot: a name served twice goes to the older
