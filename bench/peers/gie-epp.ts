@@ -52,6 +52,11 @@ export interface GieEppOptions {
   /** Envoy's ext_proc `failure_mode_allow` (default false, as the reference configuration): true
    * lets requests through, unrouted by the EPP, when it cannot be reached. */
   failureModeAllow?: boolean;
+  /** Whether response bodies go through the EPP, FULL_DUPLEX_STREAMED as in the reference
+   * (default true). The default scheduler reads nothing from them; false keeps the response
+   * headers phase and skips the body (bench/peers/epp-fidelity.ts, where streamed tokens arrive
+   * at the time scale's multiple of the real rate). */
+  responseBody?: boolean;
   /** Extra EPP flags, appended last (e.g. ["--v=4"]). */
   eppArgs?: string[];
   /** The EndpointPickerConfig the EPP reads (default CHART_DEFAULT_PLUGINS). */
@@ -165,14 +170,14 @@ function listener(name: string, cluster: string, httpFilters: unknown[]): Record
  * verification are those of the module's reference configuration (test/testdata/envoy.yaml).
  * Left out: its grpc health check (the EPP does not register the health service on the ext_proc
  * port unless --health-checking is set), access logs, and listener options unrelated to routing. */
-export function gieEnvoyBootstrap(o: { replicas: string[]; eppGrpcPort: number; secureServing: boolean; failureModeAllow?: boolean }): Record<string, unknown> {
+export function gieEnvoyBootstrap(o: { replicas: string[]; eppGrpcPort: number; secureServing: boolean; failureModeAllow?: boolean; responseBody?: boolean }): Record<string, unknown> {
   const extProc = {
     name: "envoy.filters.http.ext_proc",
     typed_config: typed("envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor", {
       grpc_service: { envoy_grpc: { cluster_name: "ext_proc", authority: `epp:${o.eppGrpcPort}` }, timeout: "10s" },
       processing_mode: {
         request_header_mode: "SEND", response_header_mode: "SEND",
-        request_body_mode: "FULL_DUPLEX_STREAMED", response_body_mode: "FULL_DUPLEX_STREAMED",
+        request_body_mode: "FULL_DUPLEX_STREAMED", response_body_mode: o.responseBody === false ? "NONE" : "FULL_DUPLEX_STREAMED",
         request_trailer_mode: "SEND", response_trailer_mode: "SEND",
       },
       message_timeout: "1000s",
@@ -389,7 +394,7 @@ export async function startGieEpp(opts: GieEppOptions): Promise<GieEpp> {
   };
   try {
     envoy = await EnvoyProcess.start({
-      bootstrap: gieEnvoyBootstrap({ replicas: opts.replicas, eppGrpcPort: grpcPort, secureServing, failureModeAllow: opts.failureModeAllow ?? false }),
+      bootstrap: gieEnvoyBootstrap({ replicas: opts.replicas, eppGrpcPort: grpcPort, secureServing, failureModeAllow: opts.failureModeAllow ?? false, responseBody: opts.responseBody ?? true }),
       concurrency: opts.envoyConcurrency ?? 2, logLevel: "warn", onLog: log,
     });
     const listeners = await envoy.listenerAddresses();

@@ -95,16 +95,7 @@ describe("infergate as the gateway of the real EPP v1.5.0 (endpoint picker proto
     await server.start();
     const listeners = await server.envoy!.listenerAddresses();
     url = `http://${[...listeners].find(([name]) => name.startsWith("inference-"))![1]}/v1/completions`;
-    // Both picker clusters have passed their first health check (until then requests fail open,
-    // or closed), and the EPP answers.
-    await waitFor(async () => {
-      for (const model of MODELS) {
-        const res = await fetch(url, { method: "POST", headers: { "content-type": "application/json", "test-epp-endpoint-selection": IPS[0]! }, body: JSON.stringify(body(model)) });
-        await res.text();
-        if (res.headers.get("x-conformance-test-served-endpoint") !== at(IPS[0]!)) return false;
-      }
-      return true;
-    }, 20_000, 200).catch((err) => { throw new Error(`${String(err)}\n${epp!.eppLogs().slice(-15).join("\n")}`); });
+    await eppAnswersBothPools(20_000);
   });
 
   after(async () => {
@@ -112,6 +103,17 @@ describe("infergate as the gateway of the real EPP v1.5.0 (endpoint picker proto
     await epp?.stop();
     await Promise.all([...sims, ...(outsider ? [outsider] : [])].map((s) => s.close()));
   });
+
+  /** Both pools' picker clusters have passed a health check (until then requests fail open, or
+   * closed): the EPP's verifier header shows it handled a request of each. */
+  const eppAnswersBothPools = (timeoutMs: number): Promise<number> => waitFor(async () => {
+    for (const model of MODELS) {
+      const res = await fetch(url, { method: "POST", headers: { "content-type": "application/json", "test-epp-endpoint-selection": IPS[0]! }, body: JSON.stringify(body(model)) });
+      await res.text();
+      if (res.headers.get("x-conformance-test-served-endpoint") !== at(IPS[0]!)) return false;
+    }
+    return true;
+  }, timeoutMs, 200).catch((err) => { throw new Error(`${String(err)}\n${epp!.eppLogs().slice(-15).join("\n")}`); });
 
   const stat = async (name: string): Promise<number> => {
     const text = await server!.envoy!.admin(`stats?filter=${encodeURIComponent(name)}`);
@@ -173,7 +175,10 @@ describe("infergate as the gateway of the real EPP v1.5.0 (endpoint picker proto
     }
     assert.equal(sims.reduce((n, s, i) => n + s.stats().requests - before[i]!, 0), 9, "only the FailOpen requests reached a replica");
     await epp!.restartEpp();
-    await waitFor(async () => (await postJson(url, body("qwen3-strict"), { "test-epp-endpoint-selection": IPS[2]! })).servedBy === at(IPS[2]!), 15_000, 200);
-    assert.equal((await postJson(url, body(), { "test-epp-endpoint-selection": IPS[1]! })).servedBy, at(IPS[1]!));
+    // Each pool's picker cluster passes its own health check again.
+    await eppAnswersBothPools(15_000);
+    for (const model of MODELS) {
+      for (const ip of IPS) assert.equal((await postJson(url, body(model), { "test-epp-endpoint-selection": ip })).servedBy, at(ip));
+    }
   });
 });

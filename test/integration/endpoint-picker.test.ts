@@ -20,6 +20,8 @@ const PLAIN = ["127.0.10.7"];
 const OUTSIDER = "127.0.10.99";
 const OPEN_PICKER_PORT = 19_102;
 const CLOSE_PICKER_PORT = 19_103;
+/** The pickers' (and so their Services') address, off 127.0.0.1 so nothing else is there. */
+const PICKER_IP = "127.0.10.200";
 const at = (ip: string): string => `${ip}:${SIM_PORT}`;
 
 function pool(name: string, app: string, picker?: { service: string; port: number; failureMode: string }): string {
@@ -39,7 +41,7 @@ const service = (name: string, port: number): string => `---
 apiVersion: v1
 kind: Service
 metadata: {name: ${name}}
-spec: {clusterIP: 127.0.0.1, ports: [{name: grpc, port: ${port}, appProtocol: kubernetes.io/h2c}]}
+spec: {clusterIP: ${PICKER_IP}, ports: [{name: grpc, port: ${port}, appProtocol: kubernetes.io/h2c}]}
 `;
 
 function model(name: string, poolName: string, criticality = "Critical", target?: string): string {
@@ -75,8 +77,8 @@ describe("endpoint picker protocol (ext_proc) through real Envoy, standalone", (
   let answer: (req: PickerRequest) => PickerAnswer = () => ({ endpoints: [at(OPEN[1]!)] });
 
   before(async () => {
-    openPicker = await startFakePicker({ port: OPEN_PICKER_PORT, pick: (req) => answer(req) });
-    closePicker = await startFakePicker({ port: CLOSE_PICKER_PORT, pick: () => ({ endpoints: [at(CLOSE[0]!)] }) });
+    openPicker = await startFakePicker({ host: PICKER_IP, port: OPEN_PICKER_PORT, pick: (req) => answer(req) });
+    closePicker = await startFakePicker({ host: PICKER_IP, port: CLOSE_PICKER_PORT, pick: () => ({ endpoints: [at(CLOSE[0]!)] }) });
     outsider = await startSimServer({ host: OUTSIDER, port: SIM_PORT, servedModels: ["open", "open-target"], ttftMs: 1, itlMs: 0 });
     stack = await startStack(CONFIG, [
       ...OPEN.map((ip) => ({ ip, models: ["open-target"] })),
@@ -101,7 +103,7 @@ describe("endpoint picker protocol (ext_proc) through real Envoy, standalone", (
     return Number(new RegExp(`^${name.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}: (\\d+)$`, "m").exec(text)?.[1] ?? 0);
   };
   const pickerHost = (port: number): Promise<string> => stack.server.envoy!.admin("clusters").then((t) =>
-    t.split("\n").filter((l) => l.includes(`127.0.0.1:${port}::health_flags::`)).join(""));
+    t.split("\n").filter((l) => l.includes(`${PICKER_IP}:${port}::health_flags::`)).join(""));
 
   it("sends the request where the picker says, not where infergate or the client would", async () => {
     for (const target of [OPEN[0]!, OUTSIDER]) {
