@@ -6,6 +6,9 @@
 export const DESTINATION_HEADER = "x-gateway-destination-endpoint";
 /** Names the pool whose cluster Envoy's route sends the request to. */
 export const POOL_HEADER = "x-infergate-pool";
+/** Response header a pool's route adds when an endpoint picker routes it: the `ip:port` that
+ * served the request (which may not be the endpoint this filter picked). */
+export const SERVED_HEADER = "x-gateway-destination-endpoint-served";
 
 /** OpenAI-compatible routes whose JSON body carries a top-level `model`. Requests elsewhere pass
  * through untouched (minus any client-sent destination header) to the pool's plain route. */
