@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # End-to-end tests with real parts built from their Go modules (pinned, cached in .cache/):
 # Envoy Gateway (test/e2e/envoy-gateway.test.ts), kube-apiserver + etcd
-# (test/e2e/kube-apiserver.test.ts, built by scripts/build-kube-apiserver.sh), and the Inference
-# Extension's endpoint picker v1.5.0 behind Envoy (test/e2e/gie-epp.test.ts, built by
-# scripts/build-epp.sh). They run inside a private network namespace, because Envoy Gateway's host
+# (test/e2e/kube-apiserver.test.ts and kube-endpoint-picker.test.ts, built by
+# scripts/build-kube-apiserver.sh), and the Inference Extension's endpoint picker v1.5.0 behind
+# Envoy (test/e2e/gie-epp.test.ts) and behind infergate (test/e2e/epp-protocol.test.ts), built by
+# scripts/build-epp.sh. They run inside a private network namespace, because Envoy Gateway's host
 # mode and the EPP bind their listeners on 0.0.0.0 and this suite only ever listens on its own
 # loopback.
 set -euo pipefail

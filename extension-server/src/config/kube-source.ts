@@ -1,17 +1,17 @@
 // Kubernetes source of truth: informers (list + watch) on InferencePool (x-k8s v1alpha1 and
-// v1alpha2, k8s.io v1), InferenceModel (x-k8s v1alpha1, v1alpha2), Pods, and the Services that v1
-// pools name as their endpoint picker. Any change rebuilds
-// the routing configuration through the same validation as the YAML file: an invalid object is
-// left out on its own and everything else is served. Each InferencePool gets status conditions
-// (Accepted, ResolvedRefs) as the Inference Extension defines them, with the Pods it skipped;
-// each InferenceModel gets Accepted, naming the field when it is left out.
+// v1alpha2, k8s.io v1), InferenceModel (x-k8s v1alpha1, v1alpha2), Pods, and the Services v1 pools
+// name as their endpoint picker. Any change rebuilds the routing configuration through the same
+// validation as the YAML file: an invalid object is left out on its own and everything else is
+// served. Each InferencePool gets status conditions (Accepted, ResolvedRefs) as the Inference
+// Extension defines them, with the Pods it skipped; each InferenceModel gets Accepted, naming the
+// field when it is left out.
 import {
   CoreV1Api, CustomObjectsApi, KubeConfig, makeInformer, PatchStrategy, setHeaderOptions,
   type Informer, type KubernetesObject, type ObjectCache,
 } from "@kubernetes/client-node";
+import { parse as parseYaml } from "yaml";
 import type { EndpointPicker } from "./endpoint-picker.ts";
 import { poolId, routingConfigFromObjects, type RoutingConfig, type SkipReason } from "./routing-config.ts";
-import { parse as parseYaml } from "yaml";
 import { ATTACH_TO_ANNOTATION, attachTo, GROUP_K8S, GROUP_X_K8S, type AttachTo } from "./resources.ts";
 import type { ConfigSource, SourceEvents } from "./source.ts";
 

@@ -1,5 +1,6 @@
 // Turns a set of Kubernetes-shaped resources into the routing configuration infergate serves:
-// pools with their member endpoints, and models with their criticality and weighted targets.
+// pools with their member endpoints (and, for a v1 pool that names one, its endpoint picker,
+// resolved against the Services given), and models with their criticality and weighted targets.
 //
 // One bad object affects only itself. An object that does not validate is left out and named,
 // with its document or namespace/name and the field, in `problems`; everything else is served.
