@@ -8,6 +8,16 @@ export const DESTINATION_HEADER = "x-gateway-destination-endpoint";
 /** Request header the filter sets to the snapshot's pool name; the route picks the pool's cluster by it. */
 export const POOL_HEADER = "x-infergate-pool";
 
+/** Request header the filter sets to one endpoint of each pool the request's route mirrors to; the
+ * mirror clusters' override_host reads it. */
+export const MIRROR_HEADER = "x-infergate-mirror-endpoint";
+
+/** Request header naming the InferenceObjective whose priority a request asks for. */
+export const OBJECTIVE_HEADER = "x-gateway-inference-objective";
+
+/** The Inference Extension's model override header; the filter strips it (never honoured). */
+export const MODEL_REWRITE_HEADER = "x-gateway-model-name-rewrite";
+
 /** The filter's name, Wasm root_id and vm_id, and the name of its ECDS resource. */
 export const FILTER_NAME = "infergate";
 

@@ -6,7 +6,7 @@
 // it before: names against SNAPSHOT_NAME, numbers as non-negative safe integers. A record with a
 // bad field is dropped and reported through `onDropped`, with what depends on it (a pool's
 // endpoints and models, a model's targets); everything else is written.
-import type { PoolConfig, RoutingConfig } from "./config/routing-config.ts";
+import { ANY_MODEL, type PoolConfig, type RoutingConfig } from "./config/routing-config.ts";
 import { SNAPSHOT_FORMAT_HEADER, SNAPSHOT_NAME } from "./contract.ts";
 import type { EndpointScore, PoolSchedule, Schedule } from "./scheduling/scheduler.ts";
 
@@ -25,12 +25,17 @@ export function endpointAddress(e: { ip: string; port: number }): string {
 class BadField extends Error {}
 
 function name(value: string, what: string): string {
-  if (!SNAPSHOT_NAME.test(value)) throw new BadField(`${what} ${JSON.stringify(value)} is not a safe name`);
+  if (!SNAPSHOT_NAME.test(value) && !(what === "model" && value === ANY_MODEL)) throw new BadField(`${what} ${JSON.stringify(value)} is not a safe name`);
   return value;
 }
 
 function integer(value: number, what: string): string {
   if (!Number.isSafeInteger(value) || value < 0 || value > MAX_NUMBER) throw new BadField(`${what} ${value} is not a non-negative integer`);
+  return String(value);
+}
+
+function signed(value: number, what: string): string {
+  if (!Number.isSafeInteger(value) || Math.abs(value) > MAX_NUMBER) throw new BadField(`${what} ${value} is not an integer`);
   return String(value);
 }
 
@@ -107,6 +112,27 @@ function modelLines(config: RoutingConfig, pools: ReadonlySet<string>, onDropped
   return lines;
 }
 
+/** InferenceObjectives: `objective <name> <pool> <priority>`, for pools in the snapshot. */
+function objectiveLines(config: RoutingConfig, pools: ReadonlySet<string>, onDropped: DroppedRecord): string[] {
+  return config.objectives.flatMap((o) => pools.has(o.pool) ? record(`objective ${o.namespace}/${o.resourceName}`, onDropped,
+    () => [`objective ${name(o.resourceName, "objective")} ${name(o.pool, "pool")} ${signed(o.priority, "priority")}`]) : []);
+}
+
+/**
+ * HTTPRoute rules: `route <cluster> <pool> <weight>...` (the pools the filter chooses between, by
+ * weight) and `mirror <cluster> <pool>` (a pool the rule mirrors to). Backends whose pool is not in
+ * the snapshot are left out of the record; a route left with none is left out with its mirrors.
+ */
+function routeLines(config: RoutingConfig, pools: ReadonlySet<string>, onDropped: DroppedRecord): string[] {
+  return config.routes.flatMap((r) => record(`route ${r.cluster}`, onDropped, () => {
+    const backends = r.backends.filter((b) => pools.has(b.pool) && b.weight > 0);
+    if (backends.length === 0) throw new BadField("no pool of the route is in the snapshot");
+    const head = `route ${name(r.cluster, "route")} ${backends.map((b) => `${name(b.pool, "pool")} ${integer(b.weight, "weight")}`).join(" ")}`;
+    const mirrors = r.mirrors.filter((m) => pools.has(m.pool)).map((m) => `mirror ${r.cluster} ${name(m.pool, "pool")}`);
+    return [head, ...mirrors];
+  }));
+}
+
 export function renderSnapshot(config: RoutingConfig, version: number, schedule?: Schedule, onDropped: DroppedRecord = () => undefined): string {
   const pools = config.pools.map((p) => poolLines(p, schedule?.get(p.id), onDropped));
   const written = new Set(config.pools.filter((_, i) => pools[i]!.length > 0).map((p) => p.id));
@@ -116,6 +142,8 @@ export function renderSnapshot(config: RoutingConfig, version: number, schedule?
     ...TUNING_KEYS.flatMap(([key, field]) => record(`tuning ${key}`, onDropped, () => [`tuning ${key} ${integer(config.scheduler.picker[field], key)}`])),
     ...pools.flat(),
     ...modelLines(config, written, onDropped),
+    ...objectiveLines(config, written, onDropped),
+    ...routeLines(config, written, onDropped),
     "",
   ].join("\n");
 }

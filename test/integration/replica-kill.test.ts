@@ -3,8 +3,9 @@
 // next endpoint the filter listed; the pool cluster's retry budget must let all of them retry at
 // once (Envoy's default allows 3 concurrent retries per cluster, and the rest get a 503).
 import assert from "node:assert/strict";
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { after, before, describe, it } from "node:test";
+import { startReplicaProcess } from "../support/faults.ts";
 import { chatPoolYaml, postJson, setReplicaLoad, SIM_PORT, startStack, waitFor, type Stack } from "../support/stack.ts";
 
 const LIVE = ["127.0.9.11", "127.0.9.12"];
@@ -13,23 +14,12 @@ const BURST = 24;
 
 const CONFIG = chatPoolYaml([...LIVE, DOOMED], "chat");
 
-/** A replica in its own process, so it can die the way a crashed server does. */
-async function startReplicaProcess(host: string): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ["--import", "tsx", "sim/main.ts", "--host", host, "--port", String(SIM_PORT), "--served-model-name", "chat", "--ttft-ms", "1", "--itl-ms", "0"],
-    { cwd: new URL("../..", import.meta.url).pathname, stdio: ["ignore", "pipe", "inherit"] });
-  let out = "";
-  child.stdout!.setEncoding("utf8").on("data", (c: string) => (out += c));
-  await waitFor(async () => out.includes("sim listening"), 30_000, 50);
-  return child;
-}
-
-
 describe("a replica killed under a burst", () => {
   let stack: Stack;
   let doomed: ChildProcess;
 
   before(async () => {
-    doomed = await startReplicaProcess(DOOMED);
+    doomed = await startReplicaProcess(DOOMED, "chat");
     stack = await startStack(CONFIG, LIVE.map((ip) => ({ ip, models: ["chat"] })));
   });
   after(async () => {

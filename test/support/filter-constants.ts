@@ -12,10 +12,13 @@ export function filterConstants(path: string): Map<string, string> {
 }
 
 /** The filter's decision counters as Envoy's /stats/prometheus names them
- * (wasmcustom.infergate.rejected.429 → infergate_rejected_429): one pattern per counter. */
-export function filterCounterPatterns(): RegExp[] {
-  const counters = filterConstants("filter/src/counters.ts");
-  const prefix = counters.get("COUNTER_PREFIX")!;
-  return [...counters].filter(([k]) => k !== "COUNTER_PREFIX")
-    .map(([, n]) => new RegExp(`^${(prefix + n).replace(/\./g, "_")}${n.endsWith(".") ? "\\d+" : ""}$`));
+ * (wasmcustom.infergate.rejected_429_total → infergate_rejected_429_total): every counter the filter
+ * defines when its VM starts (filter/src/counters.ts `defineCounters`), one per rejected status. */
+export function filterCounterNames(): string[] {
+  const c = filterConstants("filter/src/counters.ts");
+  const exposed = (name: string): string => (c.get("COUNTER_PREFIX")! + name).replace(/\./g, "_");
+  return [
+    ...["ROUTED", "REWRITTEN", "AFFINITY_ROUTED", "MIRROR_PICKED"].map((k) => exposed(c.get(k)!)),
+    ...c.get("REJECTED_STATUSES")!.split(" ").map((status) => exposed(c.get("REJECTED")! + status + c.get("REJECTED_SUFFIX")!)),
+  ];
 }

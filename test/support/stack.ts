@@ -61,7 +61,11 @@ export async function setReplicaLoad(address: string, load: Record<string, numbe
   if (res.status !== 200) throw new Error(`${address}/admin/load: HTTP ${res.status}`);
 }
 
-export async function startStack(yaml: string, replicas: ReplicaSpec[]): Promise<Stack> {
+/** `metricsPort`: serve the extension server's /metrics (0: an ephemeral port; default: none).
+ * `inferencePorts: "config"`: Envoy's inference listeners on the ports the pools' attach-to and the
+ * HTTPRoutes' parentRefs name (default: one ephemeral listener serving everything); `inferenceUrl`
+ * is then the first of them. */
+export async function startStack(yaml: string, replicas: ReplicaSpec[], opts: { metricsPort?: number; inferencePorts?: "config" } = {}): Promise<Stack> {
   const dir = mkdtempSync(join(tmpdir(), "infergate-test-"));
   const configPath = join(dir, "pool.yaml");
   const writeConfig = (text: string): void => {
@@ -72,8 +76,8 @@ export async function startStack(yaml: string, replicas: ReplicaSpec[]): Promise
   writeConfig(yaml);
   const sims = await Promise.all(replicas.map((r) => startSimServer({ ttftMs: 1, itlMs: 0, ...r, host: r.ip, port: SIM_PORT, servedModels: r.models })));
   const server = new InfergateServer({
-    source: { file: configPath }, xdsPort: 0, log: () => undefined,
-    envoy: { adminPort: 0, plainPort: 0, inferencePort: 0, concurrency: 2, logLevel: "warn" },
+    source: { file: configPath }, xdsPort: 0, metricsPort: opts.metricsPort, log: () => undefined,
+    envoy: { adminPort: 0, plainPort: 0, inferencePort: opts.inferencePorts === "config" ? undefined : 0, concurrency: 2, logLevel: "warn" },
   });
   try {
     await server.start();

@@ -52,6 +52,8 @@ export class WasmVm {
   readonly counters = new Map<string, number>();
   /** Host calls to fail: function name → status to return instead. */
   readonly failures = new Map<string, number>();
+  /** Properties the host answers (path segments joined by "\0"), e.g. "xds\0cluster_name". */
+  readonly properties = new Map<string, string>();
   tickPeriodMs = 0;
   private readonly metricNames: string[] = [];
   private readonly exports: Record<string, any>;
@@ -91,6 +93,14 @@ export class WasmVm {
     };
     return {
       proxy_log: (level: number, ptr: number, len: number) => { this.logs.push([level, this.text(ptr, len)]); return Status.Ok; },
+      proxy_get_property: (pPtr: number, pLen: number, ptrOut: number, lenOut: number) => {
+        const f = this.fail("proxy_get_property");
+        if (f !== undefined) return f;
+        const value = this.properties.get(this.text(pPtr, pLen));
+        if (value === undefined) return Status.NotFound;
+        this.give(Buffer.from(value, "utf8"), ptrOut, lenOut);
+        return Status.Ok;
+      },
       proxy_get_current_time_nanoseconds: (out: number) => { this.view.setBigUint64(out, BigInt(this.clock.nowMs) * 1_000_000n, true); return Status.Ok; },
       proxy_set_tick_period_milliseconds: (ms: number) => { this.tickPeriodMs = ms; return this.fail("proxy_set_tick_period_milliseconds") ?? Status.Ok; },
       proxy_get_buffer_bytes: (type: number, start: number, max: number, ptrOut: number, lenOut: number) => {

@@ -40,8 +40,8 @@ describe("filter stream (compiled module, in-process host)", () => {
     assert.equal(s.header("x-infergate-pool"), "team-a/llm");
     assert.equal(s.json.model, "qwq-32b");
     assert.equal(Number(s.header("content-length")), s.body.length);
-    assert.equal(v.counters.get("infergate.routed"), 1);
-    assert.equal(v.counters.get("infergate.rewritten"), 1);
+    assert.equal(v.counters.get("infergate.routed_total"), 1);
+    assert.equal(v.counters.get("infergate.rewritten_total"), 1);
   });
 
   it("strips a client's routing headers on every route, and passes other routes through", () => {

@@ -17,6 +17,7 @@ const Listener = root.lookupType("envoy.config.listener.v3.Listener");
 const HCM = root.lookupType("envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager");
 const Cluster = root.lookupType("envoy.config.cluster.v3.Cluster");
 const Wasm = root.lookupType("envoy.extensions.filters.http.wasm.v3.Wasm");
+const EarlyMutation = root.lookupType("envoy.extensions.http.early_header_mutation.header_mutation.v3.HeaderMutation");
 
 /** Appends an unknown field (number 9000+, a string) to a message's encoding. */
 function withUnknown(bytes: Uint8Array, field: number, text: string): Uint8Array {
@@ -39,14 +40,28 @@ function listenerBytes(name: string, port: number, hcm: Uint8Array): Uint8Array 
   return withUnknown(bytes, 9000, "listener-future-field");
 }
 
-function httpFilterNames(listener: Uint8Array): string[] {
+/** The HCM of a listener's first filter chain. */
+function hcmOf(listener: Uint8Array): Uint8Array {
   const l = WireMessage.decode(listener);
   const fc = WireMessage.decode(l.first(3)!.bytes);
   const nf = WireMessage.decode(fc.first(3)!.bytes);
   const any = WireMessage.decode(nf.first(4)!.bytes);
-  const hcm = WireMessage.decode(any.first(2)!.bytes);
-  assert.equal(hcm.string(9001), "hcm-future-field", "unknown HCM field kept");
+  return any.first(2)!.bytes;
+}
+
+function httpFilterNames(listener: Uint8Array): string[] {
+  const hcm = WireMessage.decode(hcmOf(listener));
+  if (hcm.first(9001)) assert.equal(hcm.string(9001), "hcm-future-field", "unknown HCM field kept");
   return hcm.all(5).map((f) => WireMessage.decode(f.bytes).string(1)!);
+}
+
+/** The HCM's early header mutations: name, and the headers each removes. */
+function earlyMutations(listener: Uint8Array): Array<{ name: string; remove: string[] }> {
+  const hcm = HCM.toObject(HCM.decode(hcmOf(listener))) as any;
+  return (hcm.early_header_mutation_extensions ?? []).map((e: any) => ({
+    name: e.name,
+    remove: (EarlyMutation.toObject(EarlyMutation.decode(e.typed_config.value)) as any).mutations.map((m: any) => m.remove),
+  }));
 }
 
 describe("Envoy Gateway extension hooks", () => {
@@ -76,10 +91,57 @@ describe("Envoy Gateway extension hooks", () => {
     assert.deepEqual(httpFilterNames(await listenerCall(out)), ["infergate", "envoy.filters.http.router"], "idempotent");
   });
 
-  it("leaves other listeners byte for byte as they were", async () => {
+  it("gives other listeners no filter, only the early removal of a client-sent destination header", async () => {
     for (const [name, port] of [["default/inference-gateway/http", 8080], ["default/other-gateway/llm-gw", 8081], ["prod/inference-gateway/llm-gw", 8081]] as const) {
       const input = listenerBytes(name, port, hcmBytes());
-      assert.deepEqual(Buffer.from(await listenerCall(input)), Buffer.from(input), name);
+      const out = await listenerCall(input);
+      assert.deepEqual(httpFilterNames(out), ["envoy.filters.http.router"], name);
+      assert.deepEqual(earlyMutations(out), [{ name: "infergate.strip-client-destination", remove: ["x-gateway-destination-endpoint", "x-infergate-mirror-endpoint"] }], name);
+      // Nothing else changed: the input plus that one field.
+      const hcm = WireMessage.decode(hcmOf(out));
+      hcm.remove(52);
+      assert.deepEqual(Buffer.from(hcm.encode()), Buffer.from(hcmBytes()), name);
+      assert.deepEqual(Buffer.from(await listenerCall(out)), Buffer.from(out), `${name}: idempotent`);
+    }
+  });
+
+  it("removes the client's header before any filter on the attach-to listener too, after Envoy Gateway's own early mutations", async () => {
+    const theirs = { name: "envoy.http.early_header_mutation.header_mutation", typed_config: { type_url: typeUrl("envoy.extensions.http.early_header_mutation.header_mutation.v3.HeaderMutation"), value: EarlyMutation.encode(EarlyMutation.fromObject({ mutations: [{ remove: "x-debug" }] })).finish() } };
+    const hcm = HCM.encode(HCM.fromObject({ stat_prefix: "http", early_header_mutation_extensions: [theirs], http_filters: [{ name: "envoy.filters.http.router" }] })).finish();
+    const out = await listenerCall(listenerBytes("default/inference-gateway/llm-gw", 8081, hcm));
+    assert.deepEqual(earlyMutations(out), [
+      { name: "envoy.http.early_header_mutation.header_mutation", remove: ["x-debug"] },
+      { name: "infergate.strip-client-destination", remove: ["x-gateway-destination-endpoint", "x-infergate-mirror-endpoint"] },
+    ]);
+    assert.deepEqual(httpFilterNames(out), ["infergate", "envoy.filters.http.router"], "the filter still sets the header afterwards");
+  });
+
+  it("attaches to a Gateway in another namespace only with that namespace's ReferenceGrant", async () => {
+    const pool = `apiVersion: inference.networking.x-k8s.io/v1alpha1
+kind: InferencePool
+metadata: {name: llm, namespace: team-a, annotations: {inference.networking.x-k8s.io/attach-to: "{name: shared-gw, namespace: prod}"}}
+spec: {selector: {app: llm}, targetPortNumber: 8000}
+`;
+    const grant = `---
+apiVersion: gateway.networking.k8s.io/v1beta1
+kind: ReferenceGrant
+metadata: {name: team-a-pools, namespace: prod}
+spec: {from: [{group: inference.networking.x-k8s.io, kind: InferencePool, namespace: team-a}], to: [{group: gateway.networking.k8s.io, kind: Gateway, name: shared-gw}]}
+`;
+    for (const [yaml, attached] of [[pool, false], [pool + grant, true]] as const) {
+      const config = parseRoutingConfig(yaml, "team-a.yaml");
+      const h = new GatewayHooks({ xdsHost: "x", xdsPort: 1, config: () => config, log: () => undefined });
+      const port = await h.listen("127.0.0.1", 0);
+      const c = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+      try {
+        const request = new WireMessage([{ field: 1, wireType: 2, bytes: listenerBytes("prod/shared-gw/http", 80, hcmBytes()) }]);
+        const out: WireMessage = await new Promise((resolve, reject) => c.makeUnaryRequest(`/${SERVICE}/PostHTTPListenerModify`, (m: WireMessage) => Buffer.from(m.encode()),
+          (b: Buffer) => WireMessage.decode(new Uint8Array(b)), request, (err, res) => (err ? reject(err) : resolve(res!))));
+        assert.deepEqual(httpFilterNames(out.first(1)!.bytes), attached ? ["infergate", "envoy.filters.http.router"] : ["envoy.filters.http.router"], attached ? "granted" : "not granted");
+      } finally {
+        c.close();
+        h.close();
+      }
     }
   });
 
@@ -208,9 +270,10 @@ spec: {clusterIP: 10.96.0.20, ports: [{port: 9002}]}
     const out = await listener(listenerBytes("default/inference-gateway/llm-gw", 8081, hcmBytes()));
     assert.deepEqual(httpFilterNames(out), ["infergate", "infergate-endpoint-picker", "envoy.filters.http.router"]);
     assert.deepEqual(httpFilterNames(await listener(out)), ["infergate", "infergate-endpoint-picker", "envoy.filters.http.router"], "idempotent");
-    // A listener without the infergate filter gets no picker either.
+    // A listener without the infergate filter gets no picker either (only the early header
+    // mutation every HTTP listener gets).
     const plain = listenerBytes("default/inference-gateway/http", 8080, hcmBytes());
-    assert.deepEqual(Buffer.from(await listener(plain)), Buffer.from(plain));
+    assert.deepEqual(httpFilterNames(await listener(plain)), ["envoy.filters.http.router"]);
   });
 
   it("has the route to the pool call its picker and report the served endpoint, keeping unknown fields; other routes untouched", async () => {

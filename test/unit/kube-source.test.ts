@@ -13,6 +13,8 @@ import { waitFor } from "../support/stack.ts";
 const POOLS_V1ALPHA1 = "/apis/inference.networking.x-k8s.io/v1alpha1/inferencepools";
 const MODELS_V1ALPHA1 = "/apis/inference.networking.x-k8s.io/v1alpha1/inferencemodels";
 const POOLS_V1 = "/apis/inference.networking.k8s.io/v1/inferencepools";
+const OBJECTIVES = "/apis/inference.networking.x-k8s.io/v1alpha2/inferenceobjectives";
+const REWRITES = "/apis/inference.networking.x-k8s.io/v1alpha2/inferencemodelrewrites";
 const PODS = "/api/v1/pods";
 
 // The seed's resources, as the API server returns them (list items carry apiVersion and kind
@@ -230,6 +232,60 @@ describe("Kubernetes source: a v1 InferencePool's endpoint picker Service", () =
       // patch (it would be refused) rather than one with an empty name.
       assert.equal(api.patches.filter((p) => p.path.endsWith("/inferencepools/orphan/status")).length, 0);
       assert.equal(resolved("picked").observedGeneration, 1);
+    } finally {
+      await source.stop();
+      await api.stop();
+    }
+  });
+});
+
+describe("Kubernetes source status writes", () => {
+  it("write each pool's status on its own: one the API server refuses does not hold up the others", async () => {
+    const api = new FakeKubeApi();
+    const pool = (name: string) => ({ ...seedPool, metadata: { ...seedPool.metadata, name } });
+    api.serve(POOLS_V1ALPHA1, [pool("aaa-refused"), pool("reasoning-pool")]);
+    api.serve(MODELS_V1ALPHA1, []);
+    api.serve(PODS, []);
+    api.refusePatch = (path) => path.includes("/aaa-refused/");
+    const url = await api.start();
+    const kc = new KubeConfig();
+    kc.loadFromOptions({ clusters: [{ name: "t", server: url, skipTLSVerify: true }], users: [{ name: "t", token: "t" }], contexts: [{ name: "t", cluster: "t", user: "t" }], currentContext: "t" });
+    const logs: string[] = [];
+    const source = new KubeSource(kc);
+    try {
+      await source.start({ onConfig: () => undefined, onRejected: () => undefined, log: (m) => logs.push(m) });
+      await waitFor(async () => api.patches.some((p) => p.path.endsWith("/inferencepools/reasoning-pool/status")), 3000);
+      assert.ok(logs.some((l) => /InferencePool default\/aaa-refused: status update failed/.test(l)), logs.join("\n"));
+    } finally {
+      await source.stop();
+      await api.stop();
+    }
+  });
+
+  it("write nothing to a pool whose attach-to names no Gateway (another implementation's pool), nor to the objects on it", async () => {
+    const api = new FakeKubeApi();
+    const { annotations: _, ...metadata } = seedPool.metadata;
+    api.serve(POOLS_V1ALPHA1, [{ ...seedPool, metadata: { ...metadata, name: "theirs" } }, seedPool]);
+    api.serve(MODELS_V1ALPHA1, [seedModel(100), { ...seedModel(100), metadata: { name: "on-theirs", namespace: "default" }, spec: { ...seedModel(100).spec, modelName: "x", poolRef: { name: "theirs" } } }]);
+    const objective = (name: string, pool: string) => ({ apiVersion: "inference.networking.x-k8s.io/v1alpha2", kind: "InferenceObjective", metadata: { name, namespace: "default" }, spec: { priority: -1, poolRef: { name: pool } } });
+    api.serve(OBJECTIVES, [objective("ours", "reasoning-pool"), objective("theirs", "theirs")]);
+    const rewrite = (name: string, pool: string, model: string) => ({
+      apiVersion: "inference.networking.x-k8s.io/v1alpha2", kind: "InferenceModelRewrite", metadata: { name, namespace: "default" },
+      spec: { poolRef: { name: pool }, rules: [{ matches: [{ model: { value: model } }], targets: [{ modelRewrite: "qwq-32b" }] }] },
+    });
+    api.serve(REWRITES, [rewrite("ours", "reasoning-pool", "a"), rewrite("theirs", "theirs", "b")]);
+    api.serve(PODS, []);
+    const url = await api.start();
+    const kc = new KubeConfig();
+    kc.loadFromOptions({ clusters: [{ name: "t", server: url, skipTLSVerify: true }], users: [{ name: "t", token: "t" }], contexts: [{ name: "t", cluster: "t", user: "t" }], currentContext: "t" });
+    const source = new KubeSource(kc);
+    try {
+      await source.start({ onConfig: () => undefined, onRejected: () => undefined });
+      await waitFor(async () => api.patches.some((p) => p.path.endsWith("/inferencemodelrewrites/ours/status")), 3000);
+      await new Promise((r) => setTimeout(r, 200));
+      assert.deepEqual(api.patches.map((p) => p.path.split("/").slice(-3, -1).join("/")).sort(), [
+        "inferencemodelrewrites/ours", "inferencemodels/inferencemodel-sample", "inferenceobjectives/ours", "inferencepools/reasoning-pool",
+      ]);
     } finally {
       await source.stop();
       await api.stop();

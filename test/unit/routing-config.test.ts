@@ -195,3 +195,71 @@ spec: {modelName: ${modelName}, poolRef: {name: llm}}
     assert.deepEqual(config.problems.map((p) => `${p.object?.kind} ${p.object?.namespace}/${p.object?.name}`).sort(), ["InferenceModel team-a/chat", "InferenceModel team-c/orphan"]);
   });
 });
+
+describe("cross-namespace attach-to", () => {
+  /** A pool in team-a whose attach-to names Gateway `gw` in namespace `prod`, a model on it, and `more` documents. */
+  const withGrant = (more = "", apiVersion = "inference.networking.x-k8s.io/v1alpha2") => parseRoutingConfig(`
+apiVersion: ${apiVersion}
+kind: InferencePool
+metadata:
+  name: llm
+  namespace: team-a
+  annotations: {inference.networking.x-k8s.io/attach-to: "{name: gw, namespace: prod, port: 8081}"}
+spec: ${apiVersion.endsWith("/v1") ? "{selector: {matchLabels: {app: llm}}, targetPorts: [{number: 8000}]}" : "{selector: {app: llm}, targetPortNumber: 8000}"}
+---
+apiVersion: inference.networking.x-k8s.io/v1alpha2
+kind: InferenceModel
+metadata: {name: chat, namespace: team-a}
+spec: {modelName: chat, poolRef: {name: llm}}
+${more}`, "test.yaml");
+  const grant = (o: { namespace?: string; fromNamespace?: string; group?: string; kind?: string; to?: string; apiVersion?: string } = {}) => `---
+apiVersion: ${o.apiVersion ?? "gateway.networking.k8s.io/v1beta1"}
+kind: ReferenceGrant
+metadata: {name: let-team-a-in, namespace: ${o.namespace ?? "prod"}}
+spec:
+  from: [{group: ${o.group ?? "inference.networking.x-k8s.io"}, kind: ${o.kind ?? "InferencePool"}, namespace: ${o.fromNamespace ?? "team-a"}}]
+  to: [{group: gateway.networking.k8s.io, kind: Gateway${o.to === undefined ? "" : `, name: ${o.to}`}}]
+`;
+
+  it("refuses an attach-to another namespace has not granted, keeping the pool and its models", () => {
+    const config = withGrant();
+    const pool = config.pools[0]!;
+    assert.equal(pool.attachTo, undefined, "not attached");
+    assert.deepEqual(pool.refusedAttachTo, { name: "gw", namespace: "prod", port: 8081 });
+    assert.equal(config.models[0]!.modelName, "chat", "the pool and its models are still served");
+    assert.equal(config.problems.length, 1);
+    assert.equal(config.problems[0]!.reason, "RefNotPermitted");
+    assert.deepEqual(config.problems[0]!.object, { kind: "InferencePool", namespace: "team-a", name: "llm" });
+    assert.match(config.problems[0]!.text, /attach-to"\]: Gateway prod\/gw is in another namespace, and no ReferenceGrant in namespace prod lets InferencePool \(inference\.networking\.x-k8s\.io\) from namespace team-a refer to it/);
+  });
+
+  it("accepts it with a ReferenceGrant in the Gateway's namespace (v1beta1 or v1, naming the Gateway or every Gateway)", () => {
+    for (const more of [grant(), grant({ to: "gw" }), grant({ apiVersion: "gateway.networking.k8s.io/v1" })]) {
+      const config = withGrant(more);
+      assert.deepEqual(config.pools[0]!.attachTo, { name: "gw", namespace: "prod", port: 8081 }, more);
+      assert.deepEqual(config.problems, []);
+    }
+    const v1 = withGrant(grant({ group: "inference.networking.k8s.io" }), "inference.networking.k8s.io/v1");
+    assert.deepEqual(v1.pools[0]!.attachTo, { name: "gw", namespace: "prod", port: 8081 }, "the v1 pool's own group");
+  });
+
+  it("refuses it when the grant is for something else", () => {
+    for (const more of [
+      grant({ namespace: "team-a" }), // in the pool's namespace, not the Gateway's
+      grant({ fromNamespace: "team-b" }),
+      grant({ group: "inference.networking.k8s.io" }), // a v1 pool's group, for a v1alpha2 pool
+      grant({ kind: "HTTPRoute" }),
+      grant({ to: "other-gw" }),
+    ]) {
+      const config = withGrant(more);
+      assert.equal(config.pools[0]!.attachTo, undefined, more);
+      assert.equal(config.problems[0]?.reason, "RefNotPermitted", more);
+    }
+  });
+
+  it("needs no grant in the pool's own namespace", () => {
+    const config = parseRoutingConfig(seed.replace("name: inference-gateway", "name: inference-gateway\n      namespace: default"), "seed.yaml");
+    assert.deepEqual(config.pools[0]!.attachTo, { name: "inference-gateway", namespace: "default", port: 8081 });
+    assert.deepEqual(config.problems, []);
+  });
+});

@@ -10,8 +10,9 @@
 import type { PoolConfig, RoutingConfig } from "../config/routing-config.ts";
 import { DESTINATION_HEADER, FILTER_NAME, POOL_HEADER } from "../contract.ts";
 import type { Json } from "../xds/encode.ts";
+import type { RouteConfig, RouteMatchConfig, StringMatchConfig } from "../config/routes.ts";
 import { pickerCluster, pickerClusterName, pickerHttpFilter, pickerRouteConfig, PICKER_FILTER_NAME, servedEndpointHeader } from "./endpoint-picker.ts";
-import { ecdsHttpFilter, pathNormalization, poolCluster, poolClusterName, typed, wasmFilter, type XdsTransport } from "./resources.ts";
+import { ecdsHttpFilter, mirrorCluster, pathNormalization, poolCluster, poolClusterName, routeEdsName, typed, wasmFilter, type XdsTransport } from "./resources.ts";
 
 const XDS_CLUSTER = "infergate_xds";
 const XDS: XdsTransport = { cluster: XDS_CLUSTER };
@@ -86,8 +87,46 @@ function pickerFilters(config: RoutingConfig): Json[] {
   return first ? [pickerHttpFilter(pickerClusterName(first.id))] : [];
 }
 
-function inferenceListener(opts: BootstrapOptions, port: number, pool: PoolConfig): Json {
-  const routes = [
+function stringMatcher(m: { type: string; value: string }): Json {
+  return m.type === "RegularExpression" ? { safe_regex: { regex: m.value } } : { exact: m.value };
+}
+
+/** An HTTPRoute match as Envoy's RouteMatch: PathPrefix matches whole path segments, as the
+ * Gateway API defines it (`/v1` matches `/v1` and `/v1/x`, not `/v1x`). */
+function routeMatch(m: RouteMatchConfig): Json {
+  const { type, value } = m.path;
+  const path = type === "Exact" ? { path: value }
+    : type === "RegularExpression" ? { safe_regex: { regex: value } }
+    : value === "/" || value.endsWith("/") ? { prefix: value } : { path_separated_prefix: value };
+  const header = (h: StringMatchConfig): Json => ({ name: h.name.toLowerCase(), string_match: stringMatcher(h) });
+  const headers = [...(m.method ? [{ name: ":method", string_match: { exact: m.method } }] : []), ...m.headers.map(header)];
+  const query = m.queryParams.map((q) => ({ name: q.name, string_match: stringMatcher(q) }));
+  return { ...path, ...(headers.length > 0 ? { headers } : {}), ...(query.length > 0 ? { query_parameters: query } : {}) };
+}
+
+/** A RequestMirror's share as Envoy's runtime fraction (per million, so fractions survive). */
+function mirrorPolicy(m: RouteConfig["mirrors"][number]): Json {
+  return { cluster: m.cluster, runtime_fraction: { default_value: { numerator: Math.round(m.percent * 10_000), denominator: "MILLION" } } };
+}
+
+/**
+ * The Envoy routes of HTTPRoute rules: each match sends to the rule's cluster (the union of its
+ * pools' endpoints, steered by the filter, which picks the pool by the rule's weights) and mirrors
+ * to each RequestMirror's cluster. A request no rule matches gets Envoy's 404.
+ */
+function httpRouteRoutes(routes: RouteConfig[]): Json[] {
+  return routes.flatMap((r) => r.matches.map((m, k) => ({
+    name: `${r.cluster}/match/${k}`,
+    match: routeMatch(m),
+    route: {
+      ...toCluster(r.cluster), retry_policy: RETRY_ON_CONNECT_FAILURE,
+      ...(r.mirrors.length > 0 ? { request_mirror_policies: r.mirrors.map(mirrorPolicy) } : {}),
+    },
+  })));
+}
+
+function inferenceListener(opts: BootstrapOptions, port: number, pool: PoolConfig, routes: RouteConfig[] = []): Json {
+  const envoyRoutes = routes.length > 0 ? httpRouteRoutes(routes) : [
     // The filter strips any client-sent destination and pool, and sets both on requests it routed.
     ...opts.config.pools.map((p) => withPicker({
       match: { prefix: "/", headers: [{ name: POOL_HEADER, string_match: { exact: p.id } }, { name: DESTINATION_HEADER, present_match: true }] },
@@ -99,7 +138,7 @@ function inferenceListener(opts: BootstrapOptions, port: number, pool: PoolConfi
   // Start routing with the snapshot known when the bootstrap was written, even if the extension
   // server is not reachable yet; ECDS replaces it as soon as it connects.
   const filter = ecdsHttpFilter(FILTER_NAME, XDS, wasmFilter({ wasmPath: opts.wasmPath, snapshot: opts.snapshot }));
-  return httpListener(`inference-${port}`, opts.listenAddress, port, routes, [filter, ...pickerFilters(opts.config)]);
+  return httpListener(`inference-${port}`, opts.listenAddress, port, envoyRoutes, [filter, ...pickerFilters(opts.config)]);
 }
 
 function clusters(opts: BootstrapOptions): Json[] {
@@ -121,8 +160,24 @@ function clusters(opts: BootstrapOptions): Json[] {
   const pools = opts.config.pools.map((p) => poolCluster(poolClusterName(p.id), p.id, XDS, "ROUND_ROBIN"));
   const first = opts.config.pools[0];
   const leastRequest = opts.leastRequestPort !== undefined && first ? [poolCluster(leastRequestClusterName(first.id), first.id, XDS, "LEAST_REQUEST")] : [];
+  // An HTTPRoute rule's cluster and its mirrors' clusters, with endpoints by the rule's name.
+  const ruled = opts.config.routes.flatMap((r) => [
+    poolCluster(r.cluster, r.backends[0]!.pool, XDS, "override_host", routeEdsName(r.cluster)),
+    ...r.mirrors.map((m) => mirrorCluster(m.cluster, routeEdsName(m.cluster), XDS)),
+  ]);
   const pickers = opts.config.pools.flatMap((p) => (p.picker ? [pickerCluster(p.id, XDS, p.picker.address?.tls ?? true)] : []));
-  return [xds, ...picked, ...pools, ...leastRequest, ...pickers];
+  return [xds, ...picked, ...pools, ...leastRequest, ...ruled, ...pickers];
+}
+
+/** The HTTPRoute rules served on each inference listener port: a rule's parentRefs ports, else the
+ * default port (`inferencePort` puts every rule on the one listener). */
+function routesByPort(opts: Pick<BootstrapOptions, "inferencePort" | "config">): Map<number, RouteConfig[]> {
+  const out = new Map<number, RouteConfig[]>();
+  for (const r of opts.config.routes) {
+    const ports = opts.inferencePort !== undefined ? [opts.inferencePort] : r.ports.length > 0 ? r.ports : [DEFAULT_INFERENCE_PORT];
+    for (const port of ports) out.set(port, [...(out.get(port) ?? []), r]);
+  }
+  return out;
 }
 
 /** The inference listener port of each pool: its attach-to port, else the default. */
@@ -138,9 +193,13 @@ function inferencePorts(opts: Pick<BootstrapOptions, "inferencePort" | "config">
 export function buildBootstrap(opts: BootstrapOptions): Json {
   const first = opts.config.pools[0];
   if (!first) throw new Error("the configuration has no InferencePool");
+  // A port with HTTPRoutes serves those; one without serves every model on its pool (the default).
+  const routed = routesByPort(opts);
+  const ports = inferencePorts(opts);
+  for (const port of routed.keys()) if (!ports.has(port)) ports.set(port, first);
   const listeners = [
     plainListener("plain", opts.listenAddress, opts.plainPort, poolClusterName(first.id)),
-    ...[...inferencePorts(opts)].map(([port, pool]) => inferenceListener(opts, port, pool)),
+    ...[...ports].map(([port, pool]) => inferenceListener(opts, port, pool, routed.get(port))),
     ...(opts.leastRequestPort !== undefined ? [plainListener("least-request", opts.listenAddress, opts.leastRequestPort, leastRequestClusterName(first.id))] : []),
   ];
   return {

@@ -6,7 +6,7 @@
 // bootstrap file needs verbatim, so each builder reads like Envoy's documentation. Going from JSON
 // to protobuf is mechanical given the types (and the encoder refuses anything the types do not
 // know); going the other way would mean decoding every nested Any back out of its bytes.
-import { DESTINATION_HEADER, FILTER_NAME, LB_METADATA_NAMESPACE, SERVED_ENDPOINT_KEY } from "../contract.ts";
+import { DESTINATION_HEADER, FILTER_NAME, LB_METADATA_NAMESPACE, MIRROR_HEADER, SERVED_ENDPOINT_KEY } from "../contract.ts";
 import type { Json } from "../xds/encode.ts";
 import { typeUrl } from "../xds/protos.ts";
 
@@ -22,17 +22,50 @@ export function poolClusterName(pool: string): string {
   return `infergate-pool/${pool}`;
 }
 
+/** The EDS resource of several pools' endpoints together (a cluster Envoy Gateway built for an
+ * HTTPRoute rule that splits between pools); `pools` are `<namespace>/<name>` ids. */
+export function poolsEdsName(pools: readonly string[]): string {
+  return pools.length === 1 ? poolClusterName(pools[0]!) : `infergate-pools/${[...pools].sort().join(",")}`;
+}
+
+/** The EDS resource of an HTTPRoute rule's cluster (the endpoints of every pool it names), or of
+ * a mirror's cluster (the endpoints of the pool it mirrors to), by the cluster's name. The server
+ * resolves it against the current routes, so a rule's pools change without touching the cluster. */
+export function routeEdsName(cluster: string): string {
+  return `infergate-route/${cluster}`;
+}
+
 /**
  * How Envoy reaches this server's xDS. `cluster`: a cluster of Envoy's bootstrap (Envoy's own gRPC
  * client; Envoy only allows bootstrap clusters there). `target`: a host:port for Envoy's Google
- * gRPC client, for Envoys whose clusters arrive over CDS (Envoy Gateway's).
+ * gRPC client, for Envoys whose clusters arrive over CDS (Envoy Gateway's), with mutual TLS when
+ * the server requires it.
  */
-export type XdsTransport = { cluster: string } | { target: string };
+export type XdsTransport = { cluster: string } | { target: string; tls?: XdsClientTls | undefined };
+
+/** Envoy's side of mutual TLS to this server's xDS. */
+export interface XdsClientTls {
+  /** The CA certificate (PEM text) that signed this server's certificate; written inline, it is public. */
+  serverCa: string;
+  /** The Envoy's own certificate and key, as files on the Envoy's host (Envoy Gateway mounts its
+   * `envoy` Secret at /certs in every Envoy pod). */
+  certFile: string;
+  keyFile: string;
+}
+
+function googleGrpc(target: string, tls: XdsClientTls | undefined): Json {
+  return {
+    target_uri: target, stat_prefix: "infergate_xds",
+    ...(tls ? {
+      channel_credentials: { ssl_credentials: { root_certs: { inline_string: tls.serverCa }, cert_chain: { filename: tls.certFile }, private_key: { filename: tls.keyFile } } },
+    } : {}),
+  };
+}
 
 export function xdsConfigSource(xds: XdsTransport): Json {
   const service = "cluster" in xds
     ? { envoy_grpc: { cluster_name: xds.cluster } }
-    : { google_grpc: { target_uri: xds.target, stat_prefix: "infergate_xds" } };
+    : { google_grpc: googleGrpc(xds.target, xds.tls) };
   return {
     api_config_source: { api_type: "GRPC", transport_api_version: "V3", grpc_services: [service], set_node_on_first_message_only: true },
     resource_api_version: "V3",
@@ -41,7 +74,12 @@ export function xdsConfigSource(xds: XdsTransport): Json {
 
 /** Cluster.eds_cluster_config of a pool's cluster: its endpoints come from this server. */
 export function poolEdsConfig(pool: string, xds: XdsTransport): Json {
-  return { service_name: poolClusterName(pool), eds_config: xdsConfigSource(xds) };
+  return edsClusterConfig(poolClusterName(pool), xds);
+}
+
+/** Cluster.eds_cluster_config for the EDS resource `edsName` of this server. */
+export function edsClusterConfig(edsName: string, xds: XdsTransport): Json {
+  return { service_name: edsName, eds_config: xdsConfigSource(xds) };
 }
 
 /**
@@ -52,11 +90,14 @@ export function poolEdsConfig(pool: string, xds: XdsTransport): Json {
  * trusted ext_proc server can write that metadata). The address connected to is written back to
  * `envoy.lb` as the protocol's served endpoint (envoy/endpoint-picker.ts sends it to the picker).
  */
-export function overrideHostPolicy(): Json {
+export function overrideHostPolicy(header: string = DESTINATION_HEADER): Json {
   const policy = (name: string, config: Json): Json => ({ policies: [{ typed_extension_config: { name, typed_config: config } }] });
   return policy("envoy.load_balancing_policies.override_host", typed("envoy.extensions.load_balancing_policies.override_host.v3.OverrideHost", {
-    override_host_sources: [{ metadata: { key: LB_METADATA_NAMESPACE, path: [{ key: DESTINATION_HEADER }] } }, { header: DESTINATION_HEADER }],
-    selected_host_key: { key: LB_METADATA_NAMESPACE, path: [{ key: SERVED_ENDPOINT_KEY }] },
+    // Only the filter's destination has an endpoint picker behind it; a mirror's pick is the filter's alone.
+    ...(header === DESTINATION_HEADER ? {
+      override_host_sources: [{ metadata: { key: LB_METADATA_NAMESPACE, path: [{ key: DESTINATION_HEADER }] } }, { header }],
+      selected_host_key: { key: LB_METADATA_NAMESPACE, path: [{ key: SERVED_ENDPOINT_KEY }] },
+    } : { override_host_sources: [{ header }] }),
     fallback_policy: policy("envoy.load_balancing_policies.round_robin", typed("envoy.extensions.load_balancing_policies.round_robin.v3.RoundRobin")),
   }));
 }
@@ -84,11 +125,34 @@ export function poolCircuitBreakers(): Json {
   };
 }
 
-/** An EDS cluster over a pool's endpoints, balanced by `lb` (override_host: steered by the filter). */
-export function poolCluster(name: string, pool: string, xds: XdsTransport, lb: "ROUND_ROBIN" | "LEAST_REQUEST" | "override_host"): Json {
+/** Copies to a mirror may queue or fail, never grow without bound: past this many in flight per
+ * mirror cluster and Envoy, a copy is dropped (and counted in the cluster's overflow stats). */
+const MIRROR_MAX_REQUESTS = 1024;
+
+export function mirrorCircuitBreakers(): Json {
+  return { thresholds: [{ priority: "DEFAULT", max_connections: MIRROR_MAX_REQUESTS, max_pending_requests: MIRROR_MAX_REQUESTS, max_requests: MIRROR_MAX_REQUESTS, max_retries: 0 }] };
+}
+
+/**
+ * The cluster of a RequestMirror to an InferencePool: EDS of the mirror pool's endpoints (by
+ * `edsName`), steered by the endpoint the filter picked there (MIRROR_HEADER), bounded so a slow
+ * or saturated mirror pool holds a fixed amount of Envoy's resources at most.
+ */
+export function mirrorCluster(name: string, edsName: string, xds: XdsTransport): Json {
+  return {
+    name, type: "EDS", connect_timeout: "1s",
+    eds_cluster_config: edsClusterConfig(edsName, xds),
+    load_balancing_policy: overrideHostPolicy(MIRROR_HEADER),
+    circuit_breakers: mirrorCircuitBreakers(),
+  };
+}
+
+/** An EDS cluster over a pool's endpoints, balanced by `lb` (override_host: steered by the filter).
+ * `edsName` overrides the EDS resource (an HTTPRoute rule's cluster names its rule's). */
+export function poolCluster(name: string, pool: string, xds: XdsTransport, lb: "ROUND_ROBIN" | "LEAST_REQUEST" | "override_host", edsName?: string): Json {
   return {
     name, type: "EDS", connect_timeout: "5s",
-    eds_cluster_config: poolEdsConfig(pool, xds),
+    eds_cluster_config: edsName === undefined ? poolEdsConfig(pool, xds) : edsClusterConfig(edsName, xds),
     ...(lb === "override_host" ? { load_balancing_policy: overrideHostPolicy() } : { lb_policy: lb }),
     circuit_breakers: poolCircuitBreakers(),
     // Requests, errors and connections per endpoint in Envoy's own stats (with the endpoint's
@@ -106,6 +170,26 @@ export function poolCluster(name: string, pool: string, xds: XdsTransport, lb: "
  */
 export function pathNormalization(): Json {
   return { normalize_path: true, merge_slashes: true, path_with_escaped_slashes_action: "UNESCAPE_AND_FORWARD" };
+}
+
+/** Name of the early header mutation below (so a listener gets it once). */
+export const STRIP_DESTINATION_NAME = "infergate.strip-client-destination";
+
+/**
+ * HttpConnectionManager.early_header_mutation_extensions entry that removes a client-sent
+ * DESTINATION_HEADER and MIRROR_HEADER before any filter or route sees the request. Every pool
+ * cluster's override_host policy honours the first, and every mirror cluster's the second, and an
+ * HTTPRoute on a listener without the filter can reach those clusters. It runs before the HTTP
+ * filters, so the filter (or an endpoint picker) can still set them afterwards; a route's
+ * `request_headers_to_remove` would run at the router, after them, and remove their pick too.
+ */
+export function stripClientDestination(): Json {
+  return {
+    name: STRIP_DESTINATION_NAME,
+    typed_config: typed("envoy.extensions.http.early_header_mutation.header_mutation.v3.HeaderMutation", {
+      mutations: [{ remove: DESTINATION_HEADER }, { remove: MIRROR_HEADER }],
+    }),
+  };
 }
 
 /** A pool's endpoints (EDS). */

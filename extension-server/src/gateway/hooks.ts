@@ -2,11 +2,16 @@
 // calls them while it translates Gateway API resources into xDS. We use them to:
 //   - PostHTTPListenerModify: put the infergate filter, fed over ECDS by this server, before the
 //     router of every listener an InferencePool's `attach-to` annotation names, and upgrade a Wasm
-//     filter an EnvoyExtensionPolicy attached (root_id "infergate") to the same ECDS feed;
+//     filter an EnvoyExtensionPolicy attached (root_id "infergate") to the same ECDS feed; and on
+//     every HTTP listener, remove client-sent destination and mirror headers before any filter
+//     runs (an HTTPRoute on a listener without the filter can reach a pool cluster too);
 //   - PostClusterModify: turn the cluster built for an InferencePool backendRef into an EDS cluster
 //     of the pool's endpoints (from this server) with the override_host policy the filter steers;
 //   - PostTranslateModify: add the cluster Envoy downloads the filter module through (when the
-//     module is served by this server), and the same listener edit when all listeners are sent;
+//     module is served by this server), turn the cluster of a RequestMirror to an InferencePool into
+//     an EDS cluster of the mirror pool steered by the filter's mirror header (Envoy Gateway builds
+//     mirror clusters without calling the Cluster hook, and without the pool), and the same
+//     listener edit when all listeners are sent;
 //   - PostRouteModify, and the listener and translation hooks: wire a v1 pool's endpoint picker
 //     over ext_proc (gateway/endpoint-picker-hooks.ts).
 // Envoy reaches this server's xDS through its Google gRPC client (see XdsTransport).
@@ -19,9 +24,12 @@
 import * as grpc from "@grpc/grpc-js";
 import { poolId, type PoolConfig, type RoutingConfig } from "../config/routing-config.ts";
 import { FILTER_NAME } from "../contract.ts";
-import { ecdsHttpFilter, filterConfigDiscovery, hostCluster, overrideHostPolicy, poolCircuitBreakers, poolEdsConfig, WASM_TYPE_URL, type XdsTransport } from "../envoy/resources.ts";
+import {
+  ecdsHttpFilter, edsClusterConfig, filterConfigDiscovery, hostCluster, mirrorCluster, overrideHostPolicy, poolCircuitBreakers, poolsEdsName, routeEdsName,
+  STRIP_DESTINATION_NAME, stripClientDestination, WASM_TYPE_URL, type XdsClientTls, type XdsTransport,
+} from "../envoy/resources.ts";
 import { editPickerRoute, insertPickerFilter, missingPickerClusters, poolOf } from "./endpoint-picker-hooks.ts";
-import { encodeJson } from "../xds/encode.ts";
+import { encodeJson, type Json } from "../xds/encode.ts";
 import { fieldNumbers, protoRoot } from "../xds/protos.ts";
 import { WIRE_LENGTH_DELIMITED, WireMessage, type WireField } from "../xds/wire.ts";
 
@@ -40,7 +48,8 @@ const SOCKET_ADDRESS = fieldNumbers("envoy.config.core.v3.SocketAddress", ["port
 const FILTER_CHAIN = fieldNumbers("envoy.config.listener.v3.FilterChain", ["filters"]);
 const NETWORK_FILTER = fieldNumbers("envoy.config.listener.v3.Filter", ["name", "typed_config"]);
 const ANY = fieldNumbers("google.protobuf.Any", ["type_url", "value"]);
-const HCM = fieldNumbers("envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager", ["http_filters"]);
+const HCM = fieldNumbers("envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager", ["http_filters", "early_header_mutation_extensions"]);
+const EXTENSION_CONFIG = fieldNumbers("envoy.config.core.v3.TypedExtensionConfig", ["name"]);
 const HTTP_FILTER = fieldNumbers(T.httpFilter, ["name", "typed_config", "config_discovery"]);
 const WASM = fieldNumbers("envoy.extensions.filters.http.wasm.v3.Wasm", ["config"]);
 const PLUGIN_CONFIG = fieldNumbers("envoy.extensions.wasm.v3.PluginConfig", ["root_id"]);
@@ -68,10 +77,17 @@ export interface HookOptions {
   /** Where Envoy reaches this server's xDS (a Service name in a cluster). */
   xdsHost: string;
   xdsPort: number;
+  /** Envoy's side of mutual TLS to this server's xDS, when the xDS server requires it. */
+  xdsTls?: XdsClientTls | undefined;
   /** The current routing configuration (pools with their attach-to targets). */
   config: () => RoutingConfig;
   /** When Envoys fetch the filter module from this server over HTTP: the cluster to add for it. */
   moduleCluster?: { name: string; host: string; port: number } | undefined;
+  /** Each EnvoyExtensionPolicy Wasm filter fed over ECDS, for the publisher to serve under its name. */
+  onPolicyFilter?: PolicyFilterSeen | undefined;
+  /** Each EDS name of several pools' endpoints the Cluster hook gives a cluster, for the publisher
+   * to serve (the xDS server answers only names it publishes). */
+  onPoolUnion?: ((edsName: string) => void) | undefined;
   log?: ((message: string) => void) | undefined;
 }
 
@@ -95,14 +111,21 @@ function isOurWasm(filter: WireMessage): boolean {
   return plugin.string(PLUGIN_CONFIG.root_id) === FILTER_NAME;
 }
 
+/** Called with each EnvoyExtensionPolicy Wasm filter the hook feeds over ECDS: its name (the ECDS
+ * resource name) and its Wasm message as Envoy Gateway built it (policy-filter.ts). */
+export type PolicyFilterSeen = (name: string, wasm: Uint8Array) => void;
+
 /** Inserts the ECDS filter before the router (once), and feeds an attached infergate Wasm filter over ECDS. */
-function editHttpFilters(hcm: WireMessage, attach: boolean, xds: XdsTransport): boolean {
+function editHttpFilters(hcm: WireMessage, attach: boolean, xds: XdsTransport, seen: PolicyFilterSeen): boolean {
   let changed = false;
   const filters = hcm.all(HCM.http_filters);
   for (const f of filters) {
     const filter = WireMessage.decode(f.bytes);
     if (!isOurWasm(filter)) continue;
-    // An EnvoyExtensionPolicy put our module here inline; keep its name and flags, feed it over ECDS.
+    // An EnvoyExtensionPolicy put our module here inline; keep its name and flags, feed it over ECDS
+    // (with the policy's own module: policy-filter.ts).
+    const wasm = WireMessage.decode(filter.first(HTTP_FILTER.typed_config)!.bytes).first(ANY.value)?.bytes ?? new Uint8Array();
+    seen(filter.string(HTTP_FILTER.name) ?? "", wasm);
     filter.remove(HTTP_FILTER.typed_config, HTTP_FILTER.config_discovery);
     filter.add(HTTP_FILTER.config_discovery, encodeJson("envoy.config.core.v3.ExtensionConfigSource", filterConfigDiscovery(xds)));
     f.bytes = filter.encode();
@@ -117,6 +140,14 @@ function editHttpFilters(hcm: WireMessage, attach: boolean, xds: XdsTransport): 
     changed = true;
   }
   return changed;
+}
+
+/** Removes client-sent destination and mirror headers before any filter (once per HCM; Envoy
+ * Gateway's own early header mutations, from a ClientTrafficPolicy, are kept and run first). */
+function stripClientHeader(hcm: WireMessage): boolean {
+  if (hcm.all(HCM.early_header_mutation_extensions).some((e) => WireMessage.decode(e.bytes).string(EXTENSION_CONFIG.name) === STRIP_DESTINATION_NAME)) return false;
+  hcm.add(HCM.early_header_mutation_extensions, encodeJson("envoy.config.core.v3.TypedExtensionConfig", stripClientDestination()));
+  return true;
 }
 
 function listenerPort(listener: WireMessage): number | undefined {
@@ -135,7 +166,7 @@ function attachedPools(listenerName: string, port: number | undefined, pools: Po
     && (p.attachTo.port === undefined || p.attachTo.port === port));
 }
 
-function modifyListener(bytes: Uint8Array, pools: PoolConfig[], xds: XdsTransport): { bytes: Uint8Array; changed: boolean } {
+function modifyListener(bytes: Uint8Array, pools: PoolConfig[], xds: XdsTransport, seen: PolicyFilterSeen): { bytes: Uint8Array; changed: boolean } {
   const listener = WireMessage.decode(bytes);
   const attach = attachedPools(listener.string(LISTENER.name) ?? "", listenerPort(listener), pools).length > 0;
   let changed = false;
@@ -149,8 +180,9 @@ function modifyListener(bytes: Uint8Array, pools: PoolConfig[], xds: XdsTranspor
           return typed !== undefined && editNested(typed, (a) => {
             const value = a.first(ANY.value);
             return value !== undefined && editNested(value, (hcm) => {
-              const fed = editHttpFilters(hcm, attach, xds);
-              return insertPickerFilter(hcm, pools) || fed;
+              const stripped = stripClientHeader(hcm);
+              const fed = editHttpFilters(hcm, attach, xds, seen);
+              return insertPickerFilter(hcm, pools) || fed || stripped;
             });
           });
         }) || any;
@@ -162,21 +194,41 @@ function modifyListener(bytes: Uint8Array, pools: PoolConfig[], xds: XdsTranspor
 }
 
 /** An InferencePool backend's cluster becomes EDS (endpoints from this server) + override_host.
- * Circuit breakers Envoy Gateway set (its defaults allow 1024 retries in flight, or a
- * BackendTrafficPolicy's) are kept; a cluster without any gets the pool clusters' own. */
-function modifyCluster(bytes: Uint8Array, resources: ExtensionResource[], xds: XdsTransport): { bytes: Uint8Array; changed: boolean } {
-  const pool = resources.find((r) => r.kind === "InferencePool");
-  if (!pool?.metadata?.name) return { bytes, changed: false };
-  const id = poolId(pool.metadata.namespace ?? "default", pool.metadata.name);
+ * A rule that splits between pools has one cluster for all of them (Envoy Gateway passes every
+ * pool of the rule): its endpoints are the union, and the filter draws the pool by the rule's
+ * weights (the snapshot's route record). Circuit breakers Envoy Gateway set (its defaults allow
+ * 1024 retries in flight, or a BackendTrafficPolicy's) are kept; a cluster without any gets the
+ * pool clusters' own. */
+function modifyCluster(bytes: Uint8Array, resources: ExtensionResource[], xds: XdsTransport, onPoolUnion?: (edsName: string) => void): { bytes: Uint8Array; changed: boolean } {
+  const ids = [...new Set(resources.filter((r) => r.kind === "InferencePool" && r.metadata?.name)
+    .map((r) => poolId(r.metadata!.namespace ?? "default", r.metadata!.name!)))];
+  if (ids.length === 0) return { bytes, changed: false };
+  const edsName = poolsEdsName(ids);
+  if (ids.length > 1) onPoolUnion?.(edsName);
   const cluster = WireMessage.decode(bytes);
   cluster.remove(CLUSTER.type, CLUSTER.cluster_type, CLUSTER.eds_cluster_config, CLUSTER.lb_policy, CLUSTER.load_assignment, CLUSTER.load_balancing_policy);
   cluster.addVarint(CLUSTER.type, CLUSTER_EDS);
-  cluster.add(CLUSTER.eds_cluster_config, encodeJson(`${T.cluster}.EdsClusterConfig`, poolEdsConfig(id, xds)));
+  cluster.add(CLUSTER.eds_cluster_config, encodeJson(`${T.cluster}.EdsClusterConfig`, edsClusterConfig(edsName, xds)));
   cluster.add(CLUSTER.load_balancing_policy, encodeJson("envoy.config.cluster.v3.LoadBalancingPolicy", overrideHostPolicy()));
   if (!cluster.first(CLUSTER.circuit_breakers)) cluster.add(CLUSTER.circuit_breakers, encodeJson("envoy.config.cluster.v3.CircuitBreakers", poolCircuitBreakers()));
   // Requests per endpoint in Envoy's own stats (the filter names no counter after an endpoint).
   if (!cluster.first(CLUSTER.track_cluster_stats)) cluster.add(CLUSTER.track_cluster_stats, encodeJson("envoy.config.cluster.v3.TrackClusterStats", { per_endpoint_stats: true }));
   return { bytes: cluster.encode(), changed: true };
+}
+
+/** The cluster Envoy Gateway built for a RequestMirror whose backend is an InferencePool (named
+ * `<rule cluster>-mirror-<filter index>`; the HTTPRoute says which pool) becomes EDS of that pool,
+ * steered by the filter's mirror header, with bounded circuit breakers. Other fields are kept. */
+function modifyMirrorCluster(bytes: Uint8Array, xds: XdsTransport): Uint8Array {
+  const cluster = WireMessage.decode(bytes);
+  const name = cluster.string(CLUSTER.name) ?? "";
+  const ours = mirrorCluster(name, routeEdsName(name), xds) as Record<"eds_cluster_config" | "load_balancing_policy" | "circuit_breakers", Json>;
+  cluster.remove(CLUSTER.type, CLUSTER.cluster_type, CLUSTER.eds_cluster_config, CLUSTER.lb_policy, CLUSTER.load_assignment, CLUSTER.load_balancing_policy, CLUSTER.circuit_breakers);
+  cluster.addVarint(CLUSTER.type, CLUSTER_EDS);
+  cluster.add(CLUSTER.eds_cluster_config, encodeJson(`${T.cluster}.EdsClusterConfig`, ours.eds_cluster_config));
+  cluster.add(CLUSTER.load_balancing_policy, encodeJson("envoy.config.cluster.v3.LoadBalancingPolicy", ours.load_balancing_policy));
+  cluster.add(CLUSTER.circuit_breakers, encodeJson("envoy.config.cluster.v3.CircuitBreakers", ours.circuit_breakers));
+  return cluster.encode();
 }
 
 /** The Kubernetes objects of a context's ExtensionResource list (JSON in unstructured_bytes). */
@@ -235,9 +287,10 @@ export class GatewayHooks {
     this.server.addService(definition as grpc.ServiceDefinition, implementation as grpc.UntypedServiceImplementation);
   }
 
-  async listen(host: string, port: number): Promise<number> {
+  /** Listens in plaintext, or with `credentials` (mutual TLS: tls.ts). */
+  async listen(host: string, port: number, credentials = grpc.ServerCredentials.createInsecure()): Promise<number> {
     return new Promise<number>((resolve, reject) =>
-      this.server.bindAsync(`${host}:${port}`, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
+      this.server.bindAsync(`${host}:${port}`, credentials, (err, p) => (err ? reject(err) : resolve(p))));
   }
 
   close(): void { this.server.forceShutdown(); }
@@ -245,7 +298,7 @@ export class GatewayHooks {
   private onListener(req: WireMessage): WireMessage {
     const listener = req.first(LISTENER_REQUEST.listener);
     if (!listener) return new WireMessage();
-    return single(LISTENER_RESPONSE.listener, modifyListener(listener.bytes, this.opts.config().pools, this.xds).bytes);
+    return single(LISTENER_RESPONSE.listener, modifyListener(listener.bytes, this.opts.config().pools, this.xds, this.policyFilterSeen).bytes);
   }
 
   /** A route to a v1 pool with an endpoint picker calls it; any other route comes back as given. */
@@ -261,7 +314,7 @@ export class GatewayHooks {
     const cluster = req.first(CLUSTER_REQUEST.cluster);
     if (!cluster) return new WireMessage();
     const resources = decodeResources(req.first(CLUSTER_REQUEST.post_cluster_context), CLUSTER_CONTEXT.backend_extension_resources);
-    return single(CLUSTER_RESPONSE.cluster, modifyCluster(cluster.bytes, resources, this.xds).bytes);
+    return single(CLUSTER_RESPONSE.cluster, modifyCluster(cluster.bytes, resources, this.xds, this.opts.onPoolUnion).bytes);
   }
 
   /** Each list in the response replaces Envoy Gateway's, so everything is returned. Listeners
@@ -269,7 +322,11 @@ export class GatewayHooks {
   private onTranslate(req: WireMessage): WireMessage {
     const out = new WireMessage();
     const clusters = req.all(TRANSLATE_REQUEST.clusters);
-    for (const c of clusters) out.add(TRANSLATE_RESPONSE.clusters, c.bytes);
+    const mirrors = new Set(this.opts.config().routes.flatMap((r) => r.mirrors.map((m) => m.cluster)));
+    for (const c of clusters) {
+      const mirror = mirrors.size > 0 && mirrors.has(WireMessage.decode(c.bytes).string(CLUSTER.name) ?? "");
+      out.add(TRANSLATE_RESPONSE.clusters, mirror ? modifyMirrorCluster(c.bytes, this.xds) : c.bytes);
+    }
     const module = this.opts.moduleCluster;
     if (module && !clusters.some((c) => WireMessage.decode(c.bytes).string(CLUSTER.name) === module.name)) {
       out.add(TRANSLATE_RESPONSE.clusters, encodeJson(T.cluster, hostCluster(module)));
@@ -278,12 +335,14 @@ export class GatewayHooks {
     const names = new Set(clusters.map((c) => WireMessage.decode(c.bytes).string(CLUSTER.name) ?? ""));
     for (const c of missingPickerClusters(pools, names, this.xds)) out.add(TRANSLATE_RESPONSE.clusters, c);
     for (const s of req.all(TRANSLATE_REQUEST.secrets)) out.add(TRANSLATE_RESPONSE.secrets, s.bytes);
-    for (const l of req.all(TRANSLATE_REQUEST.listeners)) out.add(TRANSLATE_RESPONSE.listeners, modifyListener(l.bytes, pools, this.xds).bytes);
+    for (const l of req.all(TRANSLATE_REQUEST.listeners)) out.add(TRANSLATE_RESPONSE.listeners, modifyListener(l.bytes, pools, this.xds, this.policyFilterSeen).bytes);
     for (const r of req.all(TRANSLATE_REQUEST.routes)) out.add(TRANSLATE_RESPONSE.routes, r.bytes);
     return out;
   }
 
+  private readonly policyFilterSeen: PolicyFilterSeen = (name, wasm) => this.opts.onPolicyFilter?.(name, wasm);
+
   private get xds(): XdsTransport {
-    return { target: `${this.opts.xdsHost}:${this.opts.xdsPort}` };
+    return { target: `${this.opts.xdsHost}:${this.opts.xdsPort}`, tls: this.opts.xdsTls };
   }
 }

@@ -28,6 +28,9 @@ export interface EndpointReading extends Reading {
   /** performance.now() of the last successful scrape. */
   lastSuccess: number;
   lastError?: string;
+  /** Scrapes finished since the endpoint was added, and how many of them failed. */
+  scrapes: number;
+  failures: number;
 }
 
 class EndpointScraper {
@@ -37,7 +40,7 @@ class EndpointScraper {
   private stopped = false;
 
   constructor(address: string, private readonly opts: ScrapeOptions, private readonly onReading: () => void) {
-    this.reading = { address, lastSuccess: -Infinity, consecutiveFailures: 0 };
+    this.reading = { address, lastSuccess: -Infinity, consecutiveFailures: 0, scrapes: 0, failures: 0 };
     this.pool = new Pool(`http://${address}`, { connections: 1, keepAliveTimeout: 10_000, headersTimeout: opts.timeoutMs, bodyTimeout: opts.timeoutMs });
     this.schedule(0);
   }
@@ -64,8 +67,10 @@ class EndpointScraper {
       delete this.reading.lastError;
     } catch (err) {
       this.reading.consecutiveFailures++;
+      this.reading.failures++;
       this.reading.lastError = (err as Error).message;
     }
+    this.reading.scrapes++;
     if (this.stopped) return;
     this.onReading();
     // Failing: 1, 2, 4... intervals, up to MAX_BACKOFF_MS (or the interval, if longer).

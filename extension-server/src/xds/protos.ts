@@ -32,6 +32,7 @@ const FILES = [
   "google/protobuf/wrappers.proto",
   "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto",
   "envoy/extensions/filters/http/router/v3/router.proto",
+  "envoy/extensions/http/early_header_mutation/header_mutation/v3/header_mutation.proto",
   "envoy/extensions/load_balancing_policies/round_robin/v3/round_robin.proto",
   "envoy/config/cluster/v3/cluster.proto",
   "envoy/extensions/upstreams/http/v3/http_protocol_options.proto",

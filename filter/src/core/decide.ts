@@ -7,13 +7,14 @@
 // Steps, in order (the random source is drawn in this order, so replays are exact):
 //   1. the model must be in the snapshot (404);
 //   2. a target model is drawn by weight (503 if every weight is 0);
-//   3. a Sheddable model is shed while its pool is saturated (429);
+//   3. a request whose priority (core/request.ts) is below what the pool's saturation admits is shed (429);
 //   4. every endpoint of the pool gets a cost (pick.ts), and one is picked: the prefix-affinity
 //      endpoint while it is not overloaded, else one of the near-best at random (503 if none);
 //   5. up to FALLBACKS more endpoints follow it by rising cost, for Envoy to retry on.
 import { ErrorReply, modelNotFound, noEndpoint, shed } from "./errors";
-import { chooseTarget, endpointCosts, isSaturated, LocalLoad, pickEndpoint, prefixHash, Random, withFallbacks } from "./pick";
-import { Criticality, Pool, Snapshot } from "./snapshot";
+import { chooseTarget, endpointCosts, LocalLoad, pickEndpoint, prefixHash, Random, withFallbacks } from "./pick";
+import { NO_CONTEXT, RequestContext, requestPriority, shouldShed } from "./request";
+import { Pool, Snapshot } from "./snapshot";
 
 /** Endpoints after the chosen one in the destination list, for Envoy to retry on. */
 export const FALLBACKS: i32 = 2;
@@ -68,13 +69,13 @@ export class Decision {
   }
 }
 
-export function decide(snapshot: Snapshot, requested: string, prompt: StaticArray<u8>, promptLength: i32, loads: LoadSource, random: Random): Decision {
-  if (!snapshot.models.has(requested)) return Decision.rejected(modelNotFound(requested));
-  const model = snapshot.models.get(requested);
+export function decide(snapshot: Snapshot, requested: string, prompt: StaticArray<u8>, promptLength: i32, loads: LoadSource, random: Random, request: RequestContext = NO_CONTEXT): Decision {
+  const model = snapshot.model(requested);
+  if (model === null) return Decision.rejected(modelNotFound(requested));
   const target = chooseTarget(model, random);
   if (target === null) return Decision.rejected(noEndpoint(requested, "every target model has weight 0"));
-  const pool = model.pool;
-  if (model.criticality == Criticality.Sheddable && isSaturated(pool)) return Decision.rejected(shed(requested, pool.name));
+  const pool = request.pool !== null ? request.pool! : model.pool;
+  if (shouldShed(requestPriority(snapshot, model, pool, request.objective), pool)) return Decision.rejected(shed(requested, pool.name));
   const tuning = snapshot.tuning;
   const costs = endpointCosts(pool, loads.loadsOf(pool), tuning, target.name);
   const pick = pickEndpoint(pool, costs, prefixHash(prompt, promptLength, tuning.affinityBlocks), tuning, random);

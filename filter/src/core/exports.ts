@@ -5,7 +5,9 @@ import { jsonString } from "./errors";
 import { isInferencePath } from "./routes";
 import { ModelScanner, PROMPT_PREFIX_BYTES, ScanError, ScanResult } from "./json_scan";
 import { LocalLoad, Random } from "./pick";
-import { parseSnapshot, Pool } from "./snapshot";
+import { parseSnapshot, Pool, Route } from "./snapshot";
+import { mirrorDestinations } from "./mirror";
+import { chooseRoutePool, RequestContext, shedThreshold } from "./request";
 
 /**
  * Feeds `body` to the scanner in chunks of `chunkSize` bytes (the last call marks end of stream)
@@ -163,4 +165,41 @@ export function describeTuning(text: string): string {
   const parsed = parseSnapshot(text);
   const s = parsed.snapshot;
   return s === null ? "error " + parsed.error : s.tuning.describe();
+}
+
+/** The saturation (×1000) from which a request of `priority` is shed (-1 when never). */
+export function shedThresholdOf(priority: i32): i64 {
+  const t = shedThreshold(priority);
+  return t == i64.MAX_VALUE ? -1 : t;
+}
+
+/**
+ * Routes `model` `n` times as a request whose route chose `cluster` ("" for none) and that names
+ * `objective` ("" for none), with no local load, as the filter does: the route's pool by weight,
+ * then decide(), then the mirror endpoints. Counts lines "pool <name>", "target <name>",
+ * "mirror <addresses>" (or "reply <status>"), in first-seen order.
+ */
+export function simulateRequest(text: string, model: string, cluster: string, objective: string, n: i32, seed: u64): string {
+  const s = parseSnapshot(text).snapshot;
+  if (s === null) return "error";
+  const random = new Random(seed);
+  const none = new NoLoad();
+  const empty = new StaticArray<u8>(0);
+  const names = new Array<string>();
+  const counts = new Map<string, i32>();
+  const route: Route | null = s.routes.has(cluster) ? s.routes.get(cluster) : null;
+  for (let i = 0; i < n; i++) {
+    const context = new RequestContext();
+    context.objective = objective;
+    if (route !== null) context.pool = chooseRoutePool(route, random);
+    const d = decide(s, model, empty, 0, none, random, context);
+    const reply = d.reply;
+    if (reply !== null) { bump(names, counts, "reply " + reply.status.toString()); continue; }
+    bump(names, counts, "pool " + d.pool!.name);
+    bump(names, counts, "target " + d.target);
+    if (route !== null && route.mirrors.length > 0) bump(names, counts, "mirror " + mirrorDestinations(s, route, d.target, empty, 0, none, random));
+  }
+  let out = "";
+  for (let i = 0; i < names.length; i++) out += names[i] + " " + counts.get(names[i]).toString() + "\n";
+  return out;
 }
