@@ -27,5 +27,7 @@ if ! unshare --net true 2>/dev/null; then
   echo "test-e2e: cannot create a network namespace (needs root or CAP_SYS_ADMIN)" >&2
   exit 1
 fi
-# One test file at a time: each starts heavy processes of its own.
-exec unshare --net bash -c 'ip link set lo up && node --import tsx --test --test-concurrency=1 test/e2e/*.test.ts'
+# One test file at a time: each starts heavy processes of its own. Test files given as arguments
+# run instead of the whole suite (bash scripts/test-e2e.sh test/e2e/epp-protocol.test.ts).
+files="${*:-test/e2e/*.test.ts}"
+exec unshare --net bash -c "ip link set lo up && node --import tsx --test --test-concurrency=1 $files"
