@@ -33,7 +33,7 @@ const HOOKS_PORT = 5005;
 const XDS_PORT = 18100;
 const SEED_REQUEST = { model: "qwq", messages: [{ role: "user", content: "Who are you?" }] };
 /** The v1 pool with an endpoint picker (manifests/envoy-gateway/standalone/gateway.yaml). */
-const PICKED_IPS = ["127.0.7.21", "127.0.7.22"];
+const PICKED_IPS = ["127.0.7.41", "127.0.7.42"];
 const PICKER_PORT = 19_202;
 const PICKED_YAML = `---
 apiVersion: inference.networking.k8s.io/v1
