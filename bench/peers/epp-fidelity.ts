@@ -13,7 +13,11 @@
 // round-robin run of bench/calibrate.ts at the same prompt count and seeds is printed too: it shows
 // what running in scaled real time (rather than virtual time) changes.
 //
-//   npx tsx bench/peers/epp-fidelity.ts [--num-prompts 1000] [--seeds 0,1,2] [--time-scale 8]
+//   npx tsx bench/peers/epp-fidelity.ts [--num-prompts 600] [--seeds 0,1,2] [--time-scale 2]
+//       [--modes round-robin,gie-epp] [--scorers chart|queue-kv]
+//
+// --scorers queue-kv runs the EPP with the queue and KV-cache scorers only (no prefix-cache scorer),
+// closer to the EPP releases of the seed's time, which had no prefix scorer.
 //
 // Run it in a private network namespace (the EPP binds its ports on every interface):
 //   unshare --net bash -c 'ip link set lo up && npx tsx bench/peers/epp-fidelity.ts'
@@ -33,7 +37,7 @@ import { calibrate, DEFAULT_ENVOY_WORKERS, SEED_ROUND_ROBIN } from "../calibrate
 import { runLoad } from "../client.ts";
 import { summarize, type Summary } from "../summary.ts";
 import { buildWorkload, SEED_WORKLOAD } from "../workload.ts";
-import { EPP_VERSION, startGieEpp } from "./gie-epp.ts";
+import { CHART_DEFAULT_PLUGINS, EPP_VERSION, startGieEpp } from "./gie-epp.ts";
 
 const repo = new URL("../..", import.meta.url).pathname;
 const PROFILE = "qwq-32b-4xa10";
@@ -49,7 +53,19 @@ export type Mode = keyof typeof SEED_FIGURES;
 type Figure = keyof (typeof SEED_FIGURES)["gie-epp"];
 const FIGURES: Array<[Figure, string]> = [["meanTtftMs", "mean TTFT (ms)"], ["p99TtftMs", "P99 TTFT (ms)"], ["outputTokPerS", "output tok/s"]];
 
-export interface FidelityRun { seed: number; mode: Mode; summary: Summary; figures: Record<Figure, number>; wallS: number }
+export interface FidelityRun {
+  seed: number; mode: Mode; summary: Summary; figures: Record<Figure, number>; wallS: number;
+  /** The share of the first CONCURRENCY requests (the start-up burst) that the busiest replica got. */
+  burstShare: number;
+  /** Mean TTFT of the requests after the burst. */
+  afterBurstMeanTtftMs: number;
+}
+
+/** The chart's scheduler without the prefix-cache scorer: queue 2, KV cache 2. */
+export const QUEUE_KV_PLUGINS = CHART_DEFAULT_PLUGINS
+  .replace("- type: prefix-cache-scorer\n", "")
+  .replace("  - pluginRef: prefix-cache-scorer\n    weight: 3\n", "");
+export type Scorers = "chart" | "queue-kv";
 
 const figuresOf = (s: Summary): Record<Figure, number> => ({ meanTtftMs: s.ttft.mean, p99TtftMs: s.ttft.p99, outputTokPerS: s.outputThroughput });
 
@@ -73,17 +89,19 @@ async function stopChild(child: ChildProcess | undefined): Promise<void> {
 }
 
 /** One seed: round robin, then the EPP, each on freshly started replicas (empty KV caches). */
-export async function runSeed(seed: number, numPrompts: number, timeScale: number, log: (m: string) => void = () => undefined): Promise<FidelityRun[]> {
+export async function runSeed(seed: number, numPrompts: number, timeScale: number, log: (m: string) => void = () => undefined,
+  modes: Mode[] = ["round-robin", "gie-epp"], scorers: Scorers = "chart"): Promise<FidelityRun[]> {
   const ips = Array.from({ length: REPLICAS }, (_, i) => `127.0.3.${i + 1}`);
   const requests = buildWorkload({ ...SEED_WORKLOAD, numPrompts, seed });
   let replicas = await startReplicas(ips, timeScale);
   const scrapeMs = 50 / timeScale;
-  const peer = await startGieEpp({ replicas: ips.map((ip) => `${ip}:8000`), responseBody: false, eppArgs: ["--refresh-metrics-interval", `${scrapeMs}ms`] })
+  const peer = await startGieEpp({ replicas: ips.map((ip) => `${ip}:8000`), responseBody: false, eppArgs: ["--refresh-metrics-interval", `${scrapeMs}ms`],
+    ...(scorers === "queue-kv" ? { eppConfig: QUEUE_KV_PLUGINS } : {}) })
     .catch(async (err) => { await stopChild(replicas); throw err; });
   const out: FidelityRun[] = [];
   try {
-    for (const mode of ["round-robin", "gie-epp"] as const) {
-      if (mode === "gie-epp") { await stopChild(replicas); replicas = await startReplicas(ips, timeScale); }
+    for (const [i, mode] of modes.entries()) {
+      if (i > 0) { await stopChild(replicas); replicas = await startReplicas(ips, timeScale); }
       const started = Date.now();
       const { records, durationMs } = await runLoad(mode === "gie-epp" ? peer.url : peer.plainUrl, requests, {
         concurrency: CONCURRENCY, requestRate: Infinity, timeScale, model: "qwq", seed,
@@ -91,7 +109,15 @@ export async function runSeed(seed: number, numPrompts: number, timeScale: numbe
       });
       const summary = summarize(records, durationMs);
       if (summary.completed < numPrompts) throw new Error(`${mode}, seed ${seed}: ${numPrompts - summary.completed} requests failed: ${records.find((r) => !r.ok)?.error}`);
-      out.push({ seed, mode, summary, figures: figuresOf(summary), wallS: (Date.now() - started) / 1000 });
+      const burst = records.slice(0, CONCURRENCY);
+      const perReplica = new Map<string, number>();
+      for (const r of burst) perReplica.set(r.servedBy ?? "?", (perReplica.get(r.servedBy ?? "?") ?? 0) + 1);
+      const after = records.slice(CONCURRENCY);
+      out.push({
+        seed, mode, summary, figures: figuresOf(summary), wallS: (Date.now() - started) / 1000,
+        burstShare: Math.max(...perReplica.values()) / burst.length,
+        afterBurstMeanTtftMs: after.reduce((n, r) => n + r.ttftMs, 0) / Math.max(1, after.length),
+      });
       log(`seed ${seed} ${mode}: mean TTFT ${summary.ttft.mean.toFixed(0)} ms, P99 ${summary.ttft.p99.toFixed(0)} ms, ${summary.outputThroughput.toFixed(0)} tok/s (${((Date.now() - started) / 1000).toFixed(0)} s)`);
     }
   } finally {
@@ -114,6 +140,7 @@ export function formatFidelity(runs: FidelityRun[], discreteRoundRobin: Array<Re
   ];
   for (const mode of ["round-robin", "gie-epp"] as const) {
     const mine = runs.filter((r) => r.mode === mode);
+    if (mine.length === 0) continue;
     for (const [key, name] of FIGURES) {
       const values = mine.map((r) => r.figures[key]);
       const m = median(values);
@@ -124,17 +151,23 @@ export function formatFidelity(runs: FidelityRun[], discreteRoundRobin: Array<Re
     const m = median(discreteRoundRobin.map((d) => d[key]));
     lines.push(`| round robin, discrete-event (bench/calibrate.ts) | ${name} | ${SEED_FIGURES["round-robin"][key]} | ${num(m)} [${num(Math.min(...discreteRoundRobin.map((d) => d[key])))} – ${num(Math.max(...discreteRoundRobin.map((d) => d[key])))}] | ${pct(m / SEED_FIGURES["round-robin"][key] - 1)} |`);
   }
-  const perSeed = ["", "| seed | route | mean TTFT | P99 TTFT | output tok/s | median TTFT | mean TPOT | wall s |", "|---|---|---|---|---|---|---|---|",
-    ...runs.map((r) => `| ${r.seed} | ${r.mode} | ${num(r.figures.meanTtftMs)} | ${num(r.figures.p99TtftMs)} | ${num(r.figures.outputTokPerS)} | ${num(r.summary.ttft.median)} | ${r.summary.tpot.mean.toFixed(1)} | ${r.wallS.toFixed(0)} |`)];
+  const perSeed = ["", `| seed | route | mean TTFT | P99 TTFT | output tok/s | median TTFT | mean TPOT | busiest replica's share of the first ${CONCURRENCY} | mean TTFT after them | wall s |`, "|---|---|---|---|---|---|---|---|---|---|",
+    ...runs.map((r) => `| ${r.seed} | ${r.mode} | ${num(r.figures.meanTtftMs)} | ${num(r.figures.p99TtftMs)} | ${num(r.figures.outputTokPerS)} | ${num(r.summary.ttft.median)} | ${r.summary.tpot.mean.toFixed(1)} | ${(r.burstShare * 100).toFixed(0)}% | ${num(r.afterBurstMeanTtftMs)} | ${r.wallS.toFixed(0)} |`)];
   return [...lines, ...perSeed].join("\n");
 }
 
 if (process.argv[1]?.endsWith("epp-fidelity.ts")) {
   const { values } = parseArgs({ options: {
-    "num-prompts": { type: "string", default: "1000" },
+    "num-prompts": { type: "string", default: "600" },
     seeds: { type: "string", default: "0,1,2" },
-    "time-scale": { type: "string", default: "8" },
+    "time-scale": { type: "string", default: "2" },
+    modes: { type: "string", default: "round-robin,gie-epp" },
+    scorers: { type: "string", default: "chart" },
   } });
+  const modes = values.modes!.split(",") as Mode[];
+  for (const m of modes) if (!(m in SEED_FIGURES)) throw new Error(`unknown mode ${m}`);
+  const scorers = values.scorers as Scorers;
+  if (scorers !== "chart" && scorers !== "queue-kv") throw new Error(`unknown --scorers ${scorers}`);
   const numPrompts = Number(values["num-prompts"]);
   const seeds = values.seeds!.split(",").map(Number);
   const timeScale = Number(values["time-scale"]);
@@ -143,11 +176,11 @@ if (process.argv[1]?.endsWith("epp-fidelity.ts")) {
   const runs: FidelityRun[] = [];
   for (const seed of seeds) {
     load.push(loadavg()[0]!);
-    runs.push(...await runSeed(seed, numPrompts, timeScale, (m) => console.error(m)));
+    runs.push(...await runSeed(seed, numPrompts, timeScale, (m) => console.error(m), modes, scorers));
   }
   const discrete = calibrate({ seeds, numPrompts, replicas: REPLICAS, concurrency: CONCURRENCY, profile: profileNamed(PROFILE), envoyWorkers: DEFAULT_ENVOY_WORKERS, workload: SEED_WORKLOAD })
     .map((r) => ({ meanTtftMs: r.figures.meanTtftMs, p99TtftMs: r.figures.p99TtftMs, outputTokPerS: r.figures.outputTokPerS }));
-  console.log(`## The simulator through the real EPP ${EPP_VERSION}: ${numPrompts} prompts, seeds ${seeds.join(", ")}, time scale ${timeScale} (EPP scrape ${50 / timeScale} ms)`);
+  console.log(`## The simulator through the real EPP ${EPP_VERSION} (${scorers === "chart" ? "the chart's scheduler" : "queue and KV-cache scorers only"}): ${numPrompts} prompts, seeds ${seeds.join(", ")}, time scale ${timeScale} (EPP scrape ${50 / timeScale} ms)`);
   console.log(`${cpus().length} CPUs, 1-minute load average at the start of each seed: ${load.map((l) => l.toFixed(2)).join(", ")}; ${((Date.now() - started) / 60_000).toFixed(1)} min in all\n`);
   console.log(formatFidelity(runs, discrete));
 }

@@ -5,7 +5,7 @@
 // per-seed ratios infergate / gie-epp.
 //
 //   npx tsx bench/peers/epp-poisson.ts [--seeds 0,1,2] [--num-prompts 100] [--request-rate 0.28]
-//       [--time-scale 8] [other bench/run.ts options]
+//       [--time-scale 8] [--replicas 5]
 //
 // The rate is in requests per second of model time. Five replicas of the calibrated profile serve
 // the seed workload at about 0.31 requests/s (927 output tok/s at ~3000 output tokens each, the
@@ -27,15 +27,15 @@ const median = (v: number[]): number => { const s = [...v].sort((a, b) => a - b)
 const spread = (v: number[], digits: number): string => `${median(v).toFixed(digits)} [${Math.min(...v).toFixed(digits)}–${Math.max(...v).toFixed(digits)}]`;
 
 async function main(): Promise<void> {
-  const { values, tokens } = parseArgs({ options: {
+  const { values } = parseArgs({ options: {
     seeds: { type: "string", default: "0,1,2" },
     "num-prompts": { type: "string", default: "100" },
     "request-rate": { type: "string", default: "0.28" },
-  }, strict: false, tokens: true });
+    "time-scale": { type: "string", default: "8" },
+    replicas: { type: "string", default: "5" },
+  } });
   const seeds = String(values.seeds).split(",").map(Number);
-  // Everything else goes to bench/run.ts as given.
-  const rest = tokens.filter((t) => t.kind === "option" && !["seeds", "num-prompts", "request-rate"].includes(t.name))
-    .flatMap((t) => t.kind === "option" ? [t.rawName, ...(t.value !== undefined ? [t.value] : [])] : []);
+  const rest = ["--time-scale", values["time-scale"]!, "--replicas", values.replicas!];
   const started = Date.now();
   const runs: Array<{ seed: number; load: number; summaries: Record<Mode, Summary> }> = [];
   for (const seed of seeds) {
