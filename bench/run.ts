@@ -1,6 +1,8 @@
 // `npm run bench`: the seed's experiment on this machine. The same request sequence goes through
 // a real Envoy three ways — round robin (the seed's port 8080), least-request, and infergate (the
-// seed's port 8081) — against the same simulated replicas, restarted fresh for every mode.
+// seed's port 8081) — against the same simulated replicas, restarted fresh for every mode; and a
+// fourth, gie-epp, where the Inference Extension's endpoint picker picks (bench/peers/gie-epp-mode.ts;
+// in the default modes when its binaries are built).
 //
 //   npm run bench -- [--quick] [--num-prompts N] [--concurrency 60] [--time-scale S] ...
 import { spawn, type ChildProcess } from "node:child_process";
@@ -12,6 +14,7 @@ import cliProgress from "cli-progress";
 import { InfergateServer } from "../extension-server/src/server.ts";
 import { runLoad } from "./client.ts";
 import { formatSideMeasurements, runSideMeasurements } from "./overhead.ts";
+import { GIE_EPP_MODEL, gieEppUnavailable, startGieEppMode, type PeerMode } from "./peers/gie-epp-mode.ts";
 import { writeReport, type ModeResult } from "./report.ts";
 import { formatSummary, summarize } from "./summary.ts";
 import { buildWorkload, type WorkloadOptions } from "./workload.ts";
@@ -28,11 +31,17 @@ interface BenchOptions extends WorkloadOptions {
   out: string;
 }
 
-const MODES: Record<string, { listener: string; description: string }> = {
+const MODES: Record<string, { listener: string; description: string; model?: string; peer?: { start: (ips: string[]) => Promise<PeerMode>; unavailable: () => string | undefined } }> = {
   "round-robin": { listener: "plain-", description: "Envoy ROUND_ROBIN over the pool (the seed's plain route, port 8080)" },
   "least-request": { listener: "least-request-", description: "Envoy LEAST_REQUEST over the pool (what an Envoy user tries next)" },
   infergate: { listener: "inference-", description: "the infergate filter picks the endpoint (the seed's inference route, port 8081)" },
+  "gie-epp": {
+    listener: "inference-", model: GIE_EPP_MODEL, peer: { start: startGieEppMode, unavailable: gieEppUnavailable },
+    description: "the Inference Extension's EPP v1.5.0 (default scheduler) picks, over ext_proc from the same Envoy (a v1 pool's endpointPickerRef, FailClose)",
+  },
 };
+/** The modes a run has unless --modes says otherwise: every mode whose peer is built. */
+const defaultModes = (): string => Object.keys(MODES).filter((m) => !MODES[m]!.peer?.unavailable()).join(",");
 
 const QUICK = { "num-prompts": "24", "prefix-len": "100", "input-len": "400", "output-len": "60", concurrency: "12", replicas: "3", "time-scale": "10" };
 
@@ -50,13 +59,14 @@ export function parseBenchOptions(argv: string[]): BenchOptions {
     seed: { type: "string", default: "0" },
     profile: { type: "string", default: "qwq-32b-4xa10" },
     replicas: { type: "string", default: "5" },
-    modes: { type: "string", default: Object.keys(MODES).join(",") },
+    modes: { type: "string", default: defaultModes() },
     out: { type: "string" },
   } });
   const given = new Set(argv.filter((a) => a.startsWith("--")).map((a) => a.slice(2).split("=")[0]));
   const pick = (name: string): string => (values.quick && !given.has(name) && name in QUICK ? QUICK[name as keyof typeof QUICK] : String(values[name as keyof typeof values]));
   const modes = pick("modes").split(",");
   for (const m of modes) if (!MODES[m]) throw new Error(`unknown mode ${m}; known: ${Object.keys(MODES).join(", ")}`);
+  for (const m of modes) { const why = MODES[m]!.peer?.unavailable(); if (why) throw new Error(why); }
   return {
     numPrompts: Number(pick("num-prompts")), prefixLen: Number(pick("prefix-len")), inputLen: Number(pick("input-len")),
     outputLen: Number(pick("output-len")), rangeRatio: Number(pick("range-ratio")), seed: Number(pick("seed")), model: "qwq",
@@ -133,27 +143,35 @@ function progress(mode: string, total: number): { tick: () => void; stop: () => 
 export async function runBench(o: BenchOptions): Promise<ModeResult[]> {
   const ips = Array.from({ length: o.replicas }, (_, i) => `127.0.3.${i + 1}`);
   const configPath = join(mkdtempSync(join(tmpdir(), "infergate-bench-")), "pool.yaml");
-  writeFileSync(configPath, poolYaml(ips));
   const requests = buildWorkload(o);
   let replicas = await startReplicas(ips, o);
+  // Peers (the EPP) start first: infergate's configuration names where they listen.
+  const peers = new Map<string, PeerMode>();
+  try {
+    for (const m of o.modes) if (MODES[m]!.peer) peers.set(m, await MODES[m]!.peer!.start(ips));
+  } catch (err) { await Promise.all([...peers.values()].map((p) => p.stop())); await stopChild(replicas); throw err; }
+  writeFileSync(configPath, poolYaml(ips) + [...peers.values()].map((p) => p.yaml).join(""));
   const server = new InfergateServer({ source: { file: configPath }, xdsPort: 0, log: () => undefined,
     envoy: { adminPort: 0, plainPort: 0, inferencePort: 0, leastRequestPort: 0, concurrency: 2, logLevel: "error" } });
   const results: ModeResult[] = [];
   try {
     await server.start();
     const listeners = await server.envoy!.listenerAddresses();
+    const addressOf = (mode: string) => [...listeners].find(([name]) => name.startsWith(MODES[mode]!.listener))?.[1];
+    for (const [mode, peer] of peers) await peer.ready(`http://${addressOf(mode)}`);
     for (const [i, mode] of o.modes.entries()) {
-      if (i > 0) { await stopChild(replicas); replicas = await startReplicas(ips, o); } // fresh KV caches
-      const address = [...listeners].find(([name]) => name.startsWith(MODES[mode]!.listener))?.[1];
+      if (i > 0 || peers.size > 0) { await stopChild(replicas); replicas = await startReplicas(ips, o); } // fresh KV caches
+      const address = addressOf(mode);
       if (!address) throw new Error(`no listener for ${mode}`);
       const bar = progress(mode, requests.length);
       const { records, durationMs } = await runLoad(`http://${address}`, requests, {
-        concurrency: o.concurrency, requestRate: o.requestRate, timeScale: o.timeScale, model: o.model, seed: o.seed,
+        concurrency: o.concurrency, requestRate: o.requestRate, timeScale: o.timeScale, model: MODES[mode]!.model ?? o.model, seed: o.seed,
         timeoutMs: Math.max(60_000, (o.outputLen * 2 * 200) / o.timeScale + 60_000), onDone: bar.tick,
       });
       bar.stop();
       const result: ModeResult = {
-        name: mode, description: MODES[mode]!.description, summary: summarize(records, durationMs), records,
+        name: mode, description: MODES[mode]!.description + (peers.has(mode) ? ` — ${await peers.get(mode)!.check(records.filter((r) => r.ok).length)}` : ""),
+        summary: summarize(records, durationMs), records,
         preemptions: await replicaCounter(ips, "vllm:num_preemptions_total"),
         prefixHitRate: (await replicaCounter(ips, "vllm:prefix_cache_hits_total")) / Math.max(1, await replicaCounter(ips, "vllm:prefix_cache_queries_total")),
       };
@@ -163,6 +181,7 @@ export async function runBench(o: BenchOptions): Promise<ModeResult[]> {
   } finally {
     await server.stop();
     await stopChild(replicas);
+    await Promise.all([...peers.values()].map((p) => p.stop()));
   }
   return results;
 }

@@ -67,9 +67,12 @@ hooks:
   xdsTranslator:
     # HTTPListener: the filter on listeners an InferencePool's attach-to names (and upgrades
     #   an EnvoyExtensionPolicy's Wasm filter with rootID "infergate" to the ECDS feed).
+    # Route: the route to a v1 InferencePool whose endpointPickerRef names a picker calls it
+    #   over ext_proc (the HTTPListener hook adds that filter too).
     # Cluster: an HTTPRoute backendRef to an InferencePool becomes EDS + override_host.
-    # Translation: adds the cluster Envoy downloads the filter module through.
-    post: [HTTPListener, Cluster, Translation]
+    # Translation: adds the cluster Envoy downloads the filter module through, and the
+    #   endpoint pickers' clusters.
+    post: [HTTPListener, Route, Cluster, Translation]
 backendResources:
 - {group: inference.networking.x-k8s.io, version: v1alpha1, kind: InferencePool}
 - {group: inference.networking.x-k8s.io, version: v1alpha2, kind: InferencePool}
