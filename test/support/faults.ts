@@ -229,8 +229,9 @@ export interface PushStormResult {
   rejected: number;
   rssBeforeMiB: number;
   rssAfterMiB: number;
-  /** Envoy's RSS and its own heap (admin /memory: tcmalloc's heap_size) every `sampleEvery` pushes. */
-  samples: Array<{ pushes: number; rssMiB: number; heapMiB: number }>;
+  /** Envoy's RSS, its own heap (admin /memory: tcmalloc's heap_size) and what of it is in use
+   * (allocated), every `sampleEvery` pushes. */
+  samples: Array<{ pushes: number; rssMiB: number; heapMiB: number; allocatedMiB: number }>;
   seconds: number;
 }
 
@@ -270,8 +271,10 @@ spec: {scrape: {intervalMs: 5}, push: {minIntervalMs: 0}}
     const rssBeforeMiB = rssMiB(envoy.pid!);
     const [acceptedBefore, rejectedBefore] = [await ecds("config_reload"), await ecds("config_fail")];
     const samples: PushStormResult["samples"] = [];
-    const heapMiB = async (): Promise<number> => Number((JSON.parse(await envoy.admin("memory")) as { heap_size?: string }).heap_size ?? NaN) / 2 ** 20;
-    const sample = async (n: number): Promise<void> => { samples.push({ pushes: n, rssMiB: rssMiB(envoy.pid!), heapMiB: await heapMiB() }); };
+    const sample = async (n: number): Promise<void> => {
+      const memory = JSON.parse(await envoy.admin("memory")) as { heap_size?: string; allocated?: string };
+      samples.push({ pushes: n, rssMiB: rssMiB(envoy.pid!), heapMiB: Number(memory.heap_size ?? NaN) / 2 ** 20, allocatedMiB: Number(memory.allocated ?? NaN) / 2 ** 20 });
+    };
     await sample((await pushed()) - base);
     const every = opts.sampleEvery ?? Infinity;
     await waitFor(async () => {
