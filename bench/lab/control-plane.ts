@@ -1,0 +1,82 @@
+// infergate's control path in virtual time: the extension server scrapes every endpoint every
+// `scrapeIntervalMs` (each endpoint on its own timer, so on its own phase), and after every reading
+// scores the pool with the server's own plugins (through adapter.ts) and hands the result to the
+// publisher. The publisher (as extension-server/src/publisher.ts does) pushes only when the
+// rendered snapshot changed, at most once per `pushMinIntervalMs`, later changes coalescing into
+// one trailing push. Each push reaches every Envoy worker `pushDelayMs` later.
+import { DEFAULT_SCHEDULER_CONFIG, labRoutingConfig, renderLabSnapshot, scorePool, type EndpointScore, type Reading, type SchedulerConfig } from "./adapter.ts";
+import { engineLoad, type ControlTiming, type Lab } from "./lab.ts";
+import { seededRandom } from "../workload.ts";
+
+/** Per-endpoint readings, refreshed by a scrape loop per endpoint. */
+export class Scraper {
+  readonly readings: Reading[];
+  constructor(lab: Lab, timing: ControlTiming, seed: number, onReading?: (endpoint: number) => void) {
+    const random = seededRandom(seed);
+    this.readings = lab.addresses.map((address) => ({ address, lastSuccess: -Infinity }));
+    lab.engines.forEach((engine, i) => {
+      const phase = random() * timing.scrapeIntervalMs;
+      lab.every(timing.scrapeIntervalMs, phase, () => {
+        lab.clock.after(timing.scrapeLatencyMs, () => {
+          const r = this.readings[i]!;
+          r.load = engineLoad(engine);
+          r.lastSuccess = lab.clock.now();
+          onReading?.(i);
+        });
+      });
+    });
+  }
+}
+
+export interface ServerOptions {
+  scheduler?: SchedulerConfig;
+  /** Attributes appended to each endpoint line (fields the server is to render; see adapter.ts). */
+  extra?: (e: EndpointScore) => string;
+}
+
+/** The extension server: scrape, score, publish. `deliver` gets every pushed snapshot text when it
+ * reaches the Envoys. */
+export class ExtensionServer {
+  pushes = 0;
+  private lastBody = "";
+  private lastPushAt = -Infinity;
+  private trailing = false;
+  private version = 0;
+  private readonly config;
+  private readonly scheduler: SchedulerConfig;
+  readonly scraper: Scraper;
+
+  constructor(private readonly lab: Lab, private readonly timing: ControlTiming, seed: number, private readonly deliver: (text: string) => void, private readonly opts: ServerOptions = {}) {
+    this.scheduler = opts.scheduler ?? DEFAULT_SCHEDULER_CONFIG;
+    this.scheduler = { ...this.scheduler, scrape: { ...this.scheduler.scrape, intervalMs: timing.scrapeIntervalMs, staleAfterMs: timing.staleAfterMs }, push: { minIntervalMs: timing.pushMinIntervalMs } };
+    this.config = labRoutingConfig(lab.addresses, this.scheduler);
+    // The configuration's first push, before any reading: every endpoint neutral.
+    this.push();
+    this.scraper = new Scraper(lab, timing, seed ^ 0x5c7a9e, () => this.setLoad());
+  }
+
+  /** publisher.ts's setLoad: push now if the last push is old enough, else once, when it is. */
+  private setLoad(): void {
+    if (this.trailing) return;
+    const wait = this.lastPushAt + this.timing.pushMinIntervalMs - this.lab.clock.now();
+    if (wait <= 0) { this.push(); return; }
+    this.trailing = true;
+    this.lab.clock.after(wait, () => { this.trailing = false; this.push(); });
+  }
+
+  private push(): void {
+    const view = scorePool(this.scraper?.readings ?? this.lab.addresses.map((address) => ({ address, lastSuccess: -Infinity })), this.scheduler, this.lab.clock.now());
+    // The rendered text depends on nothing else, so comparing this key is comparing the text the
+    // publisher compares, without rendering it after every reading.
+    const extra = this.opts.extra;
+    let key = String(view.saturation);
+    for (const e of view.endpoints) key += `|${e.address} ${e.score}${extra ? ` ${extra(e)}` : ""}`;
+    if (key === this.lastBody) return;
+    this.lastBody = key;
+    this.version++;
+    this.pushes++;
+    this.lastPushAt = this.lab.clock.now();
+    const text = renderLabSnapshot(this.config, this.version, view, this.opts.extra);
+    this.lab.clock.after(this.timing.pushDelayMs, () => this.deliver(text));
+  }
+}
