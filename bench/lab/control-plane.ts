@@ -32,6 +32,9 @@ export interface ServerOptions {
   scheduler?: SchedulerConfig;
   /** Attributes appended to each endpoint line (fields the server is to render; see adapter.ts). */
   extra?: (e: EndpointScore) => string;
+  /** Extra `tuning <key> <value>` lines after the server's own (a lab-only sweep of filter keys the
+   * server does not send). */
+  tuning?: Record<string, number>;
 }
 
 /** The extension server: scrape, score, publish. `deliver` gets every pushed snapshot text when it
@@ -76,7 +79,11 @@ export class ExtensionServer {
     this.version++;
     this.pushes++;
     this.lastPushAt = this.lab.clock.now();
-    const text = renderLabSnapshot(this.config, this.version, view, this.opts.extra);
+    let text = renderLabSnapshot(this.config, this.version, view, this.opts.extra);
+    if (this.opts.tuning) {
+      const lines = Object.entries(this.opts.tuning).map(([k, v]) => `tuning ${k} ${v}`).join("\n");
+      text = text.replace(/^(version \d+)$/m, `$1\n${lines}`);
+    }
     this.lab.clock.after(this.timing.pushDelayMs, () => this.deliver(text));
   }
 }

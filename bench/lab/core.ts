@@ -31,3 +31,8 @@ export async function loadCore(): Promise<Core> {
   loaded = (await import(join(repo, "build", "core.js"))) as Core;
   return loaded;
 }
+
+/** Another build of the core (e.g. an earlier commit's build/), for side-by-side runs. */
+export async function loadCoreFrom(dir: string): Promise<Core> {
+  return (await import(join(dir.startsWith("/") ? dir : join(process.cwd(), dir), "core.js"))) as Core;
+}

@@ -129,16 +129,18 @@ export const epp: PolicyFactory = (lab, seed) => {
   };
 };
 
-/** Endpoint attributes the lab renders on top of the server's snapshot for the picker
- * (what the server is to render; see bench/results/lab.md): the engine's waiting and running
- * requests and KV use in thousandths, as scraped. */
+/** Endpoint attributes the lab renders on top of the server's snapshot for the picker: what the
+ * server is to render (filter/src/core/snapshot.ts): the engine's waiting requests and its KV-cache
+ * use in thousandths, as last scraped. */
 export function engineFields(e: EndpointScore): string {
-  return `waiting=${e.load.waiting} running=${e.load.running} kv=${Math.round(e.load.kvUsage * 1000)}`;
+  return `waiting=${Math.max(0, Math.round(e.load.waiting))} kv=${Math.min(1000, Math.max(0, Math.round(e.load.kvUsage * 1000)))}`;
 }
 
 export interface InfergateOptions {
   /** Render the per-endpoint fields the new picker reads (the server side the lead wires). */
   engineFields?: boolean;
+  /** Filter tuning keys to push on top of the server's (lab-only sweeps). */
+  tuning?: Record<string, number>;
 }
 
 /**
@@ -160,7 +162,7 @@ export function infergate(core: Core, opts: InfergateOptions = {}, name = "infer
     let latest = "";
     const configured = routers.map(() => "");
     let nacks = 0, affinity = 0, routed = 0;
-    const server = new ExtensionServer(lab, lab.options.timing, seed, (text) => { latest = text; }, opts.engineFields ? { extra: engineFields } : {});
+    const server = new ExtensionServer(lab, lab.options.timing, seed, (text) => { latest = text; }, { ...(opts.engineFields ? { extra: engineFields } : {}), ...(opts.tuning ? { tuning: opts.tuning } : {}) });
     const index = new Map(lab.addresses.map((a, i) => [a, i]));
     const loads = new Float64Array(lab.engines.length * 2);
     return {

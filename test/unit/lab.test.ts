@@ -162,11 +162,24 @@ describe("lab EPP model", () => {
 describe("lab infergate", () => {
   it("routes with the compiled core and its pushed snapshots", async () => {
     const core = await loadCore();
-    const r = runLab(infergate(core), options(tinyShape()));
-    assert.equal(r.summary.completed, 120);
-    assert.equal(r.stats.nacks, 0);
-    assert.ok(r.stats.pushes! > 1);
-    assert.ok(r.perEngine.every((n) => n > 0), r.perEngine.join(","));
-    assert.ok(r.records[0]!.startMs === 0 && WARMUP_MS > 0);
+    const distinct = tinyShape({ build: (seed, n) => buildWorkload({ ...SEED_WORKLOAD, numPrompts: n, seed, prefixLen: 0, inputLen: 400, outputLen: 60 }) });
+    for (const engineFields of [false, true]) {
+      const r = runLab(infergate(core, { engineFields }), options(distinct));
+      assert.equal(r.summary.completed, 120);
+      assert.equal(r.stats.nacks, 0);
+      assert.ok(r.stats.pushes! > 1);
+      assert.ok(r.perEngine.every((n) => n >= 10), r.perEngine.join(","));
+      assert.equal(r.stats.affinityShare, 0, "no prompt shares a prefix with another");
+    }
+    // Prompts that share their first 256 bytes: after the first, each goes where the prefix went.
+    const shared = runLab(infergate(core, { engineFields: true }), options(tinyShape()));
+    assert.ok(shared.stats.affinityShare! > 0.9, String(shared.stats.affinityShare));
+    assert.ok(shared.records[0]!.startMs === 0 && WARMUP_MS > 0);
+  });
+
+  it("pushes the filter tuning it is given on top of the server's", async () => {
+    const core = await loadCore();
+    const off = runLab(infergate(core, { engineFields: true, tuning: { "affinity-bytes": 0 } }), options(tinyShape()));
+    assert.equal(off.stats.affinityShare, 0);
   });
 });

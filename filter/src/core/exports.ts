@@ -4,7 +4,7 @@ import { decide, Decision, LoadSource, NoLoad } from "./decide";
 import { jsonString } from "./errors";
 import { isInferencePath } from "./routes";
 import { ModelScanner, PROMPT_PREFIX_BYTES, ScanError, ScanResult } from "./json_scan";
-import { LocalLoad, Random } from "./pick";
+import { LocalLoad, PrefixMemory, Random } from "./pick";
 import { parseSnapshot, Pool, Snapshot } from "./snapshot";
 
 /**
@@ -54,11 +54,12 @@ export function simulateRouting(text: string, model: string, n: i32, seed: u64):
   if (s === null) return "error";
   const random = new Random(seed);
   const none = new NoLoad();
+  const memory = new PrefixMemory();
   const empty = new StaticArray<u8>(0);
   const names = new Array<string>();
   const counts = new Map<string, i32>();
   for (let i = 0; i < n; i++) {
-    const d = decide(s, model, empty, 0, none, random);
+    const d = decide(s, model, empty, 0, none, random, memory);
     const reply = d.reply;
     if (reply !== null) { bump(names, counts, "reply " + reply.status.toString()); continue; }
     bump(names, counts, "target " + d.target);
@@ -109,12 +110,14 @@ class TextLoads extends LoadSource {
  * proves a refactor keeps routing unchanged. Each request line is
  * `model|prompt prefix|pending,inflight;pending,inflight;...` (this proxy's load on the model's
  * pool's endpoints, in snapshot order). Each output line is `reply <status>` or
- * `route <target> <endpoint>,<fallback>,... affinity=<0|1>`.
+ * `route <target> <endpoint>,<fallback>,... affinity=<0|1>`. The requests share one prefix memory,
+ * fresh for each replay, as the requests one Envoy worker routes share its VM's.
  */
 export function replayDecisions(snapshotText: string, requests: string, seed: u64): string {
   const s = parseSnapshot(snapshotText).snapshot;
   if (s === null) return "error";
   const random = new Random(seed);
+  const memory = new PrefixMemory();
   const lines = requests.split("\n");
   let out = "";
   for (let r = 0; r < lines.length; r++) {
@@ -124,7 +127,7 @@ export function replayDecisions(snapshotText: string, requests: string, seed: u6
     const prefix = new StaticArray<u8>(PROMPT_PREFIX_BYTES);
     const promptLength = min(prompt.byteLength, PROMPT_PREFIX_BYTES);
     for (let i = 0; i < promptLength; i++) prefix[i] = load<u8>(changetype<usize>(prompt) + <usize>i);
-    const d = decide(s, parts[0], prefix, promptLength, new TextLoads(parts[2]), random);
+    const d = decide(s, parts[0], prefix, promptLength, new TextLoads(parts[2]), random, memory);
     const reply = d.reply;
     if (reply !== null) { out += "reply " + reply.status.toString() + "\n"; continue; }
     out += "route " + d.target + " " + d.destinations() + " affinity=" + (d.affinity ? "1" : "0") + "\n";
@@ -172,6 +175,8 @@ export function describeTuning(text: string): string {
 class LabRouter {
   snapshot: Snapshot | null = null;
   random: Random;
+  /** The worker VM's prefix memory. */
+  memory: PrefixMemory = new PrefixMemory();
   /** The lab's endpoint order: its load arrays are given in this order. */
   addresses: Array<string> = new Array<string>();
   constructor(seed: u64) { this.random = new Random(seed); }
@@ -231,7 +236,7 @@ export function routerRoute(handle: i32, body: Uint8Array, loads: Float64Array):
   const result = scanner.finish(); // the whole body, as stream.ts scans it before it routes
   if (result == ScanResult.Invalid) return "invalid " + scanner.error;
   if (result == ScanResult.Missing) return "invalid missing model";
-  const d: Decision = decide(s, scanner.model, scanner.promptPrefix, scanner.promptLength, new ArrayLoads(r.addresses, loads), r.random);
+  const d: Decision = decide(s, scanner.model, scanner.promptPrefix, scanner.promptLength, new ArrayLoads(r.addresses, loads), r.random, r.memory);
   const reply = d.reply;
   if (reply !== null) return "reply " + reply.status.toString();
   return "route " + d.target + " " + d.destinations() + " " + (d.affinity ? "1" : "0") + " " + body.length.toString();
