@@ -1,7 +1,8 @@
 // The filter's compiled core (build/core.wasm with its JS bindings): the same decision code Envoy
 // runs. Rebuilt first when filter/ is newer than the build, so the lab never measures stale code.
 import { execFileSync } from "node:child_process";
-import { existsSync, readdirSync, statSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 const repo = new URL("../..", import.meta.url).pathname;
@@ -32,7 +33,14 @@ export async function loadCore(): Promise<Core> {
   return loaded;
 }
 
-/** Another build of the core (e.g. an earlier commit's build/), for side-by-side runs. */
-export async function loadCoreFrom(dir: string): Promise<Core> {
-  return (await import(join(dir.startsWith("/") ? dir : join(process.cwd(), dir), "core.js"))) as Core;
+/** The core as an earlier commit had it, built into a temporary directory, for side-by-side runs
+ * (`git archive <commit> filter asconfig.json`, then the same `asc` build). */
+export async function loadCoreAt(commit: string): Promise<Core> {
+  const dir = mkdtempSync(join(tmpdir(), "infergate-core-"));
+  const archive = execFileSync("git", ["archive", commit, "filter", "asconfig.json"], { cwd: repo, maxBuffer: 64 << 20 });
+  execFileSync("tar", ["-x", "-C", dir], { input: archive });
+  writeFileSync(join(dir, "package.json"), '{"type":"module"}\n');
+  console.error(`building the filter's core at ${commit} in ${dir}…`);
+  execFileSync(join(repo, "node_modules", ".bin", "asc"), ["filter/src/core/exports.ts", "--target", "core"], { cwd: dir, stdio: "inherit" });
+  return (await import(join(dir, "build", "core.js"))) as Core;
 }

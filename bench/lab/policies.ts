@@ -132,8 +132,9 @@ export const epp: PolicyFactory = (lab, seed) => {
 /** Endpoint attributes the lab renders on top of the server's snapshot for the picker: what the
  * server is to render (filter/src/core/snapshot.ts): the engine's waiting requests and its KV-cache
  * use in thousandths, as last scraped. */
-export function engineFields(e: EndpointScore): string {
-  return `waiting=${Math.max(0, Math.round(e.load.waiting))} kv=${Math.min(1000, Math.max(0, Math.round(e.load.kvUsage * 1000)))}`;
+export function engineFields(e: EndpointScore, kvStep = 1): string {
+  const kv = Math.min(1000, Math.max(0, Math.round((e.load.kvUsage * 1000) / kvStep) * kvStep));
+  return `waiting=${Math.max(0, Math.round(e.load.waiting))} kv=${kv}`;
 }
 
 export interface InfergateOptions {
@@ -141,6 +142,8 @@ export interface InfergateOptions {
   engineFields?: boolean;
   /** Filter tuning keys to push on top of the server's (lab-only sweeps). */
   tuning?: Record<string, number>;
+  /** Render kv= in steps of this many thousandths (fewer pushes); 1: exact. */
+  kvStep?: number;
 }
 
 /**
@@ -162,7 +165,7 @@ export function infergate(core: Core, opts: InfergateOptions = {}, name = "infer
     let latest = "";
     const configured = routers.map(() => "");
     let nacks = 0, affinity = 0, routed = 0;
-    const server = new ExtensionServer(lab, lab.options.timing, seed, (text) => { latest = text; }, { ...(opts.engineFields ? { extra: engineFields } : {}), ...(opts.tuning ? { tuning: opts.tuning } : {}) });
+    const server = new ExtensionServer(lab, lab.options.timing, seed, (text) => { latest = text; }, { ...(opts.engineFields ? { extra: (e: EndpointScore) => engineFields(e, opts.kvStep ?? 1) } : {}), ...(opts.tuning ? { tuning: opts.tuning } : {}) });
     const index = new Map(lab.addresses.map((a, i) => [a, i]));
     const loads = new Float64Array(lab.engines.length * 2);
     return {

@@ -6,12 +6,13 @@
 //   npx tsx bench/lab/run.ts [--workload seed|all|name,name] [--seeds 5] [--first-seed 0]
 //       [--policies round-robin,least-request,epp,infergate,oracle] [--num-prompts N]
 //       [--workers 2] [--time-scale 1] [--verbose] [--out bench/results/lab.md] [--json file]
-//       [--baseline-core dir]   (adds infergate-baseline: the core.js in dir, with scores only)
+//       [--baseline <commit>]   (adds infergate-baseline: the filter core as of that commit)
 //       [--tuning key=value,...] (filter tuning keys pushed to infergate on top of the server's)
+//       [--kv-step N]            (the server renders kv= in steps of N thousandths)
 import { writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { formatSummary, type Summary } from "../summary.ts";
-import { loadCore, loadCoreFrom } from "./core.ts";
+import { loadCore, loadCoreAt } from "./core.ts";
 import { controlTiming, runLab, type LabResult, type PolicyFactory } from "./lab.ts";
 import { epp, infergate, leastRequest, oracle, roundRobin } from "./policies.ts";
 import { SHAPES, shapeNamed, type Shape } from "./shapes.ts";
@@ -20,17 +21,17 @@ export const POLICY_NAMES = ["round-robin", "least-request", "epp", "infergate",
 
 /** Every policy the lab knows. `infergate` is the filter's compiled core with the snapshot fields
  * it reads rendered by the server (`waiting=`, `kv=`); `infergate-scores` is the same core with the
- * snapshot today's server renders (scores only), the fallback; `infergate-baseline` is another build
- * of the core (`--baseline-core <dir with core.js>`, e.g. an earlier commit's) with scores only. */
-export async function policyFactories(baselineCore?: string, tuning?: Record<string, number>): Promise<Record<string, PolicyFactory>> {
+ * snapshot today's server renders (scores only), the fallback; `infergate-baseline` is the core as
+ * an earlier commit had it (`--baseline <commit>`), with the snapshot today's server renders. */
+export async function policyFactories(baselineCore?: string, tuning?: Record<string, number>, kvStep = 1): Promise<Record<string, PolicyFactory>> {
   const core = await loadCore();
   const t = tuning ? { tuning } : {};
   const out: Record<string, PolicyFactory> = {
     "round-robin": roundRobin, "least-request": leastRequest, epp, oracle,
-    infergate: infergate(core, { engineFields: true, ...t }),
+    infergate: infergate(core, { engineFields: true, kvStep, ...t }),
     "infergate-scores": infergate(core, { ...t }, "infergate-scores"),
   };
-  if (baselineCore) out["infergate-baseline"] = infergate(await loadCoreFrom(baselineCore), {}, "infergate-baseline");
+  if (baselineCore) out["infergate-baseline"] = infergate(await loadCoreAt(baselineCore), {}, "infergate-baseline");
   return out;
 }
 
@@ -164,15 +165,16 @@ async function main(): Promise<void> {
     verbose: { type: "boolean", default: false },
     out: { type: "string" },
     json: { type: "string" },
-    "baseline-core": { type: "string" },
+    baseline: { type: "string" },
     tuning: { type: "string" },
+    "kv-step": { type: "string", default: "1" },
   } });
   const names = values.workload === "all" ? Object.keys(SHAPES) : values.workload.split(",");
   const shapes = names.map(shapeNamed);
   const seeds = Array.from({ length: Number(values.seeds) }, (_, i) => Number(values["first-seed"]) + i);
   const policies = values.policies.split(",");
   const tuning = values.tuning ? Object.fromEntries(values.tuning.split(",").map((kv) => { const [k, v] = kv.split("="); return [k!, Number(v)]; })) : undefined;
-  const factories = await policyFactories(values["baseline-core"], tuning);
+  const factories = await policyFactories(values.baseline, tuning, Number(values["kv-step"]));
   for (const p of policies) if (!factories[p]) throw new Error(`unknown policy ${p}; known: ${Object.keys(factories).join(", ")}`);
   const timeScale = Number(values["time-scale"]);
   const command = `npx tsx bench/lab/run.ts ${process.argv.slice(2).join(" ")}`.trim();
