@@ -6,7 +6,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Agent, request } from "undici";
-import { Standalone } from "../extension-server/src/standalone.ts";
+import { InfergateServer } from "../extension-server/src/server.ts";
 import { startSimServer, type SimServer } from "../sim/server.ts";
 import { distribution, type Distribution } from "./summary.ts";
 
@@ -83,7 +83,7 @@ export async function runSideMeasurements(n = 400): Promise<{ overhead: Overhead
   const sims = await Promise.all(IPS.map((host) => startSimServer({ host, port: 8000, servedModels: ["m"], ttftMs: 0, itlMs: 0 })));
   const configPath = join(mkdtempSync(join(tmpdir(), "infergate-overhead-")), "pool.yaml");
   writeFileSync(configPath, config(IPS));
-  const server = new Standalone({ configPath, xdsPort: 0, log: () => undefined, envoy: { adminPort: 0, plainPort: 0, inferencePort: 0, concurrency: 2, logLevel: "error" } });
+  const server = new InfergateServer({ source: { file: configPath }, xdsPort: 0, log: () => undefined, envoy: { adminPort: 0, plainPort: 0, inferencePort: 0, concurrency: 2, logLevel: "error" } });
   try {
     await server.start();
     const listeners = await server.envoy!.listenerAddresses();

@@ -12,7 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import cliProgress from "cli-progress";
-import { Standalone } from "../extension-server/src/standalone.ts";
+import { InfergateServer } from "../extension-server/src/server.ts";
 import { runLoad } from "./client.ts";
 import { shapeNamed } from "./lab/shapes.ts";
 import { formatSideMeasurements, runSideMeasurements } from "./overhead.ts";
@@ -168,7 +168,7 @@ function progress(mode: string, total: number): { tick: () => void; stop: () => 
 
 export interface BenchHooks {
   /** Called once the extension server has started (a local experiment may instrument it). */
-  onServerStarted?: (server: Standalone) => void;
+  onServerStarted?: (server: InfergateServer) => void;
 }
 
 export async function runBench(o: BenchOptions, hooks: BenchHooks = {}): Promise<ModeResult[]> {
@@ -177,7 +177,7 @@ export async function runBench(o: BenchOptions, hooks: BenchHooks = {}): Promise
   writeFileSync(configPath, poolYaml(ips));
   const requests = benchRequests(o);
   let replicas = await startReplicas(ips, o);
-  const server = new Standalone({ configPath, xdsPort: 0, log: () => undefined,
+  const server = new InfergateServer({ source: { file: configPath }, xdsPort: 0, log: () => undefined,
     envoy: { adminPort: 0, plainPort: 0, inferencePort: 0, leastRequestPort: 0, concurrency: 2, logLevel: "error" } });
   const results: ModeResult[] = [];
   try {

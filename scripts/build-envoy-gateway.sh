@@ -5,11 +5,11 @@
 set -euo pipefail
 EG_VERSION="${EG_VERSION:-v1.9.0}"
 repo="$(cd "$(dirname "$0")/.." && pwd)"
-cache="$repo/.cache/go"
 bin="$repo/.cache/envoy-gateway/$EG_VERSION/envoy-gateway"
 if [ -x "$bin" ]; then echo "$bin"; exit 0; fi
-export GOPATH="$cache" GOMODCACHE="$cache/mod" GOCACHE="$cache/build" GOFLAGS=-mod=mod CGO_ENABLED=0
-src="$(go mod download -json "github.com/envoyproxy/gateway@$EG_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')"
+. "$repo/scripts/go-module.sh"
+go_module_env "$repo"
+src="$(module_dir github.com/envoyproxy/gateway "$EG_VERSION")"
 mkdir -p "$(dirname "$bin")"
 # Build inside the module so its go.mod (and any replace directives) applies.
 (cd "$src" && go build -trimpath -o "$bin" ./cmd/envoy-gateway) >&2

@@ -14,22 +14,11 @@ MODULE=sigs.k8s.io/gateway-api-inference-extension
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 root="$repo/.cache/epp/$EPP_VERSION"
 bin="$root/epp"
-export GOPATH="$repo/.cache/go" GOMODCACHE="$repo/.cache/go/mod" GOCACHE="$repo/.cache/go/build" GOFLAGS=-mod=mod CGO_ENABLED=0
+. "$repo/scripts/go-module.sh"
+go_module_env "$repo"
 # Work in a scratch directory that no outer go.mod or go.work governs.
 mkdir -p "$root" && cd "$repo/.cache"
 
-# The module's directory in the module cache (downloading it), retried: a transient proxy error
-# must not turn into a silently missing module.
-module_dir() {
-  local out attempt
-  for attempt in 1 2 3; do
-    out="$(go mod download -json "$1@$2" 2>&1 || true)"
-    if printf '%s' "$out" | grep -q '"Dir"'; then printf '%s' "$out" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p'; return 0; fi
-    sleep "$attempt"
-  done
-  printf 'cannot download %s@%s:\n%s\n' "$1" "$2" "$out" >&2
-  return 1
-}
 
 dir="$(module_dir "$MODULE" "$EPP_VERSION")"
 if [ ! -x "$bin" ]; then

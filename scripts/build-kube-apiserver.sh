@@ -11,23 +11,12 @@ ETCD_VERSION="${ETCD_VERSION:-v3.6.5}"
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 root="$repo/.cache/kube"
 bin="$root/bin"
-export GOPATH="$repo/.cache/go" GOMODCACHE="$repo/.cache/go/mod" GOCACHE="$repo/.cache/go/build" GOFLAGS=-mod=mod CGO_ENABLED=0
+. "$repo/scripts/go-module.sh"
+go_module_env "$repo"
 # Build in a scratch directory that no outer go.mod or go.work governs.
 mkdir -p "$repo/.cache" && cd "$repo/.cache"
 mkdir -p "$bin"
 
-# The module's directory in the module cache (downloading it), retried: a transient proxy error
-# must not turn into a silently missing module.
-module_dir() {
-  local out attempt
-  for attempt in 1 2 3; do
-    out="$(go mod download -json "$1@$2" 2>&1 || true)"
-    if printf '%s' "$out" | grep -q '"Dir"'; then printf '%s' "$out" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p'; return 0; fi
-    sleep "$attempt"
-  done
-  printf 'cannot download %s@%s:\n%s\n' "$1" "$2" "$out" >&2
-  return 1
-}
 
 # Copies a module into a writable tree. With `optional`, a module that is not published becomes a
 # bare go.mod (some staging directories are never imported by kube-apiserver).

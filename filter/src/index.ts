@@ -4,6 +4,7 @@
 import { BufferType, currentTimeNanos, getBufferBytes, log, LogLevel, setTickPeriod, Status } from "./host/api";
 import { Random } from "./core/pick";
 import { parseSnapshot } from "./core/snapshot";
+import { defineCounters } from "./counters";
 import { HEARTBEAT_MS, SharedLoad } from "./shared_load";
 import { RootConfig, Stream } from "./stream";
 // Included so asconfig.json can point `abort` at it (see host/abort.ts).
@@ -29,6 +30,7 @@ export function proxy_on_memory_allocate(size: usize): usize {
 }
 
 export function proxy_on_vm_start(rootId: u32, vmConfigSize: usize): bool {
+  defineCounters();
   return true;
 }
 

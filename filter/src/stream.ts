@@ -10,15 +10,17 @@
 // the request trailers.
 // The decision itself is core/decide.ts; this file only moves bytes and headers between Envoy and
 // it, and keeps this proxy's load counters (shared_load.ts) for the requests it routed.
-import { AFFINITY_ROUTED, count, ENDPOINT, ENDPOINT_ROUTED_SUFFIX, REJECTED, REWRITTEN, ROUTED } from "./counters";
+import { AFFINITY_ROUTED, count, countRejected, MIRROR_PICKED, REWRITTEN, ROUTED } from "./counters";
 import { decide } from "./core/decide";
+import { mirrorDestinations } from "./core/mirror";
+import { chooseRoutePool, RequestContext } from "./core/request";
 import { badRequest, ErrorReply, internalError, jsonString, noEndpoint, tooLarge, unsupportedEncoding } from "./core/errors";
 import { ModelScanner, ScanError, ScanResult } from "./core/json_scan";
 import { Random } from "./core/pick";
-import { Snapshot } from "./core/snapshot";
+import { Route, Snapshot } from "./core/snapshot";
 import { isInferencePath } from "./core/routes";
-import { CONTENT_ENCODING, CONTENT_LENGTH, DESTINATION, METHOD, PATH, POOL } from "./headers";
-import { BufferType, getBufferBytes, getHeaderMapValue, log, LogLevel, MapType, removeHeaderMapValue, replaceHeaderMapValue, sendLocalResponse, setBufferBytes, Status } from "./host/api";
+import { CONTENT_ENCODING, CONTENT_LENGTH, DESTINATION, METHOD, MIRROR, MODEL_REWRITE, OBJECTIVE, PATH, POOL, ROUTE_CLUSTER } from "./headers";
+import { BufferType, getBufferBytes, getHeaderMapValue, getProperty, log, LogLevel, MapType, removeHeaderMapValue, replaceHeaderMapValue, sendLocalResponse, setBufferBytes, Status } from "./host/api";
 import { SharedLoad } from "./shared_load";
 
 export const enum HeadersAction { Continue = 0, StopIteration = 1 }
@@ -62,8 +64,9 @@ export class Stream {
   }
 
   onRequestHeaders(endOfStream: bool): HeadersAction {
-    // A client must never choose the upstream: drop any destination it sent, on every route.
-    if (!this.strip(DESTINATION) || !this.strip(POOL)) return HeadersAction.StopIteration;
+    // A client must never choose the upstream (or the model past the model check): drop any
+    // destination, pool, mirror endpoint or model override it sent, on every route.
+    if (!this.strip(DESTINATION) || !this.strip(POOL) || !this.strip(MIRROR) || !this.strip(MODEL_REWRITE)) return HeadersAction.StopIteration;
     const method = this.header(METHOD);
     const path = this.header(PATH);
     if (this.phase == Phase.Rejected) return HeadersAction.StopIteration;
@@ -132,7 +135,10 @@ export class Stream {
   private route(): void {
     const config = this.config!;
     const requested = this.scanner.model;
-    const d = decide(config.snapshot, requested, this.scanner.promptPrefix, this.scanner.promptLength, this.load, this.random);
+    const route = this.routeOf(config.snapshot);
+    const context = this.contextOf(route);
+    if (this.phase == Phase.Rejected) return;
+    const d = decide(config.snapshot, requested, this.scanner.promptPrefix, this.scanner.promptLength, this.load, this.random, context);
     const reply = d.reply;
     if (reply !== null) { this.reject(reply); return; }
     const rewritten = d.target != requested;
@@ -141,6 +147,7 @@ export class Stream {
       return;
     }
     if (!this.set(DESTINATION, d.destinations()) || !this.set(POOL, d.pool!.name)) return;
+    if (route !== null && route.mirrors.length > 0 && !this.setMirror(config.snapshot, route, d.target)) return;
     // The whole prompt counts as pending prefill until the endpoint answers: the bytes scanned,
     // never what the client declared.
     this.pendingBytes = this.bodyBytes;
@@ -149,9 +156,33 @@ export class Stream {
     this.load.add(this.endpointHash, this.pendingBytes, 1);
     this.phase = Phase.Routed;
     count(ROUTED);
-    count(ENDPOINT + endpoint.address + ENDPOINT_ROUTED_SUFFIX);
     if (rewritten) count(REWRITTEN);
     if (d.affinity) count(AFFINITY_ROUTED);
+  }
+
+  /** The HTTPRoute rule whose cluster Envoy's route chose, if the snapshot has it. */
+  private routeOf(snapshot: Snapshot): Route | null {
+    if (snapshot.routes.size == 0) return null;
+    const cluster = getProperty(ROUTE_CLUSTER).text();
+    return cluster !== null && snapshot.routes.has(cluster) ? snapshot.routes.get(cluster) : null;
+  }
+
+  /** The route's pool (drawn by weight) and the objective the request names. */
+  private contextOf(route: Route | null): RequestContext {
+    const context = new RequestContext();
+    if (route !== null) context.pool = chooseRoutePool(route, this.random);
+    const objective = this.header(OBJECTIVE);
+    if (objective !== null) context.objective = objective;
+    return context;
+  }
+
+  /** One endpoint of each mirror pool, for the mirror clusters' override_host. */
+  private setMirror(snapshot: Snapshot, route: Route, target: string): bool {
+    const mirrors = mirrorDestinations(snapshot, route, target, this.scanner.promptPrefix, this.scanner.promptLength, this.load, this.random);
+    if (mirrors.length == 0) return true;
+    if (!this.set(MIRROR, mirrors)) return false;
+    count(MIRROR_PICKED);
+    return true;
   }
 
   /**
@@ -209,7 +240,7 @@ export class Stream {
   private reject(reply: ErrorReply): void {
     if (this.phase == Phase.Rejected) return;
     this.phase = Phase.Rejected;
-    count(REJECTED + reply.status.toString());
+    countRejected(reply.status);
     log(LogLevel.Debug, "infergate: " + reply.status.toString() + " " + reply.message);
     const status = sendLocalResponse(reply.status, "infergate_" + reply.code, reply.body(), ["content-type", "application/json"]);
     if (status != Status.Ok) log(LogLevel.Error, "infergate: could not send the local reply: status " + status.toString());

@@ -1,34 +1,18 @@
 // Live load-aware routing through real Envoy: scraped replica metrics become scores pushed into
 // the filter; dead replicas drop out; the filter keeps routing without the extension server;
 // Sheddable requests are shed when the pool is saturated; same-prefix requests stick together.
+// Each describe starts its own stack, and each test starts from idle replicas, so any test can run
+// alone or in any order.
 import assert from "node:assert/strict";
-import { after, afterEach, before, describe, it } from "node:test";
+import { after, before, beforeEach, describe, it } from "node:test";
 import { startSimServer } from "../../sim/server.ts";
-import { podsYaml, postJson, SIM_PORT, startStack, waitFor, type Stack } from "../support/stack.ts";
+import { chatPoolYaml, metricSamples, podsYaml, postJson, setReplicaLoad, SIM_PORT, startStack, waitFor, type Stack } from "../support/stack.ts";
 
 const IPS = ["127.0.4.11", "127.0.4.12", "127.0.4.13"];
 const ADDRESSES = IPS.map((ip) => `${ip}:${SIM_PORT}`);
 
-const CONFIG = `apiVersion: inference.networking.x-k8s.io/v1alpha2
-kind: InferencePool
-metadata: {name: pool}
-spec: {targetPortNumber: ${SIM_PORT}, selector: {app: llm}}
----
-apiVersion: inference.networking.x-k8s.io/v1alpha2
-kind: InferenceModel
-metadata: {name: critical}
-spec: {modelName: chat, criticality: Critical, poolRef: {name: pool}, targetModels: [{name: llm, weight: 1}]}
----
-apiVersion: inference.networking.x-k8s.io/v1alpha2
-kind: InferenceModel
-metadata: {name: batch}
-spec: {modelName: batch, criticality: Sheddable, poolRef: {name: pool}, targetModels: [{name: llm, weight: 1}]}
-${podsYaml("llm", IPS)}`;
-
-async function setLoad(address: string, load: Record<string, number>): Promise<void> {
-  const res = await fetch(`http://${address}/admin/load`, { method: "POST", body: JSON.stringify(load) });
-  assert.equal(res.status, 200);
-}
+const CONFIG = chatPoolYaml(IPS, "llm", [{ name: "batch", criticality: "Sheddable" }]);
+const setLoad = setReplicaLoad;
 
 async function send(stack: Stack, model = "chat", prompt = "hello"): Promise<{ status: number; servedBy: string | null; body: any }> {
   return postJson(`${stack.inferenceUrl}/v1/completions`, { model, prompt, max_tokens: 1 });
@@ -44,21 +28,29 @@ async function spread(stack: Stack, n: number): Promise<Map<string, number>> {
   return counts;
 }
 
-/** Waits until the extension server has scraped every replica and pushed scores. */
-async function settled(stack: Stack): Promise<void> {
-  await waitFor(async () => /infergate_endpoint_ready\{[^}]*\} 1/.test(await stack.server.metrics.registry.metrics())
-    && (await stack.server.metrics.registry.getSingleMetricAsString("infergate_endpoint_ready")).split("\n").filter((l) => l.endsWith(" 1")).length === IPS.length, 5000);
+/** Ready endpoints, per the extension server's own metrics. */
+async function readyCount(stack: Stack): Promise<number> {
+  return metricSamples(await stack.server.metricsText(), "infergate_endpoint_ready").filter((s) => s.value === 1).length;
+}
+
+/** Clears injected load on every replica and waits until the snapshot shows them all idle and ready. */
+async function idle(stack: Stack): Promise<void> {
+  for (const a of ADDRESSES) await setLoad(a, {});
+  await waitFor(async () => {
+    const scores = stack.server.snapshot.split("\n").filter((l) => l.startsWith("endpoint ")).map((l) => l.split(" ")[2]);
+    return scores.length === IPS.length && scores.every((s) => s === "1000") && (await readyCount(stack)) === IPS.length;
+  }, 5000);
+}
+
+async function startPool(): Promise<Stack> {
+  return startStack(CONFIG, IPS.map((ip) => ({ ip, models: ["llm"] })));
 }
 
 describe("load-aware routing", () => {
   let stack: Stack;
 
-  before(async () => {
-    stack = await startStack(CONFIG, IPS.map((ip) => ({ ip, models: ["llm"] })));
-    await settled(stack);
-  });
-  // Clear injected load on every replica still alive (one is killed on purpose below).
-  afterEach(async () => { for (const a of ADDRESSES) await setLoad(a, {}).catch(() => undefined); });
+  before(async () => { stack = await startPool(); });
+  beforeEach(async () => { await idle(stack); });
   after(async () => { await stack?.stop(); });
 
   it("sends less new traffic to a loaded replica, and applies a load change quickly", async () => {
@@ -76,41 +68,15 @@ describe("load-aware routing", () => {
     assert.ok(performance.now() - changed < 2000, `load change took ${elapsed} ms to affect routing`);
   });
 
-  it("stops sending to a dead replica within a scrape interval, losing no new request", async () => {
-    const dead = stack.replicas[1]!;
-    const results: Array<{ at: number; status: number; servedBy: string | null }> = [];
-    const start = performance.now();
-    let killedAt = Infinity;
-    const killer = (async () => {
-      await new Promise((r) => setTimeout(r, 300));
-      killedAt = performance.now();
-      await dead.close();
-    })();
-    while (performance.now() - start < 1500) {
-      const at = performance.now();
-      const r = await send(stack);
-      results.push({ at, status: r.status, servedBy: r.servedBy });
-    }
-    await killer;
-    const afterKill = results.filter((r) => r.at > killedAt);
-    assert.ok(afterKill.length > 20);
-    assert.deepEqual(afterKill.filter((r) => r.status !== 200), [], "Envoy retried refused connections on the next endpoint");
-    const late = afterKill.filter((r) => r.at > killedAt + 200);
-    assert.ok(late.every((r) => r.servedBy !== dead.address), "no traffic to the dead replica after a scrape interval");
-    const metrics = await stack.server.metrics.registry.getSingleMetricAsString("infergate_endpoint_ready");
-    assert.match(metrics, new RegExp(`endpoint="${dead.address.replace(/\./g, "\\.")}"[^}]*\\} 0`));
-  });
-
   it("sheds Sheddable requests when the pool is saturated, never Critical ones", async () => {
-    const live = ADDRESSES.filter((a) => a !== stack.replicas[1]!.address);
-    for (const a of live) await setLoad(a, { waiting: 12 });
+    for (const a of ADDRESSES) await setLoad(a, { waiting: 12 });
     await waitFor(async () => (await send(stack, "batch")).status === 429, 3000);
     const shed = await send(stack, "batch");
     assert.equal(shed.status, 429);
     assert.equal(shed.body.error.code, "pool_saturated");
     assert.equal(shed.body.error.type, "rate_limit_exceeded");
     for (let i = 0; i < 10; i++) assert.equal((await send(stack, "chat")).status, 200, "Critical is never shed");
-    for (const a of live) await setLoad(a, {});
+    for (const a of ADDRESSES) await setLoad(a, {});
     await waitFor(async () => (await send(stack, "batch")).status === 200, 3000);
   });
 
@@ -141,9 +107,53 @@ describe("load-aware routing", () => {
       await extra.close();
     }
   });
+});
+
+describe("a replica that dies", () => {
+  let stack: Stack;
+
+  before(async () => {
+    stack = await startPool();
+    await idle(stack);
+  });
+  after(async () => { await stack?.stop(); });
+
+  it("stops sending to a dead replica within a scrape interval, losing no new request", async () => {
+    const dead = stack.replicas[1]!;
+    const results: Array<{ at: number; status: number; servedBy: string | null }> = [];
+    const start = performance.now();
+    let killedAt = Infinity;
+    const killer = (async () => {
+      await new Promise((r) => setTimeout(r, 300));
+      killedAt = performance.now();
+      await dead.close();
+    })();
+    while (performance.now() - start < 1500) {
+      const at = performance.now();
+      const r = await send(stack);
+      results.push({ at, status: r.status, servedBy: r.servedBy });
+    }
+    await killer;
+    const afterKill = results.filter((r) => r.at > killedAt);
+    assert.ok(afterKill.length > 20);
+    assert.deepEqual(afterKill.filter((r) => r.status !== 200), [], "Envoy retried refused connections on the next endpoint");
+    const late = afterKill.filter((r) => r.at > killedAt + 200);
+    assert.ok(late.every((r) => r.servedBy !== dead.address), "no traffic to the dead replica after a scrape interval");
+    const ready = metricSamples(await stack.server.metricsText(), "infergate_endpoint_ready").find((s) => s.labels.includes(`endpoint="${dead.address}"`));
+    assert.equal(ready?.value, 0);
+  });
+});
+
+describe("without the extension server", () => {
+  let stack: Stack;
+
+  before(async () => {
+    stack = await startPool();
+    await idle(stack);
+  });
+  after(async () => { await stack?.stop(); });
 
   it("keeps routing with the last snapshot when the extension server stops", async () => {
-    await new Promise((r) => setTimeout(r, 300)); // the cleared loads reach the snapshot
     await stack.server.stopControlPlane();
     const counts = new Map<string, number>();
     for (let i = 0; i < 30; i++) {

@@ -160,7 +160,7 @@ describe("seed request through Envoy", () => {
 });
 
 describe("the filter's decisions in Envoy's stats", () => {
-  it("counts routed, rewritten and rejected requests, and requests per endpoint", async () => {
+  it("counts routed, rewritten and rejected requests; Envoy counts requests per endpoint", async () => {
     const ips = ["127.0.1.21", "127.0.1.22"];
     const stack = await startStack(seedDocs + podsYaml("qwq-32b", ips), ips.map((ip) => ({ ip, models: ["qwq-32b"] })));
     try {
@@ -169,12 +169,17 @@ describe("the filter's decisions in Envoy's stats", () => {
       assert.equal((await postJson(`${stack.inferenceUrl}/v1/chat/completions`, "{bad")).status, 400);
       const text = await stack.server.envoy!.admin("stats?filter=infergate");
       const stat = (name: string): number => Number(new RegExp(`^${name.replace(/[.]/g, "\\.")}: (\\d+)$`, "m").exec(text)?.[1] ?? NaN);
-      assert.equal(stat("wasmcustom.infergate.routed"), 12, text);
-      assert.equal(stat("wasmcustom.infergate.rewritten"), 12);
-      assert.equal(stat("wasmcustom.infergate.rejected.404"), 1);
-      assert.equal(stat("wasmcustom.infergate.rejected.400"), 1);
-      const perEndpoint = ips.map((ip) => stat(`wasmcustom.infergate.endpoint.${ip}:8000.routed`) || 0);
-      assert.equal(perEndpoint[0]! + perEndpoint[1]!, 12, text);
+      assert.equal(stat("wasmcustom.infergate.routed_total"), 12, text);
+      assert.equal(stat("wasmcustom.infergate.rewritten_total"), 12);
+      assert.equal(stat("wasmcustom.infergate.rejected_404_total"), 1);
+      assert.equal(stat("wasmcustom.infergate.rejected_400_total"), 1);
+      for (const status of [413, 415, 429, 500, 503]) assert.equal(stat(`wasmcustom.infergate.rejected_${status}_total`), 0, "every counter exists, at 0, before its first request");
+      assert.doesNotMatch(text, /infergate\.endpoint\./, "no counter is named after an endpoint (they would outlive it)");
+      const prometheus = await stack.server.envoy!.admin("stats/prometheus");
+      assert.match(prometheus, /^infergate_routed_total\{\} 12$/m, "Prometheus names: the namespace dropped, dots as underscores");
+      assert.match(prometheus, /^infergate_rejected_404_total\{\} 1$/m);
+      const perEndpoint = ips.map((ip) => Number(new RegExp(`^envoy_cluster_endpoint_rq_total\\{envoy_cluster_name="[^"]+-picked",envoy_endpoint_address="${ip}:8000"\\} (\\d+)$`, "m").exec(prometheus)?.[1] ?? 0));
+      assert.equal(perEndpoint[0]! + perEndpoint[1]!, 12, prometheus);
     } finally {
       await stack.stop();
     }

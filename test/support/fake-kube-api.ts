@@ -4,7 +4,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 
-type Obj = { metadata: { name: string; namespace?: string; resourceVersion?: string; generation?: number }; [k: string]: unknown };
+type Obj = { metadata: { name: string; namespace?: string; resourceVersion?: string; generation?: number; labels?: Record<string, string> }; [k: string]: unknown };
 
 export interface PatchRecord { path: string; contentType: string; body: any }
 
@@ -12,6 +12,8 @@ export class FakeKubeApi {
   private readonly collections = new Map<string, Map<string, Obj>>();
   private readonly watchers = new Map<string, Set<ServerResponse>>();
   readonly patches: PatchRecord[] = [];
+  /** Status PATCHes to paths this matches are refused (422), as an API server refuses an invalid status. */
+  refusePatch: (path: string) => boolean = () => false;
   private version = 1;
   private server?: Server;
   url = "";
@@ -63,6 +65,10 @@ export class FakeKubeApi {
     if (req.method === "PATCH" && url.pathname.endsWith("/status")) {
       let body = "";
       req.on("data", (c) => (body += c)).on("end", () => {
+        if (this.refusePatch(url.pathname)) {
+          res.writeHead(422, { "content-type": "application/json" }).end(JSON.stringify({ kind: "Status", apiVersion: "v1", status: "Failure", reason: "Invalid", code: 422 }));
+          return;
+        }
         this.patches.push({ path: url.pathname, contentType: String(req.headers["content-type"]), body: JSON.parse(body) });
         res.writeHead(200, { "content-type": "application/json" }).end(body);
       });

@@ -4,12 +4,13 @@
 // set themselves through the status subresource.
 import { spawn, execFileSync, type ChildProcess } from "node:child_process";
 import { generateKeyPairSync } from "node:crypto";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ApiextensionsV1Api, CoreV1Api, KubeConfig } from "@kubernetes/client-node";
 import { Agent, request } from "undici";
+import { parseAllDocuments } from "yaml";
 import { waitFor } from "./stack.ts";
 
 const repo = new URL("../..", import.meta.url).pathname;
@@ -37,6 +38,13 @@ export interface KubeApiServer {
   raw(method: string, path: string, body?: unknown, contentType?: string): Promise<{ status: number; text: string }>;
   /** Creates CustomResourceDefinitions and waits until every one of them is Established. */
   installCrds(crds: Array<Record<string, any>>, timeoutMs?: number): Promise<void>;
+  /** Creates an object as `kubectl create` would (the kinds of infergate's manifests, and custom
+   * resources by their plural); throws with the API server's answer if it is refused (an object
+   * that already exists is left as it is with `ifMissing`). */
+  create(obj: Record<string, any>, opts?: { ifMissing?: boolean }): Promise<void>;
+  /** A client configuration that authenticates as a ServiceAccount (a token from the TokenRequest
+   * API), so requests are authorized by that account's RBAC only. */
+  serviceAccountConfig(namespace: string, name: string): Promise<KubeConfig>;
   stop(): Promise<void>;
 }
 
@@ -46,6 +54,23 @@ export function kubeBinaries(): { apiserver: string; etcd: string } {
   if (process.env.KUBE_APISERVER_BIN && process.env.ETCD_BIN) return { apiserver: process.env.KUBE_APISERVER_BIN, etcd: process.env.ETCD_BIN };
   const [apiserver, etcd] = execFileSync("bash", [join(repo, "scripts/build-kube-apiserver.sh")], { encoding: "utf8" }).trim().split("\n");
   return { apiserver: apiserver!, etcd: etcd! };
+}
+
+/** The Gateway API's standard CRD of `plural` (e.g. referencegrants): GATEWAY_API_CRDS (set by
+ * scripts/test-e2e.sh), else found or fetched by scripts/gateway-api-crds.sh. */
+export function gatewayApiCrd(plural: string): Record<string, any> {
+  const dir = process.env.GATEWAY_API_CRDS ?? execFileSync("bash", [join(repo, "scripts/gateway-api-crds.sh")], { encoding: "utf8" }).trim();
+  const docs = parseAllDocuments(readFileSync(join(dir, `gateway.networking.k8s.io_${plural}.yaml`), "utf8")).map((d) => d.toJS());
+  return docs.find((d) => d?.kind === "CustomResourceDefinition")!;
+}
+
+/** The Inference Extension's CRD (`inference.networking.k8s.io_inferencepools` for the v1
+ * InferencePool), from its v1.5.0 module: EPP_MODULE_DIR (set by scripts/test-e2e.sh), else the
+ * copy scripts/build-epp.sh leaves in .cache/. */
+export function inferenceExtensionCrd(name: string): Record<string, any> {
+  const dir = process.env.EPP_MODULE_DIR ?? join(repo, ".cache/go/mod/sigs.k8s.io/gateway-api-inference-extension@v1.5.0");
+  const docs = parseAllDocuments(readFileSync(join(dir, "config/crd/bases", `${name}.yaml`), "utf8")).map((d) => d.toJS());
+  return docs.find((d) => d?.kind === "CustomResourceDefinition")!;
 }
 
 /** A TCP port free on 127.0.0.1 at the time of asking. */
@@ -75,6 +100,19 @@ async function kill(child: ChildProcess | undefined): Promise<void> {
   const timer = setTimeout(() => { try { process.kill(-child.pid!, "SIGKILL"); } catch { /* gone */ } }, 3000);
   await exited;
   clearTimeout(timer);
+}
+
+/** Kinds whose REST resource is not their lower-cased plural, and the cluster-scoped ones. */
+const CLUSTER_SCOPED = new Set(["Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"]);
+const PLURALS: Record<string, string> = { NetworkPolicy: "networkpolicies" };
+
+/** The collection an object is created in: /api/v1/... for the core group, /apis/<group>/<version>/... otherwise. */
+function collectionPath(obj: Record<string, any>): string {
+  const apiVersion = String(obj.apiVersion);
+  const prefix = apiVersion.includes("/") ? `/apis/${apiVersion}` : `/api/${apiVersion}`;
+  const plural = PLURALS[obj.kind] ?? `${String(obj.kind).toLowerCase()}s`;
+  if (CLUSTER_SCOPED.has(obj.kind)) return `${prefix}/${plural}`;
+  return `${prefix}/namespaces/${obj.metadata?.namespace ?? "default"}/${plural}`;
 }
 
 export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promise<KubeApiServer> {
@@ -139,7 +177,24 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
         return list.items.filter((c) => names.has(c.metadata!.name!) && c.status?.conditions?.some((x) => x.type === "Established" && x.status === "True")).length === names.size;
       }, timeoutMs, 200);
     };
-    return { url, token, kc, kubeconfigPath, logs, raw, installCrds, stop };
+    const create = async (obj: Record<string, any>, opts: { ifMissing?: boolean } = {}): Promise<void> => {
+      const path = collectionPath(obj);
+      const { status, text } = await raw("POST", path, obj);
+      if (status === 409 && opts.ifMissing) return;
+      if (status !== 201) throw new Error(`creating ${obj.kind} ${obj.metadata?.namespace ?? ""}/${obj.metadata?.name}: HTTP ${status}: ${text}`);
+    };
+    const serviceAccountConfig = async (namespace: string, name: string): Promise<KubeConfig> => {
+      const { status, text } = await raw("POST", `/api/v1/namespaces/${namespace}/serviceaccounts/${name}/token`,
+        { apiVersion: "authentication.k8s.io/v1", kind: "TokenRequest", spec: { expirationSeconds: 3600 } });
+      if (status !== 201) throw new Error(`token for ServiceAccount ${namespace}/${name}: HTTP ${status}: ${text}`);
+      const sa = new KubeConfig();
+      sa.loadFromOptions({
+        clusters: [{ name: "real", server: url, skipTLSVerify: true }],
+        users: [{ name, token: JSON.parse(text).status.token }], contexts: [{ name: "real", cluster: "real", user: name }], currentContext: "real",
+      });
+      return sa;
+    };
+    return { url, token, kc, kubeconfigPath, logs, raw, installCrds, create, serviceAccountConfig, stop };
   } catch (err) {
     const tail = logs.join("").slice(-3000);
     await stop();

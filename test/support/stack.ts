@@ -1,10 +1,10 @@
 // Brings up a real stack for integration tests: simulated vLLM replicas on their own loopback
-// addresses, the standalone extension server (xDS on an ephemeral port) and a real Envoy running
+// addresses, the extension server in standalone mode (xDS on an ephemeral port) and a real Envoy running
 // the compiled filter. Envoy binds port 0 and the harness reads the bound ports from its admin.
 import { mkdtempSync, renameSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Standalone } from "../../extension-server/src/standalone.ts";
+import { InfergateServer } from "../../extension-server/src/server.ts";
 import { startSimServer, type SimOptions, type SimServer } from "../../sim/server.ts";
 
 export interface ReplicaSpec extends Partial<SimOptions> { ip: string; models: string[] }
@@ -12,7 +12,7 @@ export interface ReplicaSpec extends Partial<SimOptions> { ip: string; models: s
 export interface Stack {
   plainUrl: string;
   inferenceUrl: string;
-  server: Standalone;
+  server: InfergateServer;
   replicas: SimServer[];
   configPath: string;
   /** Atomically replaces the configuration file (as an editor or a ConfigMap update would). */
@@ -37,7 +37,35 @@ status:
 `).join("");
 }
 
-export async function startStack(yaml: string, replicas: ReplicaSpec[]): Promise<Stack> {
+/**
+ * An InferencePool `pool` over the Pods labelled `app: llm` at `ips` (port SIM_PORT), with a Critical
+ * InferenceModel `chat` whose requests go to `target`, and any more InferenceModels on the pool.
+ */
+export function chatPoolYaml(ips: string[], target = "llm", more: Array<{ name: string; criticality: string }> = []): string {
+  const model = (name: string, criticality: string): string => `---
+apiVersion: inference.networking.x-k8s.io/v1alpha2
+kind: InferenceModel
+metadata: {name: ${name}}
+spec: {modelName: ${name}, criticality: ${criticality}, poolRef: {name: pool}, targetModels: [{name: ${target}, weight: 1}]}
+`;
+  return `apiVersion: inference.networking.x-k8s.io/v1alpha2
+kind: InferencePool
+metadata: {name: pool}
+spec: {targetPortNumber: ${SIM_PORT}, selector: {app: llm}}
+${model("chat", "Critical")}${more.map((m) => model(m.name, m.criticality)).join("")}${podsYaml("llm", ips)}`;
+}
+
+/** Sets the extra load a simulated replica reports (sim/server.ts `/admin/load`; `{}` clears it). */
+export async function setReplicaLoad(address: string, load: Record<string, number>): Promise<void> {
+  const res = await fetch(`http://${address}/admin/load`, { method: "POST", body: JSON.stringify(load) });
+  if (res.status !== 200) throw new Error(`${address}/admin/load: HTTP ${res.status}`);
+}
+
+/** `metricsPort`: serve the extension server's /metrics (0: an ephemeral port; default: none).
+ * `inferencePorts: "config"`: Envoy's inference listeners on the ports the pools' attach-to and the
+ * HTTPRoutes' parentRefs name (default: one ephemeral listener serving everything); `inferenceUrl`
+ * is then the first of them. */
+export async function startStack(yaml: string, replicas: ReplicaSpec[], opts: { metricsPort?: number; inferencePorts?: "config" } = {}): Promise<Stack> {
   const dir = mkdtempSync(join(tmpdir(), "infergate-test-"));
   const configPath = join(dir, "pool.yaml");
   const writeConfig = (text: string): void => {
@@ -47,13 +75,14 @@ export async function startStack(yaml: string, replicas: ReplicaSpec[]): Promise
   };
   writeConfig(yaml);
   const sims = await Promise.all(replicas.map((r) => startSimServer({ ttftMs: 1, itlMs: 0, ...r, host: r.ip, port: SIM_PORT, servedModels: r.models })));
-  const server = new Standalone({
-    configPath, xdsPort: 0, log: () => undefined,
-    envoy: { adminPort: 0, plainPort: 0, inferencePort: 0, concurrency: 2, logLevel: "warn" },
+  const server = new InfergateServer({
+    source: { file: configPath }, xdsPort: 0, metricsPort: opts.metricsPort, log: () => undefined,
+    envoy: { adminPort: 0, plainPort: 0, inferencePort: opts.inferencePorts === "config" ? undefined : 0, concurrency: 2, logLevel: "warn" },
   });
   try {
     await server.start();
   } catch (err) {
+    await server.stop().catch(() => undefined);
     await Promise.all(sims.map((s) => s.close()));
     throw err;
   }
@@ -96,4 +125,14 @@ export async function waitFor(check: () => Promise<boolean>, timeoutMs: number, 
     await new Promise((r) => setTimeout(r, intervalMs));
   }
   throw new Error(`condition not met within ${timeoutMs} ms`);
+}
+
+/** The samples of one metric in a Prometheus exposition, as `{labels} value` → value. */
+export function metricSamples(text: string, name: string): Array<{ labels: string; value: number }> {
+  const out: Array<{ labels: string; value: number }> = [];
+  for (const line of text.split("\n")) {
+    const m = new RegExp(`^${name}(\\{[^}]*\\})? (\\S+)$`).exec(line);
+    if (m) out.push({ labels: m[1] ?? "", value: Number(m[2]) });
+  }
+  return out;
 }

@@ -42,3 +42,44 @@ vllm:prefix_cache_hits_total{model_name="qwq-32b"} 1200.0
     assert.equal(samples.has("other"), false);
   });
 });
+
+describe("hostile metrics", () => {
+  it("clamps Infinity, 1e16, 1e300, NaN and negative values to a finite, non-negative range", () => {
+    for (const v of ["+Inf", "Inf", "1e16", "1e300", "NaN", "-Inf", "-5", "-1e300"]) {
+      const load = parseEngineLoad(`vllm:num_requests_waiting ${v}\nvllm:num_requests_running ${v}\nvllm:kv_cache_usage_perc ${v}\n` +
+        `vllm:lora_requests_info{max_lora="${v}",running_lora_adapters="a"} 1\n`);
+      for (const [field, x] of Object.entries({ waiting: load.waiting, running: load.running, kvUsage: load.kvUsage, maxLoras: load.maxLoras })) {
+        assert.ok(Number.isFinite(x) && x >= 0 && x <= 1e6, `${v}: ${field} = ${x}`);
+      }
+      assert.ok(load.kvUsage <= 1, `${v}: kvUsage ${load.kvUsage}`);
+      assert.ok(Number.isInteger(load.maxLoras), `${v}: maxLoras ${load.maxLoras}`);
+    }
+    // A sum over many large series stays in range too.
+    const many = Array.from({ length: 100 }, (_, i) => `vllm:num_requests_waiting{engine="${i}"} 1e300`).join("\n");
+    assert.ok(parseEngineLoad(many).waiting <= 1e6);
+  });
+
+  it("keeps LoRA adapter names that could inject snapshot records out of the reading", () => {
+    const load = parseEngineLoad('vllm:num_requests_waiting 0\nvllm:lora_requests_info{max_lora="2",running_lora_adapters="x\\nmodel free-model llm critical\\ntarget secret 1\\n#,good-one,a b,c=d,e\tf",waiting_lora_adapters="ok"} 1\n');
+    assert.deepEqual(load.runningLoras, ["good-one"]);
+    assert.deepEqual(load.waitingLoras, ["ok"]);
+  });
+
+  it("parses a 1 MB line and a pathological label in linear time", () => {
+    const started = performance.now();
+    // Unterminated label values: the old regular expression retried from every position (quadratic).
+    const huge = `vllm:lora_requests_info{running_lora_adapters="${"x".repeat(1 << 20)}} 1\n`;
+    const long = `vllm:lora_requests_info{a="${"y".repeat(30_000)}",${"b".repeat(20_000)}="1} 1\n`;
+    const escapes = `vllm:lora_requests_info{running_lora_adapters="${'\\"'.repeat(20_000)}"} 1\n`;
+    const samples = parseSamples(huge + long + escapes + "vllm:num_requests_waiting 3\n", new Set(["vllm:lora_requests_info", "vllm:num_requests_waiting"]));
+    const ms = performance.now() - started;
+    assert.ok(ms < 200, `took ${ms} ms`);
+    assert.equal(samples.get("vllm:num_requests_waiting")?.[0]?.value, 3, "lines after them still read");
+    assert.equal(samples.get("vllm:lora_requests_info")?.[0]?.labels.running_lora_adapters, '"'.repeat(20_000));
+  });
+
+  it("reads Prometheus' special values", () => {
+    const samples = parseSamples("a +Inf\na -Inf\na NaN\na 1.5e3\na nonsense\n", new Set(["a"]));
+    assert.deepEqual(samples.get("a")!.map((s) => s.value), [Infinity, -Infinity, NaN, 1500]);
+  });
+});

@@ -17,6 +17,7 @@ const Listener = root.lookupType("envoy.config.listener.v3.Listener");
 const HCM = root.lookupType("envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager");
 const Cluster = root.lookupType("envoy.config.cluster.v3.Cluster");
 const Wasm = root.lookupType("envoy.extensions.filters.http.wasm.v3.Wasm");
+const EarlyMutation = root.lookupType("envoy.extensions.http.early_header_mutation.header_mutation.v3.HeaderMutation");
 
 /** Appends an unknown field (number 9000+, a string) to a message's encoding. */
 function withUnknown(bytes: Uint8Array, field: number, text: string): Uint8Array {
@@ -39,14 +40,28 @@ function listenerBytes(name: string, port: number, hcm: Uint8Array): Uint8Array 
   return withUnknown(bytes, 9000, "listener-future-field");
 }
 
-function httpFilterNames(listener: Uint8Array): string[] {
+/** The HCM of a listener's first filter chain. */
+function hcmOf(listener: Uint8Array): Uint8Array {
   const l = WireMessage.decode(listener);
   const fc = WireMessage.decode(l.first(3)!.bytes);
   const nf = WireMessage.decode(fc.first(3)!.bytes);
   const any = WireMessage.decode(nf.first(4)!.bytes);
-  const hcm = WireMessage.decode(any.first(2)!.bytes);
-  assert.equal(hcm.string(9001), "hcm-future-field", "unknown HCM field kept");
+  return any.first(2)!.bytes;
+}
+
+function httpFilterNames(listener: Uint8Array): string[] {
+  const hcm = WireMessage.decode(hcmOf(listener));
+  if (hcm.first(9001)) assert.equal(hcm.string(9001), "hcm-future-field", "unknown HCM field kept");
   return hcm.all(5).map((f) => WireMessage.decode(f.bytes).string(1)!);
+}
+
+/** The HCM's early header mutations: name, and the headers each removes. */
+function earlyMutations(listener: Uint8Array): Array<{ name: string; remove: string[] }> {
+  const hcm = HCM.toObject(HCM.decode(hcmOf(listener))) as any;
+  return (hcm.early_header_mutation_extensions ?? []).map((e: any) => ({
+    name: e.name,
+    remove: (EarlyMutation.toObject(EarlyMutation.decode(e.typed_config.value)) as any).mutations.map((m: any) => m.remove),
+  }));
 }
 
 describe("Envoy Gateway extension hooks", () => {
@@ -76,10 +91,57 @@ describe("Envoy Gateway extension hooks", () => {
     assert.deepEqual(httpFilterNames(await listenerCall(out)), ["infergate", "envoy.filters.http.router"], "idempotent");
   });
 
-  it("leaves other listeners byte for byte as they were", async () => {
+  it("gives other listeners no filter, only the early removal of a client-sent destination header", async () => {
     for (const [name, port] of [["default/inference-gateway/http", 8080], ["default/other-gateway/llm-gw", 8081], ["prod/inference-gateway/llm-gw", 8081]] as const) {
       const input = listenerBytes(name, port, hcmBytes());
-      assert.deepEqual(Buffer.from(await listenerCall(input)), Buffer.from(input), name);
+      const out = await listenerCall(input);
+      assert.deepEqual(httpFilterNames(out), ["envoy.filters.http.router"], name);
+      assert.deepEqual(earlyMutations(out), [{ name: "infergate.strip-client-destination", remove: ["x-gateway-destination-endpoint", "x-infergate-mirror-endpoint"] }], name);
+      // Nothing else changed: the input plus that one field.
+      const hcm = WireMessage.decode(hcmOf(out));
+      hcm.remove(52);
+      assert.deepEqual(Buffer.from(hcm.encode()), Buffer.from(hcmBytes()), name);
+      assert.deepEqual(Buffer.from(await listenerCall(out)), Buffer.from(out), `${name}: idempotent`);
+    }
+  });
+
+  it("removes the client's header before any filter on the attach-to listener too, after Envoy Gateway's own early mutations", async () => {
+    const theirs = { name: "envoy.http.early_header_mutation.header_mutation", typed_config: { type_url: typeUrl("envoy.extensions.http.early_header_mutation.header_mutation.v3.HeaderMutation"), value: EarlyMutation.encode(EarlyMutation.fromObject({ mutations: [{ remove: "x-debug" }] })).finish() } };
+    const hcm = HCM.encode(HCM.fromObject({ stat_prefix: "http", early_header_mutation_extensions: [theirs], http_filters: [{ name: "envoy.filters.http.router" }] })).finish();
+    const out = await listenerCall(listenerBytes("default/inference-gateway/llm-gw", 8081, hcm));
+    assert.deepEqual(earlyMutations(out), [
+      { name: "envoy.http.early_header_mutation.header_mutation", remove: ["x-debug"] },
+      { name: "infergate.strip-client-destination", remove: ["x-gateway-destination-endpoint", "x-infergate-mirror-endpoint"] },
+    ]);
+    assert.deepEqual(httpFilterNames(out), ["infergate", "envoy.filters.http.router"], "the filter still sets the header afterwards");
+  });
+
+  it("attaches to a Gateway in another namespace only with that namespace's ReferenceGrant", async () => {
+    const pool = `apiVersion: inference.networking.x-k8s.io/v1alpha1
+kind: InferencePool
+metadata: {name: llm, namespace: team-a, annotations: {inference.networking.x-k8s.io/attach-to: "{name: shared-gw, namespace: prod}"}}
+spec: {selector: {app: llm}, targetPortNumber: 8000}
+`;
+    const grant = `---
+apiVersion: gateway.networking.k8s.io/v1beta1
+kind: ReferenceGrant
+metadata: {name: team-a-pools, namespace: prod}
+spec: {from: [{group: inference.networking.x-k8s.io, kind: InferencePool, namespace: team-a}], to: [{group: gateway.networking.k8s.io, kind: Gateway, name: shared-gw}]}
+`;
+    for (const [yaml, attached] of [[pool, false], [pool + grant, true]] as const) {
+      const config = parseRoutingConfig(yaml, "team-a.yaml");
+      const h = new GatewayHooks({ xdsHost: "x", xdsPort: 1, config: () => config, log: () => undefined });
+      const port = await h.listen("127.0.0.1", 0);
+      const c = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+      try {
+        const request = new WireMessage([{ field: 1, wireType: 2, bytes: listenerBytes("prod/shared-gw/http", 80, hcmBytes()) }]);
+        const out: WireMessage = await new Promise((resolve, reject) => c.makeUnaryRequest(`/${SERVICE}/PostHTTPListenerModify`, (m: WireMessage) => Buffer.from(m.encode()),
+          (b: Buffer) => WireMessage.decode(new Uint8Array(b)), request, (err, res) => (err ? reject(err) : resolve(res!))));
+        assert.deepEqual(httpFilterNames(out.first(1)!.bytes), attached ? ["infergate", "envoy.filters.http.router"] : ["envoy.filters.http.router"], attached ? "granted" : "not granted");
+      } finally {
+        c.close();
+        h.close();
+      }
     }
   });
 
@@ -106,7 +168,7 @@ describe("Envoy Gateway extension hooks", () => {
     const c = Cluster.toObject(Cluster.decode(out), { enums: String }) as any;
     assert.equal(c.name, "httproute/default/llm/rule/0");
     assert.equal(c.type, "EDS");
-    assert.equal(c.eds_cluster_config.service_name, "infergate-pool-reasoning-pool");
+    assert.equal(c.eds_cluster_config.service_name, "infergate-pool/default/reasoning-pool");
     assert.equal(c.lb_policy, undefined);
     assert.equal(Number(c.connect_timeout.seconds), 10, "untouched known field kept");
     assert.equal(WireMessage.decode(out).string(9002), "cluster-future-field");
@@ -114,8 +176,35 @@ describe("Envoy Gateway extension hooks", () => {
     assert.equal(policy.name, "envoy.load_balancing_policies.override_host");
     assert.equal(policy.typed_config.type_url, typeUrl("envoy.extensions.load_balancing_policies.override_host.v3.OverrideHost"));
     assert.match(Buffer.from(policy.typed_config.value).toString("latin1"), /x-gateway-destination-endpoint[\s\S]*round_robin/);
+    const budget = c.circuit_breakers.thresholds[0].retry_budget;
+    assert.deepEqual([budget.budget_percent.value, budget.min_retry_concurrency.value], [100, 64], "a burst of retries after a replica dies does not overflow");
+    // Circuit breakers Envoy Gateway set (its defaults, or a BackendTrafficPolicy's) are kept.
+    const withBreakers = Cluster.encode(Cluster.fromObject({ name: "httproute/default/llm/rule/0", circuit_breakers: { thresholds: [{ max_retries: { value: 1024 } }] } })).finish();
+    const kept = new WireMessage([{ field: 1, wireType: 2, bytes: withBreakers }]);
+    kept.add(2, context.encode());
+    const k = Cluster.toObject(Cluster.decode((await call("PostClusterModify", kept)).first(1)!.bytes)) as any;
+    assert.deepEqual(k.circuit_breakers, { thresholds: [{ max_retries: { value: 1024 } }] });
     const plain = new WireMessage([{ field: 1, wireType: 2, bytes: clusterBytes }]);
     assert.deepEqual(Buffer.from((await call("PostClusterModify", plain)).first(1)!.bytes), Buffer.from(clusterBytes), "other clusters untouched");
+  });
+
+  it("answers INTERNAL when it cannot edit a resource, so Envoy Gateway (failOpen: false) keeps its last good configuration", async () => {
+    // A listener whose first field claims 100 bytes that are not there.
+    const truncated = Buffer.from([0x0a, 0x64, 0x61]);
+    await assert.rejects(listenerCall(truncated), (err: grpc.ServiceError) => err.code === grpc.status.INTERNAL);
+    // No configuration loaded yet: nothing to decide with, so no answer either.
+    const early = new GatewayHooks({ xdsHost: "x", xdsPort: 1, config: () => { throw new Error("no configuration loaded yet"); }, log: () => undefined });
+    const port = await early.listen("127.0.0.1", 0);
+    const c = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+    try {
+      const request = new WireMessage([{ field: 1, wireType: 2, bytes: listenerBytes("default/inference-gateway/llm-gw", 8081, hcmBytes()) }]);
+      await assert.rejects(new Promise((resolve, reject) => c.makeUnaryRequest(`/${SERVICE}/PostHTTPListenerModify`, (m: WireMessage) => Buffer.from(m.encode()),
+        (b: Buffer) => b, request, (err, res) => (err ? reject(err) : resolve(res)))),
+      (err: grpc.ServiceError) => err.code === grpc.status.INTERNAL && /no configuration/.test(err.details));
+    } finally {
+      c.close();
+      early.close();
+    }
   });
 
   it("returns every resource from PostTranslateModify, editing only attached listeners", async () => {

@@ -6,13 +6,15 @@ import { after, before, describe, it } from "node:test";
 import { KubeConfig } from "@kubernetes/client-node";
 import type { RoutingConfig } from "../../extension-server/src/config/routing-config.ts";
 import { KubeSource } from "../../extension-server/src/config/kube-source.ts";
-import { Standalone } from "../../extension-server/src/standalone.ts";
+import { InfergateServer } from "../../extension-server/src/server.ts";
 import { FakeKubeApi } from "../support/fake-kube-api.ts";
 import { waitFor } from "../support/stack.ts";
 
 const POOLS_V1ALPHA1 = "/apis/inference.networking.x-k8s.io/v1alpha1/inferencepools";
 const MODELS_V1ALPHA1 = "/apis/inference.networking.x-k8s.io/v1alpha1/inferencemodels";
 const POOLS_V1 = "/apis/inference.networking.k8s.io/v1/inferencepools";
+const OBJECTIVES = "/apis/inference.networking.x-k8s.io/v1alpha2/inferenceobjectives";
+const REWRITES = "/apis/inference.networking.x-k8s.io/v1alpha2/inferencemodelrewrites";
 const PODS = "/api/v1/pods";
 
 // The seed's resources, as the API server returns them (list items carry apiVersion and kind
@@ -38,7 +40,6 @@ describe("Kubernetes source", () => {
   let source: KubeSource;
   let kc: KubeConfig;
   const configs: RoutingConfig[] = [];
-  const rejections: string[][] = [];
 
   before(async () => {
     api.serve(POOLS_V1ALPHA1, [seedPool]);
@@ -53,8 +54,8 @@ describe("Kubernetes source", () => {
       contexts: [{ name: "test", cluster: "test", user: "test" }],
       currentContext: "test",
     });
-    source = new KubeSource(kc, { onConfig: (c) => configs.push(c), onRejected: (p) => rejections.push(p) });
-    await source.start();
+    source = new KubeSource(kc);
+    await source.start({ onConfig: (c) => configs.push(c), onRejected: () => undefined });
   });
 
   after(async () => {
@@ -63,6 +64,12 @@ describe("Kubernetes source", () => {
   });
 
   const latest = () => configs.at(-1)!;
+  /** The body of the latest status patch to a path ending in `suffix` that satisfies `check`. */
+  const waitForPatch = async (suffix: string, check: (body: any) => boolean): Promise<any> => {
+    const find = () => api.patches.filter((p) => p.path.endsWith(suffix) && check(p.body)).at(-1);
+    await waitFor(async () => find() !== undefined, 3000);
+    return find()!.body.status;
+  };
   const endpoints = () => latest().pools[0]!.endpoints.map((e) => `${e.ip}:${e.port}`);
 
   it("reads the seed's v1alpha1 resources and the pool's Pods (unserved versions skipped)", async () => {
@@ -86,14 +93,39 @@ describe("Kubernetes source", () => {
     await waitFor(async () => endpoints().join() === "10.0.0.2:8000", 3000);
   });
 
-  it("rejects an invalid object with the reason and keeps the previous configuration", async () => {
-    const before = latest();
+  it("leaves an invalid InferenceModel out on its own, naming the field in its status", async () => {
+    const other = { ...seedModel(100), metadata: { name: "other", namespace: "default" }, spec: { ...seedModel(100).spec, modelName: "other" } };
+    api.upsert(MODELS_V1ALPHA1, other);
+    await waitFor(async () => latest().models.length === 2, 3000);
     api.upsert(MODELS_V1ALPHA1, seedModel("heavy"));
-    await waitFor(async () => rejections.length > 0, 3000);
-    assert.match(rejections.at(-1)!.join("\n"), /InferenceModel default\/inferencemodel-sample: spec\.targetModels\[0\]\.weight/);
-    assert.equal(latest(), before, "no new configuration was published");
+    await waitFor(async () => latest().models.length === 1, 3000);
+    assert.equal(latest().models[0]!.modelName, "other", "the valid model keeps being served");
+    assert.equal(latest().pools.length, 1);
+    assert.match(latest().problems.map((p) => p.text).join("\n"), /InferenceModel default\/inferencemodel-sample: spec\.targetModels\[0\]\.weight/);
+    const status = await waitForPatch("/inferencemodels/inferencemodel-sample/status", (b) => b.status.conditions?.[0]?.status === "False");
+    assert.deepEqual([status.conditions[0].type, status.conditions[0].reason], ["Accepted", "Invalid"]);
+    assert.match(status.conditions[0].message, /spec\.targetModels\[0\]\.weight/);
     api.upsert(MODELS_V1ALPHA1, seedModel(100));
-    await waitFor(async () => latest() !== before, 3000);
+    api.remove(MODELS_V1ALPHA1, "default", "other");
+    await waitFor(async () => latest().models.length === 1 && latest().models[0]!.modelName === "qwq", 3000);
+    assert.equal((await waitForPatch("/inferencemodels/inferencemodel-sample/status", (b) => b.status.conditions?.[0]?.status === "True")).conditions[0].reason, "Accepted");
+  });
+
+  it("skips a selected Pod without an IP, counts it in the pool's status, and ignores Pods no pool selects", async () => {
+    const before = endpoints();
+    api.upsert(PODS, { metadata: { name: "qwq-32b-pending", namespace: "default", labels: { app: "qwq-32b" } }, spec: {}, status: { phase: "Pending" } });
+    api.upsert(PODS, { metadata: { name: "unrelated", namespace: "other" }, spec: {}, status: { phase: "Pending", podIP: "not-an-ip" } });
+    await waitFor(async () => latest().pools[0]!.skipped["not-ready"] === 1, 3000);
+    assert.deepEqual(endpoints(), before, "the other endpoints keep being served");
+    assert.deepEqual(latest().problems, [], "Pods are not problems");
+    // Pending is not ready; once Running, a Pod that still has no IP is skipped for that.
+    api.upsert(PODS, { metadata: { name: "qwq-32b-pending", namespace: "default", labels: { app: "qwq-32b" } }, spec: {}, status: { phase: "Running" } });
+    await waitFor(async () => latest().pools[0]!.skipped["no-ip"] === 1, 3000);
+    const status = await waitForPatch("/inferencepools/reasoning-pool/status", (b) => /without an IP/.test(b.status.parent?.[0]?.conditions?.[0]?.message ?? ""));
+    assert.match(status.parent[0].conditions[0].message, /Pods skipped: .*1 without an IP/);
+    api.remove(PODS, "default", "qwq-32b-pending");
+    api.remove(PODS, "other", "unrelated");
+    await waitFor(async () => latest().pools[0]!.skipped["no-ip"] === undefined, 3000);
   });
 
   it("reports InferencePool status conditions by merge patch", async () => {
@@ -106,27 +138,103 @@ describe("Kubernetes source", () => {
     assert.deepEqual(parent.conditions.map((c: any) => [c.type, c.status, c.reason]), [["Accepted", "True", "Accepted"], ["ResolvedRefs", "True", "ResolvedRefs"]]);
   });
 
-  it("marks an invalid InferencePool not Accepted, with the reason", async () => {
+  it("leaves an invalid InferencePool (and the models on it) out, with the reason in its status", async () => {
     api.upsert(POOLS_V1ALPHA1, { ...seedPool, spec: { ...seedPool.spec, targetPortNumber: 70000 } });
-    await waitFor(async () => api.patches.some((p) => p.body.status.parent?.[0]?.conditions?.[0]?.status === "False"), 3000);
-    const accepted = api.patches.filter((p) => p.body.status.parent?.[0]?.conditions?.[0]?.status === "False").at(-1)!.body.status.parent[0].conditions[0];
+    await waitFor(async () => latest().pools.length === 0, 3000);
+    assert.deepEqual(latest().models, []);
+    assert.match(latest().problems.map((p) => p.text).join("\n"), /no valid InferencePool named reasoning-pool in namespace default/);
+    const accepted = (await waitForPatch("/inferencepools/reasoning-pool/status", (b) => b.status.parent?.[0]?.conditions?.[0]?.status === "False")).parent[0].conditions[0];
     assert.equal(accepted.type, "Accepted");
     assert.match(accepted.message, /spec\.targetPortNumber/);
-    assert.equal(latest().pools[0]!.targetPorts[0], 8000, "routing keeps the last good pool");
-    const count = configs.length;
     api.upsert(POOLS_V1ALPHA1, seedPool);
-    await waitFor(async () => configs.length > count, 3000);
+    await waitFor(async () => latest().pools.length === 1 && latest().models.length === 1, 3000);
   });
 
   it("drives the extension server in Kubernetes mode (snapshot and hooks from the cluster's objects)", async () => {
-    const server = new Standalone({ configPath: "", kubernetes: kc, xdsPort: 0, hooksPort: 0, log: () => undefined });
+    const server = new InfergateServer({ source: { kubernetes: kc }, xdsPort: 0, hooksPort: 0, log: () => undefined });
     try {
       await server.start();
       assert.ok(server.hooksPort > 0);
-      assert.match(server.snapshot, /pool reasoning-pool\nendpoint 10\.0\.0\.2:8000 /);
-      assert.match(server.snapshot, /model qwq reasoning-pool critical\ntarget qwq-32b 100/);
+      assert.match(server.snapshot, /pool default\/reasoning-pool\nendpoint 10\.0\.0\.2:8000 /);
+      assert.match(server.snapshot, /model qwq default\/reasoning-pool critical\ntarget qwq-32b 100/);
     } finally {
       await server.stop();
+    }
+  });
+});
+
+describe("Kubernetes source with no InferencePool yet", () => {
+  it("starts, serving an empty configuration, instead of failing", async () => {
+    const api = new FakeKubeApi();
+    api.serve(POOLS_V1ALPHA1, []);
+    api.serve(MODELS_V1ALPHA1, []);
+    api.serve(PODS, [{ metadata: { name: "pending", namespace: "default" }, spec: {}, status: { phase: "Pending" } }]);
+    const url = await api.start();
+    const kc = new KubeConfig();
+    kc.loadFromOptions({ clusters: [{ name: "t", server: url }], users: [{ name: "t", token: "t" }], contexts: [{ name: "t", cluster: "t", user: "t" }], currentContext: "t" });
+    const configs: RoutingConfig[] = [];
+    const source = new KubeSource(kc);
+    try {
+      await source.start({ onConfig: (c) => configs.push(c), onRejected: () => undefined });
+      assert.equal(configs.length, 1);
+      assert.deepEqual([configs[0]!.pools, configs[0]!.models, configs[0]!.problems], [[], [], []]);
+    } finally {
+      await source.stop();
+      await api.stop();
+    }
+  });
+});
+
+describe("Kubernetes source status writes", () => {
+  it("write each pool's status on its own: one the API server refuses does not hold up the others", async () => {
+    const api = new FakeKubeApi();
+    const pool = (name: string) => ({ ...seedPool, metadata: { ...seedPool.metadata, name } });
+    api.serve(POOLS_V1ALPHA1, [pool("aaa-refused"), pool("reasoning-pool")]);
+    api.serve(MODELS_V1ALPHA1, []);
+    api.serve(PODS, []);
+    api.refusePatch = (path) => path.includes("/aaa-refused/");
+    const url = await api.start();
+    const kc = new KubeConfig();
+    kc.loadFromOptions({ clusters: [{ name: "t", server: url, skipTLSVerify: true }], users: [{ name: "t", token: "t" }], contexts: [{ name: "t", cluster: "t", user: "t" }], currentContext: "t" });
+    const logs: string[] = [];
+    const source = new KubeSource(kc);
+    try {
+      await source.start({ onConfig: () => undefined, onRejected: () => undefined, log: (m) => logs.push(m) });
+      await waitFor(async () => api.patches.some((p) => p.path.endsWith("/inferencepools/reasoning-pool/status")), 3000);
+      assert.ok(logs.some((l) => /InferencePool default\/aaa-refused: status update failed/.test(l)), logs.join("\n"));
+    } finally {
+      await source.stop();
+      await api.stop();
+    }
+  });
+
+  it("write nothing to a pool whose attach-to names no Gateway (another implementation's pool), nor to the objects on it", async () => {
+    const api = new FakeKubeApi();
+    const { annotations: _, ...metadata } = seedPool.metadata;
+    api.serve(POOLS_V1ALPHA1, [{ ...seedPool, metadata: { ...metadata, name: "theirs" } }, seedPool]);
+    api.serve(MODELS_V1ALPHA1, [seedModel(100), { ...seedModel(100), metadata: { name: "on-theirs", namespace: "default" }, spec: { ...seedModel(100).spec, modelName: "x", poolRef: { name: "theirs" } } }]);
+    const objective = (name: string, pool: string) => ({ apiVersion: "inference.networking.x-k8s.io/v1alpha2", kind: "InferenceObjective", metadata: { name, namespace: "default" }, spec: { priority: -1, poolRef: { name: pool } } });
+    api.serve(OBJECTIVES, [objective("ours", "reasoning-pool"), objective("theirs", "theirs")]);
+    const rewrite = (name: string, pool: string, model: string) => ({
+      apiVersion: "inference.networking.x-k8s.io/v1alpha2", kind: "InferenceModelRewrite", metadata: { name, namespace: "default" },
+      spec: { poolRef: { name: pool }, rules: [{ matches: [{ model: { value: model } }], targets: [{ modelRewrite: "qwq-32b" }] }] },
+    });
+    api.serve(REWRITES, [rewrite("ours", "reasoning-pool", "a"), rewrite("theirs", "theirs", "b")]);
+    api.serve(PODS, []);
+    const url = await api.start();
+    const kc = new KubeConfig();
+    kc.loadFromOptions({ clusters: [{ name: "t", server: url, skipTLSVerify: true }], users: [{ name: "t", token: "t" }], contexts: [{ name: "t", cluster: "t", user: "t" }], currentContext: "t" });
+    const source = new KubeSource(kc);
+    try {
+      await source.start({ onConfig: () => undefined, onRejected: () => undefined });
+      await waitFor(async () => api.patches.some((p) => p.path.endsWith("/inferencemodelrewrites/ours/status")), 3000);
+      await new Promise((r) => setTimeout(r, 200));
+      assert.deepEqual(api.patches.map((p) => p.path.split("/").slice(-3, -1).join("/")).sort(), [
+        "inferencemodelrewrites/ours", "inferencemodels/inferencemodel-sample", "inferenceobjectives/ours", "inferencepools/reasoning-pool",
+      ]);
+    } finally {
+      await source.stop();
+      await api.stop();
     }
   });
 });

@@ -1,12 +1,10 @@
-// Standalone source of truth: a YAML file, re-read whenever it changes. A file that fails to
-// parse or validate is rejected with its reasons and the previous good configuration stays.
+// Standalone source of truth: a YAML file, re-read whenever it changes. A document that fails to
+// parse or validate is left out and named (routing-config.ts); the rest applies. A file with no
+// valid InferencePool is rejected: at start-up that is fatal (standalone Envoy needs a pool), later
+// the previous configuration stays.
 import { readFileSync, statSync, unwatchFile, watchFile } from "node:fs";
 import { ConfigError, parseRoutingConfig, type RoutingConfig } from "./routing-config.ts";
-
-export interface FileSourceEvents {
-  onConfig(config: RoutingConfig): void;
-  onRejected(problems: string[]): void;
-}
+import type { ConfigSource, SourceEvents } from "./source.ts";
 
 export function loadConfigFile(path: string): RoutingConfig {
   let text: string;
@@ -15,25 +13,32 @@ export function loadConfigFile(path: string): RoutingConfig {
   } catch (err) {
     throw new ConfigError([`${path}: cannot read: ${(err as Error).message}`]);
   }
-  return parseRoutingConfig(text, path);
+  const config = parseRoutingConfig(text, path);
+  if (config.pools.length === 0) throw new ConfigError([...config.problems.map((p) => p.text), `${path}: no valid InferencePool`]);
+  return config;
 }
 
-export class FileSource {
+export class FileSource implements ConfigSource {
   private lastSignature = "";
+  private watching = false;
 
-  constructor(private readonly path: string, private readonly events: FileSourceEvents, private readonly pollMs = 100) {}
+  constructor(private readonly path: string, private readonly pollMs = 100) {}
 
-  /** Loads the file once (throwing on error: a bad file at start-up is fatal), then watches it. */
-  start(): RoutingConfig {
+  get description(): string { return this.path; }
+
+  /** Loads the file once (a bad file at start-up is fatal), then watches it. */
+  async start(events: SourceEvents): Promise<void> {
     const config = loadConfigFile(this.path);
     this.lastSignature = this.signature();
+    events.onConfig(config);
     // Polling stat() is cheap and, unlike inotify, survives editors that replace the file.
-    watchFile(this.path, { interval: this.pollMs, persistent: false }, () => this.reload());
-    return config;
+    watchFile(this.path, { interval: this.pollMs, persistent: false }, () => this.reload(events));
+    this.watching = true;
   }
 
-  stop(): void {
-    unwatchFile(this.path);
+  async stop(): Promise<void> {
+    if (this.watching) unwatchFile(this.path);
+    this.watching = false;
   }
 
   private signature(): string {
@@ -45,14 +50,14 @@ export class FileSource {
     }
   }
 
-  private reload(): void {
+  private reload(events: SourceEvents): void {
     const signature = this.signature();
     if (signature === this.lastSignature) return;
     this.lastSignature = signature;
     try {
-      this.events.onConfig(loadConfigFile(this.path));
+      events.onConfig(loadConfigFile(this.path));
     } catch (err) {
-      this.events.onRejected(err instanceof ConfigError ? err.problems : [String(err)]);
+      events.onRejected(err instanceof ConfigError ? err.problems : [String(err)]);
     }
   }
 }

@@ -6,12 +6,15 @@
 //   - the pools' endpoints arrive over EDS and the filter's snapshot over ECDS, both from the
 //     extension server, so editing the configuration never restarts Envoy.
 import type { PoolConfig, RoutingConfig } from "../config/routing-config.ts";
-import { FILTER_CONFIG_NAME, WASM_TYPE_URL, wasmFilterJson } from "../xds/wasm-config.ts";
-import { DESTINATION_HEADER, POOL_HEADER } from "./routes.ts";
+import { DESTINATION_HEADER, FILTER_NAME, POOL_HEADER } from "../contract.ts";
+import type { Json } from "../xds/encode.ts";
+import type { RouteConfig, RouteMatchConfig, StringMatchConfig } from "../config/routes.ts";
+import { ecdsHttpFilter, mirrorCluster, pathNormalization, poolCluster, poolClusterName, routeEdsName, typed, wasmFilter, type XdsTransport } from "./resources.ts";
 
-export const XDS_CLUSTER = "infergate_xds";
+const XDS_CLUSTER = "infergate_xds";
+const XDS: XdsTransport = { cluster: XDS_CLUSTER };
 
-export const DEFAULT_INFERENCE_PORT = 8081;
+const DEFAULT_INFERENCE_PORT = 8081;
 /** Envoy buffers a request body up to this size while the filter looks for `model`. */
 const BUFFER_LIMIT_BYTES = 16 * 1024 * 1024;
 
@@ -31,45 +34,12 @@ export interface BootstrapOptions {
   config: RoutingConfig;
 }
 
-export function poolClusterName(pool: string): string {
-  return `infergate-pool-${pool}`;
-}
+const pickedClusterName = (pool: string): string => `${poolClusterName(pool)}-picked`;
+const leastRequestClusterName = (pool: string): string => `${poolClusterName(pool)}-least-request`;
 
-export function pickedClusterName(pool: string): string {
-  return `infergate-pool-${pool}-picked`;
-}
+const socket = (address: string, port: number): Json => ({ socket_address: { address, port_value: port } });
 
-function overrideHostPolicy(): Record<string, unknown> {
-  return {
-    policies: [{
-      typed_extension_config: {
-        name: "envoy.load_balancing_policies.override_host",
-        typed_config: typed("envoy.extensions.load_balancing_policies.override_host.v3.OverrideHost", {
-          override_host_sources: [{ header: DESTINATION_HEADER }],
-          fallback_policy: { policies: [{ typed_extension_config: { name: "envoy.load_balancing_policies.round_robin", typed_config: typed("envoy.extensions.load_balancing_policies.round_robin.v3.RoundRobin") } }] },
-        }),
-      },
-    }],
-  };
-}
-
-const typed = (type: string, body: Record<string, unknown> = {}): Record<string, unknown> => ({ "@type": `type.googleapis.com/${type}`, ...body });
-
-const socket = (address: string, port: number) => ({ socket_address: { address, port_value: port } });
-
-function grpcSource(): Record<string, unknown> {
-  return {
-    api_config_source: {
-      api_type: "GRPC",
-      transport_api_version: "V3",
-      grpc_services: [{ envoy_grpc: { cluster_name: XDS_CLUSTER } }],
-      set_node_on_first_message_only: true,
-    },
-    resource_api_version: "V3",
-  };
-}
-
-function httpListener(name: string, address: string, port: number, routes: unknown[], httpFilters: unknown[]): Record<string, unknown> {
+function httpListener(name: string, address: string, port: number, routes: unknown[], httpFilters: unknown[]): Json {
   return {
     name,
     address: socket(address, port),
@@ -79,6 +49,7 @@ function httpListener(name: string, address: string, port: number, routes: unkno
         name: "envoy.filters.network.http_connection_manager",
         typed_config: typed("envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager", {
           stat_prefix: name,
+          ...pathNormalization(),
           route_config: { name, virtual_hosts: [{ name, domains: ["*"], routes }] },
           http_filters: [...httpFilters, { name: "envoy.filters.http.router", typed_config: typed("envoy.extensions.filters.http.router.v3.Router") }],
         }),
@@ -88,42 +59,70 @@ function httpListener(name: string, address: string, port: number, routes: unkno
 }
 
 /** LLM responses stream for minutes: no route timeout. */
-const toCluster = (cluster: string) => ({ cluster, timeout: "0s" });
+const toCluster = (cluster: string): Json => ({ cluster, timeout: "0s" });
 
-function plainListener(name: string, address: string, port: number, cluster: string): Record<string, unknown> {
+function plainListener(name: string, address: string, port: number, cluster: string): Json {
   return httpListener(`${name}-${port}`, address, port, [{ match: { prefix: "/" }, route: toCluster(cluster) }], []);
 }
-
-const leastRequestCluster = (pool: string): string => `${poolClusterName(pool)}-least-request`;
 
 /** A dead endpoint is retried on the next one the filter listed (override_host walks the list). */
 const RETRY_ON_CONNECT_FAILURE = { retry_on: "connect-failure,refused-stream,reset-before-request", num_retries: 2 };
 
-function inferenceListener(opts: BootstrapOptions, port: number, pool: PoolConfig): Record<string, unknown> {
-  const routes = [
-    // The filter strips any client-sent destination and pool, and sets both on requests it routed.
-    ...opts.config.pools.map((p) => ({
-      match: { prefix: "/", headers: [{ name: POOL_HEADER, string_match: { exact: p.name } }, { name: DESTINATION_HEADER, present_match: true }] },
-      route: { ...toCluster(pickedClusterName(p.name)), retry_policy: RETRY_ON_CONNECT_FAILURE },
-    })),
-    // Everything else (GET /v1/models, /health, ...) goes to the pool by round robin.
-    { match: { prefix: "/" }, route: toCluster(poolClusterName(pool.name)) },
-  ];
-  const filter = {
-    name: FILTER_CONFIG_NAME,
-    config_discovery: {
-      config_source: grpcSource(),
-      // Start routing with the snapshot known when the bootstrap was written, even if the
-      // extension server is not reachable yet; ECDS replaces it as soon as it connects.
-      default_config: wasmFilterJson({ wasmPath: opts.wasmPath, snapshot: opts.snapshot }),
-      apply_default_config_without_warming: true,
-      type_urls: [WASM_TYPE_URL],
-    },
-  };
-  return httpListener(`inference-${port}`, opts.listenAddress, port, routes, [filter]);
+function stringMatcher(m: { type: string; value: string }): Json {
+  return m.type === "RegularExpression" ? { safe_regex: { regex: m.value } } : { exact: m.value };
 }
 
-function clusters(opts: BootstrapOptions): unknown[] {
+/** An HTTPRoute match as Envoy's RouteMatch: PathPrefix matches whole path segments, as the
+ * Gateway API defines it (`/v1` matches `/v1` and `/v1/x`, not `/v1x`). */
+function routeMatch(m: RouteMatchConfig): Json {
+  const { type, value } = m.path;
+  const path = type === "Exact" ? { path: value }
+    : type === "RegularExpression" ? { safe_regex: { regex: value } }
+    : value === "/" || value.endsWith("/") ? { prefix: value } : { path_separated_prefix: value };
+  const header = (h: StringMatchConfig): Json => ({ name: h.name.toLowerCase(), string_match: stringMatcher(h) });
+  const headers = [...(m.method ? [{ name: ":method", string_match: { exact: m.method } }] : []), ...m.headers.map(header)];
+  const query = m.queryParams.map((q) => ({ name: q.name, string_match: stringMatcher(q) }));
+  return { ...path, ...(headers.length > 0 ? { headers } : {}), ...(query.length > 0 ? { query_parameters: query } : {}) };
+}
+
+/** A RequestMirror's share as Envoy's runtime fraction (per million, so fractions survive). */
+function mirrorPolicy(m: RouteConfig["mirrors"][number]): Json {
+  return { cluster: m.cluster, runtime_fraction: { default_value: { numerator: Math.round(m.percent * 10_000), denominator: "MILLION" } } };
+}
+
+/**
+ * The Envoy routes of HTTPRoute rules: each match sends to the rule's cluster (the union of its
+ * pools' endpoints, steered by the filter, which picks the pool by the rule's weights) and mirrors
+ * to each RequestMirror's cluster. A request no rule matches gets Envoy's 404.
+ */
+function httpRouteRoutes(routes: RouteConfig[]): Json[] {
+  return routes.flatMap((r) => r.matches.map((m, k) => ({
+    name: `${r.cluster}/match/${k}`,
+    match: routeMatch(m),
+    route: {
+      ...toCluster(r.cluster), retry_policy: RETRY_ON_CONNECT_FAILURE,
+      ...(r.mirrors.length > 0 ? { request_mirror_policies: r.mirrors.map(mirrorPolicy) } : {}),
+    },
+  })));
+}
+
+function inferenceListener(opts: BootstrapOptions, port: number, pool: PoolConfig, routes: RouteConfig[] = []): Json {
+  const envoyRoutes = routes.length > 0 ? httpRouteRoutes(routes) : [
+    // The filter strips any client-sent destination and pool, and sets both on requests it routed.
+    ...opts.config.pools.map((p) => ({
+      match: { prefix: "/", headers: [{ name: POOL_HEADER, string_match: { exact: p.id } }, { name: DESTINATION_HEADER, present_match: true }] },
+      route: { ...toCluster(pickedClusterName(p.id)), retry_policy: RETRY_ON_CONNECT_FAILURE },
+    })),
+    // Everything else (GET /v1/models, /health, ...) goes to the pool by round robin.
+    { match: { prefix: "/" }, route: toCluster(poolClusterName(pool.id)) },
+  ];
+  // Start routing with the snapshot known when the bootstrap was written, even if the extension
+  // server is not reachable yet; ECDS replaces it as soon as it connects.
+  const filter = ecdsHttpFilter(FILTER_NAME, XDS, wasmFilter({ wasmPath: opts.wasmPath, snapshot: opts.snapshot }));
+  return httpListener(`inference-${port}`, opts.listenAddress, port, envoyRoutes, [filter]);
+}
+
+function clusters(opts: BootstrapOptions): Json[] {
   const xds = {
     name: XDS_CLUSTER,
     type: "STATIC",
@@ -135,26 +134,34 @@ function clusters(opts: BootstrapOptions): unknown[] {
     },
     load_assignment: { cluster_name: XDS_CLUSTER, endpoints: [{ lb_endpoints: [{ endpoint: { address: socket(opts.xdsAddress, opts.xdsPort) } }] }] },
   };
-
-  // Pool clusters take their endpoints from the pool's EDS resource (named like the cluster).
-  const edsCluster = (name: string, pool: string, lbPolicy: string) => ({
-    name, type: "EDS", lb_policy: lbPolicy, connect_timeout: "5s",
-    eds_cluster_config: { service_name: poolClusterName(pool), eds_config: grpcSource() },
-  });
-  const pools = opts.config.pools.map((p) => edsCluster(poolClusterName(p.name), p.name, "ROUND_ROBIN"));
-  // The endpoints the filter picks, from the same EDS set: override_host only connects to a
-  // listed address that is a member of the pool, so a forged header cannot reach anything else.
-  const picked = opts.config.pools.map((p) => {
-    const { lb_policy: _unused, ...cluster } = edsCluster(pickedClusterName(p.name), p.name, "ROUND_ROBIN");
-    return { ...cluster, load_balancing_policy: overrideHostPolicy() };
-  });
+  // Each pool's endpoints (one EDS resource) back two clusters: the endpoints the filter picks
+  // (override_host only connects to a listed address that is a member of the pool, so a forged
+  // header cannot reach anything else), and plain round robin for everything else.
+  const picked = opts.config.pools.map((p) => poolCluster(pickedClusterName(p.id), p.id, XDS, "override_host"));
+  const pools = opts.config.pools.map((p) => poolCluster(poolClusterName(p.id), p.id, XDS, "ROUND_ROBIN"));
   const first = opts.config.pools[0];
-  const leastRequest = opts.leastRequestPort !== undefined && first ? [edsCluster(leastRequestCluster(first.name), first.name, "LEAST_REQUEST")] : [];
-  return [xds, ...picked, ...pools, ...leastRequest];
+  const leastRequest = opts.leastRequestPort !== undefined && first ? [poolCluster(leastRequestClusterName(first.id), first.id, XDS, "LEAST_REQUEST")] : [];
+  // An HTTPRoute rule's cluster and its mirrors' clusters, with endpoints by the rule's name.
+  const ruled = opts.config.routes.flatMap((r) => [
+    poolCluster(r.cluster, r.backends[0]!.pool, XDS, "override_host", routeEdsName(r.cluster)),
+    ...r.mirrors.map((m) => mirrorCluster(m.cluster, routeEdsName(m.cluster), XDS)),
+  ]);
+  return [xds, ...picked, ...pools, ...leastRequest, ...ruled];
+}
+
+/** The HTTPRoute rules served on each inference listener port: a rule's parentRefs ports, else the
+ * default port (`inferencePort` puts every rule on the one listener). */
+function routesByPort(opts: Pick<BootstrapOptions, "inferencePort" | "config">): Map<number, RouteConfig[]> {
+  const out = new Map<number, RouteConfig[]>();
+  for (const r of opts.config.routes) {
+    const ports = opts.inferencePort !== undefined ? [opts.inferencePort] : r.ports.length > 0 ? r.ports : [DEFAULT_INFERENCE_PORT];
+    for (const port of ports) out.set(port, [...(out.get(port) ?? []), r]);
+  }
+  return out;
 }
 
 /** The inference listener port of each pool: its attach-to port, else the default. */
-export function inferencePorts(opts: Pick<BootstrapOptions, "inferencePort" | "config">): Map<number, PoolConfig> {
+function inferencePorts(opts: Pick<BootstrapOptions, "inferencePort" | "config">): Map<number, PoolConfig> {
   const ports = new Map<number, PoolConfig>();
   for (const pool of opts.config.pools) {
     const port = opts.inferencePort ?? pool.attachTo?.port ?? DEFAULT_INFERENCE_PORT;
@@ -163,13 +170,17 @@ export function inferencePorts(opts: Pick<BootstrapOptions, "inferencePort" | "c
   return ports;
 }
 
-export function buildBootstrap(opts: BootstrapOptions): Record<string, unknown> {
+export function buildBootstrap(opts: BootstrapOptions): Json {
   const first = opts.config.pools[0];
   if (!first) throw new Error("the configuration has no InferencePool");
+  // A port with HTTPRoutes serves those; one without serves every model on its pool (the default).
+  const routed = routesByPort(opts);
+  const ports = inferencePorts(opts);
+  for (const port of routed.keys()) if (!ports.has(port)) ports.set(port, first);
   const listeners = [
-    plainListener("plain", opts.listenAddress, opts.plainPort, poolClusterName(first.name)),
-    ...[...inferencePorts(opts)].map(([port, pool]) => inferenceListener(opts, port, pool)),
-    ...(opts.leastRequestPort !== undefined ? [plainListener("least-request", opts.listenAddress, opts.leastRequestPort, leastRequestCluster(first.name))] : []),
+    plainListener("plain", opts.listenAddress, opts.plainPort, poolClusterName(first.id)),
+    ...[...ports].map(([port, pool]) => inferenceListener(opts, port, pool, routed.get(port))),
+    ...(opts.leastRequestPort !== undefined ? [plainListener("least-request", opts.listenAddress, opts.leastRequestPort, leastRequestClusterName(first.id))] : []),
   ];
   return {
     node: { id: "infergate-standalone", cluster: "infergate" },

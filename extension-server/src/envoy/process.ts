@@ -3,19 +3,18 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
+import { ENVOY_VERSION, envoyPath } from "../../../scripts/install-envoy.mjs";
 
-const repo = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
-export const ENVOY_VERSION = "1.39.3";
+/** The pinned Envoy version (one definition: scripts/install-envoy.mjs). */
+export { ENVOY_VERSION };
 
 /** ENVOY_BIN, else the binary scripts/install-envoy.mjs put in .cache/. */
 export function envoyBinary(): string {
   const fromEnv = process.env.ENVOY_BIN;
   if (fromEnv) return fromEnv;
-  const local = join(repo, ".cache", "envoy", ENVOY_VERSION, "envoy", "_bin", "envoy");
-  if (!existsSync(local)) throw new Error(`Envoy is not installed: run 'node scripts/install-envoy.mjs' (expected ${local})`);
-  return local;
+  if (!existsSync(envoyPath)) throw new Error(`Envoy is not installed: run 'node scripts/install-envoy.mjs' (expected ${envoyPath})`);
+  return envoyPath;
 }
 
 export interface EnvoyOptions {
@@ -90,6 +89,21 @@ export class EnvoyProcess {
   }
 
   /** The bound address of each listener, by listener name (ports may have been 0 in the bootstrap). */
+  /** Copies sent and failed per mirror cluster (named `...-mirror-<n>`), from Envoy's stats. */
+  async mirrorStats(): Promise<Map<string, { sent: number; failed: number }>> {
+    const filter = encodeURIComponent("^cluster\\..+-mirror-[0-9]+\\.upstream_rq_(total|5xx)$");
+    const body = JSON.parse(await this.admin(`stats?format=json&filter=${filter}`)) as { stats?: Array<{ name?: string; value?: number }> };
+    const out = new Map<string, { sent: number; failed: number }>();
+    for (const { name, value } of body.stats ?? []) {
+      const m = /^cluster\.(.+)\.upstream_rq_(total|5xx)$/.exec(name ?? "");
+      if (!m || typeof value !== "number") continue;
+      const entry = out.get(m[1]!) ?? { sent: 0, failed: 0 };
+      if (m[2] === "total") entry.sent = value; else entry.failed = value;
+      out.set(m[1]!, entry);
+    }
+    return out;
+  }
+
   async listenerAddresses(): Promise<Map<string, string>> {
     const body = JSON.parse(await this.admin("listeners?format=json")) as {
       listener_statuses?: Array<{ name: string; local_address?: { socket_address?: { address: string; port_value: number } } }>;

@@ -2,35 +2,70 @@
 // calls them while it translates Gateway API resources into xDS. We use them to:
 //   - PostHTTPListenerModify: put the infergate filter, fed over ECDS by this server, before the
 //     router of every listener an InferencePool's `attach-to` annotation names, and upgrade a Wasm
-//     filter an EnvoyExtensionPolicy attached (root_id "infergate") to the same ECDS feed;
+//     filter an EnvoyExtensionPolicy attached (root_id "infergate") to the same ECDS feed; and on
+//     every HTTP listener, remove client-sent destination and mirror headers before any filter
+//     runs (an HTTPRoute on a listener without the filter can reach a pool cluster too);
 //   - PostClusterModify: turn the cluster built for an InferencePool backendRef into an EDS cluster
 //     of the pool's endpoints (from this server) with the override_host policy the filter steers;
 //   - PostTranslateModify: add the cluster Envoy downloads the filter module through (when the
-//     module is served by this server), and the same listener edit when all listeners are sent.
-// Envoy reaches this server's xDS through its Google gRPC client (see grpcConfigSource).
+//     module is served by this server), turn the cluster of a RequestMirror to an InferencePool into
+//     an EDS cluster of the mirror pool steered by the filter's mirror header (Envoy Gateway builds
+//     mirror clusters without calling the Cluster hook, and without the pool), and the same
+//     listener edit when all listeners are sent.
+// Envoy reaches this server's xDS through its Google gRPC client (see XdsTransport).
 // Resources are edited at the wire level (xds/wire.ts): every field we do not touch, including
-// fields newer than our protos, goes back to Envoy Gateway byte for byte. A hook that cannot make
-// sense of its input returns it unchanged and logs why, so a bad edit never breaks translation.
+// fields newer than our protos, goes back to Envoy Gateway byte for byte. What we add is built by
+// envoy/resources.ts, like everything infergate gives Envoy.
+// A hook that fails (a resource it cannot decode, no configuration yet) answers gRPC INTERNAL and
+// logs why. Envoy Gateway runs its extension with `failOpen: false`, so it then pushes nothing new
+// and every Envoy keeps its last good configuration; a half-edited resource is never sent.
 import * as grpc from "@grpc/grpc-js";
-import type { PoolConfig, RoutingConfig } from "../config/routing-config.ts";
-import { DESTINATION_HEADER } from "../envoy/routes.ts";
-import { poolClusterName } from "../envoy/bootstrap.ts";
-import { protoRoot, typeUrl } from "../xds/protos.ts";
-import { FILTER_CONFIG_NAME, WASM_TYPE_URL } from "../xds/wasm-config.ts";
-import { WireMessage, type WireField } from "../xds/wire.ts";
+import { poolId, type PoolConfig, type RoutingConfig } from "../config/routing-config.ts";
+import { FILTER_NAME } from "../contract.ts";
+import {
+  ecdsHttpFilter, edsClusterConfig, filterConfigDiscovery, hostCluster, mirrorCluster, overrideHostPolicy, poolCircuitBreakers, poolsEdsName, routeEdsName,
+  STRIP_DESTINATION_NAME, stripClientDestination, WASM_TYPE_URL, type XdsClientTls, type XdsTransport,
+} from "../envoy/resources.ts";
+import { encodeJson, type Json } from "../xds/encode.ts";
+import { fieldNumbers, protoRoot } from "../xds/protos.ts";
+import { WIRE_LENGTH_DELIMITED, WireMessage, type WireField } from "../xds/wire.ts";
 
 export const SERVICE = "envoygateway.extension.EnvoyGatewayExtension";
 
-// Field numbers (Envoy API v3).
-const LISTENER = { name: 1, address: 2, filterChains: 3, defaultFilterChain: 25 };
-const FILTER_CHAIN = { filters: 3 };
-const NETWORK_FILTER = { name: 1, typedConfig: 4 };
-const ANY = { typeUrl: 1, value: 2 };
-const HCM = { httpFilters: 5 };
-const HTTP_FILTER = { name: 1, typedConfig: 4, configDiscovery: 5 };
-const CLUSTER = { name: 1, type: 2, edsClusterConfig: 3, lbPolicy: 6, loadAssignment: 33, clusterType: 38, loadBalancingPolicy: 41 };
-const ADDRESS = { socketAddress: 1 };
-const SOCKET_ADDRESS = { portValue: 3 };
+const T = {
+  listener: "envoy.config.listener.v3.Listener",
+  cluster: "envoy.config.cluster.v3.Cluster",
+  httpFilter: "envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter",
+};
+
+// Field numbers, read from the protos by name.
+const LISTENER = fieldNumbers(T.listener, ["name", "address", "filter_chains", "default_filter_chain"]);
+const ADDRESS = fieldNumbers("envoy.config.core.v3.Address", ["socket_address"]);
+const SOCKET_ADDRESS = fieldNumbers("envoy.config.core.v3.SocketAddress", ["port_value"]);
+const FILTER_CHAIN = fieldNumbers("envoy.config.listener.v3.FilterChain", ["filters"]);
+const NETWORK_FILTER = fieldNumbers("envoy.config.listener.v3.Filter", ["name", "typed_config"]);
+const ANY = fieldNumbers("google.protobuf.Any", ["type_url", "value"]);
+const HCM = fieldNumbers("envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager", ["http_filters", "early_header_mutation_extensions"]);
+const EXTENSION_CONFIG = fieldNumbers("envoy.config.core.v3.TypedExtensionConfig", ["name"]);
+const HTTP_FILTER = fieldNumbers(T.httpFilter, ["name", "typed_config", "config_discovery"]);
+const WASM = fieldNumbers("envoy.extensions.filters.http.wasm.v3.Wasm", ["config"]);
+const PLUGIN_CONFIG = fieldNumbers("envoy.extensions.wasm.v3.PluginConfig", ["root_id"]);
+const CLUSTER = fieldNumbers(T.cluster, ["name", "type", "cluster_type", "eds_cluster_config", "lb_policy", "load_assignment", "load_balancing_policy", "circuit_breakers", "track_cluster_stats"]);
+const CLUSTER_EDS = protoRoot().lookupEnum(`${T.cluster}.DiscoveryType`).values.EDS!;
+// Envoy Gateway's messages (proto/extension/).
+const EXTENSION_RESOURCE = fieldNumbers("envoygateway.extension.ExtensionResource", ["unstructured_bytes"]);
+const LISTENER_REQUEST = fieldNumbers("envoygateway.extension.PostHTTPListenerModifyRequest", ["listener"]);
+const LISTENER_RESPONSE = fieldNumbers("envoygateway.extension.PostHTTPListenerModifyResponse", ["listener"]);
+const CLUSTER_REQUEST = fieldNumbers("envoygateway.extension.PostClusterModifyRequest", ["cluster", "post_cluster_context"]);
+const CLUSTER_CONTEXT = fieldNumbers("envoygateway.extension.PostClusterExtensionContext", ["backend_extension_resources"]);
+const CLUSTER_RESPONSE = fieldNumbers("envoygateway.extension.PostClusterModifyResponse", ["cluster"]);
+const ROUTE_REQUEST = fieldNumbers("envoygateway.extension.PostRouteModifyRequest", ["route"]);
+const ROUTE_RESPONSE = fieldNumbers("envoygateway.extension.PostRouteModifyResponse", ["route"]);
+const VHOST_REQUEST = fieldNumbers("envoygateway.extension.PostVirtualHostModifyRequest", ["virtual_host"]);
+const VHOST_RESPONSE = fieldNumbers("envoygateway.extension.PostVirtualHostModifyResponse", ["virtual_host"]);
+const TRANSLATE_REQUEST = fieldNumbers("envoygateway.extension.PostTranslateModifyRequest", ["clusters", "secrets", "listeners", "routes"]);
+const TRANSLATE_RESPONSE = fieldNumbers("envoygateway.extension.PostTranslateModifyResponse", ["clusters", "secrets", "listeners", "routes"]);
+
 const HCM_NAME = "envoy.filters.network.http_connection_manager";
 const ROUTER_NAME = "envoy.filters.http.router";
 
@@ -38,67 +73,21 @@ export interface HookOptions {
   /** Where Envoy reaches this server's xDS (a Service name in a cluster). */
   xdsHost: string;
   xdsPort: number;
+  /** Envoy's side of mutual TLS to this server's xDS, when the xDS server requires it. */
+  xdsTls?: XdsClientTls | undefined;
   /** The current routing configuration (pools with their attach-to targets). */
   config: () => RoutingConfig;
   /** When Envoys fetch the filter module from this server over HTTP: the cluster to add for it. */
   moduleCluster?: { name: string; host: string; port: number } | undefined;
-  log?: (message: string) => void;
+  /** Each EnvoyExtensionPolicy Wasm filter fed over ECDS, for the publisher to serve under its name. */
+  onPolicyFilter?: PolicyFilterSeen | undefined;
+  /** Each EDS name of several pools' endpoints the Cluster hook gives a cluster, for the publisher
+   * to serve (the xDS server answers only names it publishes). */
+  onPoolUnion?: ((edsName: string) => void) | undefined;
+  log?: ((message: string) => void) | undefined;
 }
 
 export interface ExtensionResource { apiVersion?: string; kind?: string; metadata?: { name?: string; namespace?: string }; spec?: Record<string, unknown> }
-
-/**
- * Where Envoy fetches ECDS and EDS from this server. Envoy only lets an `envoy_grpc` config source
- * name a cluster from its bootstrap, and Envoy Gateway delivers clusters over CDS, so the hooks
- * use Envoy's Google gRPC client with the server's address instead: no bootstrap change needed.
- */
-function grpcConfigSource(target: string): Record<string, unknown> {
-  return {
-    api_config_source: { api_type: "GRPC", transport_api_version: "V3", grpc_services: [{ google_grpc: { target_uri: target, stat_prefix: "infergate_xds" } }] },
-    resource_api_version: "V3",
-  };
-}
-
-/** The HttpFilter that loads infergate's configuration (and snapshot) over ECDS. */
-export function ecdsHttpFilter(name: string, xdsTarget: string): Uint8Array {
-  const HttpFilter = protoRoot().lookupType("envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter");
-  return HttpFilter.encode(HttpFilter.fromObject({
-    name,
-    config_discovery: { config_source: grpcConfigSource(xdsTarget), type_urls: [WASM_TYPE_URL] },
-  })).finish();
-}
-
-/** The cluster through which Envoy downloads the filter module from this server. */
-function httpCluster(c: { name: string; host: string; port: number }): Uint8Array {
-  const Cluster = protoRoot().lookupType("envoy.config.cluster.v3.Cluster");
-  return Cluster.encode(Cluster.fromObject({
-    name: c.name, type: "STRICT_DNS", connect_timeout: { seconds: 2 },
-    load_assignment: { cluster_name: c.name, endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: c.host, port_value: c.port } } } }] }] },
-  })).finish();
-}
-
-function overrideHostPolicy(): Uint8Array {
-  const root = protoRoot();
-  const LoadBalancingPolicy = root.lookupType("envoy.config.cluster.v3.LoadBalancingPolicy");
-  const policy = (name: string, type: string, value: Uint8Array) => LoadBalancingPolicy.encode(LoadBalancingPolicy.fromObject({
-    policies: [{ typed_extension_config: { name, typed_config: { type_url: typeUrl(type), value } } }],
-  })).finish();
-  const fallback = policy("envoy.load_balancing_policies.round_robin", "envoy.extensions.load_balancing_policies.round_robin.v3.RoundRobin", new Uint8Array());
-  // OverrideHost is newer than our vendored protos (Envoy 1.35): encoded field by field from the
-  // Envoy API — override_host_sources = 1 (OverrideHostSource.header = 1), fallback_policy = 3.
-  const source = new WireMessage();
-  source.add(1, Buffer.from(DESTINATION_HEADER));
-  const overrideHost = new WireMessage();
-  overrideHost.add(1, source.encode());
-  overrideHost.add(3, fallback);
-  return policy("envoy.load_balancing_policies.override_host", "envoy.extensions.load_balancing_policies.override_host.v3.OverrideHost", overrideHost.encode());
-}
-
-function edsClusterConfig(serviceName: string, xdsTarget: string): Uint8Array {
-  const Cluster = protoRoot().lookupType("envoy.config.cluster.v3.Cluster");
-  const bytes = Cluster.encode(Cluster.fromObject({ eds_cluster_config: { service_name: serviceName, eds_config: grpcConfigSource(xdsTarget) } })).finish();
-  return WireMessage.decode(bytes).first(CLUSTER.edsClusterConfig)!.bytes;
-}
 
 /** Runs `edit` on the decoded payload of a length-delimited field and stores the result back. */
 function editNested(field: WireField, edit: (m: WireMessage) => boolean): boolean {
@@ -109,32 +98,39 @@ function editNested(field: WireField, edit: (m: WireMessage) => boolean): boolea
 }
 
 function isOurWasm(filter: WireMessage): boolean {
-  const typed = filter.first(HTTP_FILTER.typedConfig);
+  const typed = filter.first(HTTP_FILTER.typed_config);
   if (!typed) return false;
   const any = WireMessage.decode(typed.bytes);
-  if (any.string(ANY.typeUrl) !== WASM_TYPE_URL) return false;
+  if (any.string(ANY.type_url) !== WASM_TYPE_URL) return false;
   const wasm = WireMessage.decode(any.first(ANY.value)?.bytes ?? new Uint8Array());
-  const plugin = WireMessage.decode(wasm.first(1)?.bytes ?? new Uint8Array());
-  return plugin.string(2) === FILTER_CONFIG_NAME; // PluginConfig.root_id
+  const plugin = WireMessage.decode(wasm.first(WASM.config)?.bytes ?? new Uint8Array());
+  return plugin.string(PLUGIN_CONFIG.root_id) === FILTER_NAME;
 }
 
+/** Called with each EnvoyExtensionPolicy Wasm filter the hook feeds over ECDS: its name (the ECDS
+ * resource name) and its Wasm message as Envoy Gateway built it (policy-filter.ts). */
+export type PolicyFilterSeen = (name: string, wasm: Uint8Array) => void;
+
 /** Inserts the ECDS filter before the router (once), and feeds an attached infergate Wasm filter over ECDS. */
-function editHttpFilters(hcm: WireMessage, attach: boolean, xdsTarget: string): boolean {
+function editHttpFilters(hcm: WireMessage, attach: boolean, xds: XdsTransport, seen: PolicyFilterSeen): boolean {
   let changed = false;
-  const filters = hcm.all(HCM.httpFilters);
+  const filters = hcm.all(HCM.http_filters);
   for (const f of filters) {
     const filter = WireMessage.decode(f.bytes);
     if (!isOurWasm(filter)) continue;
-    // An EnvoyExtensionPolicy put our module here inline; keep its name and flags, feed it over ECDS.
-    filter.remove(HTTP_FILTER.typedConfig, HTTP_FILTER.configDiscovery);
-    filter.add(HTTP_FILTER.configDiscovery, WireMessage.decode(ecdsHttpFilter("x", xdsTarget)).first(HTTP_FILTER.configDiscovery)!.bytes);
+    // An EnvoyExtensionPolicy put our module here inline; keep its name and flags, feed it over ECDS
+    // (with the policy's own module: policy-filter.ts).
+    const wasm = WireMessage.decode(filter.first(HTTP_FILTER.typed_config)!.bytes).first(ANY.value)?.bytes ?? new Uint8Array();
+    seen(filter.string(HTTP_FILTER.name) ?? "", wasm);
+    filter.remove(HTTP_FILTER.typed_config, HTTP_FILTER.config_discovery);
+    filter.add(HTTP_FILTER.config_discovery, encodeJson("envoy.config.core.v3.ExtensionConfigSource", filterConfigDiscovery(xds)));
     f.bytes = filter.encode();
     changed = true;
   }
   const names = filters.map((f) => WireMessage.decode(f.bytes).string(HTTP_FILTER.name));
-  if (attach && !names.includes(FILTER_CONFIG_NAME)) {
-    const router = hcm.fields.findIndex((f) => f.field === HCM.httpFilters && WireMessage.decode(f.bytes).string(HTTP_FILTER.name) === ROUTER_NAME);
-    const entry: WireField = { field: HCM.httpFilters, wireType: 2, bytes: ecdsHttpFilter(FILTER_CONFIG_NAME, xdsTarget) };
+  if (attach && !names.includes(FILTER_NAME)) {
+    const router = hcm.fields.findIndex((f) => f.field === HCM.http_filters && WireMessage.decode(f.bytes).string(HTTP_FILTER.name) === ROUTER_NAME);
+    const entry: WireField = { field: HCM.http_filters, wireType: WIRE_LENGTH_DELIMITED, bytes: encodeJson(T.httpFilter, ecdsHttpFilter(FILTER_NAME, xds)) };
     if (router >= 0) hcm.fields.splice(router, 0, entry);
     else hcm.fields.push(entry);
     changed = true;
@@ -142,15 +138,23 @@ function editHttpFilters(hcm: WireMessage, attach: boolean, xdsTarget: string): 
   return changed;
 }
 
+/** Removes client-sent destination and mirror headers before any filter (once per HCM; Envoy
+ * Gateway's own early header mutations, from a ClientTrafficPolicy, are kept and run first). */
+function stripClientHeader(hcm: WireMessage): boolean {
+  if (hcm.all(HCM.early_header_mutation_extensions).some((e) => WireMessage.decode(e.bytes).string(EXTENSION_CONFIG.name) === STRIP_DESTINATION_NAME)) return false;
+  hcm.add(HCM.early_header_mutation_extensions, encodeJson("envoy.config.core.v3.TypedExtensionConfig", stripClientDestination()));
+  return true;
+}
+
 function listenerPort(listener: WireMessage): number | undefined {
   const address = listener.first(LISTENER.address);
   if (!address) return undefined;
-  const socket = WireMessage.decode(address.bytes).first(ADDRESS.socketAddress);
-  return socket ? WireMessage.decode(socket.bytes).varint(SOCKET_ADDRESS.portValue) : undefined;
+  const socket = WireMessage.decode(address.bytes).first(ADDRESS.socket_address);
+  return socket ? WireMessage.decode(socket.bytes).varint(SOCKET_ADDRESS.port_value) : undefined;
 }
 
 /** Whether an InferencePool's `attach-to` names this listener: `<namespace>/<gateway>/<listener>`, and the port. */
-export function attachedPools(listenerName: string, port: number | undefined, pools: PoolConfig[]): PoolConfig[] {
+function attachedPools(listenerName: string, port: number | undefined, pools: PoolConfig[]): PoolConfig[] {
   const [namespace, gateway] = listenerName.split("/");
   return pools.filter((p) => p.attachTo !== undefined
     && p.attachTo.name === gateway
@@ -158,20 +162,23 @@ export function attachedPools(listenerName: string, port: number | undefined, po
     && (p.attachTo.port === undefined || p.attachTo.port === port));
 }
 
-export function modifyListener(bytes: Uint8Array, pools: PoolConfig[], xdsTarget: string): { bytes: Uint8Array; changed: boolean } {
+function modifyListener(bytes: Uint8Array, pools: PoolConfig[], xds: XdsTransport, seen: PolicyFilterSeen): { bytes: Uint8Array; changed: boolean } {
   const listener = WireMessage.decode(bytes);
   const attach = attachedPools(listener.string(LISTENER.name) ?? "", listenerPort(listener), pools).length > 0;
   let changed = false;
-  for (const chain of [...listener.all(LISTENER.filterChains), ...listener.all(LISTENER.defaultFilterChain)]) {
+  for (const chain of [...listener.all(LISTENER.filter_chains), ...listener.all(LISTENER.default_filter_chain)]) {
     changed = editNested(chain, (fc) => {
       let any = false;
       for (const nf of fc.all(FILTER_CHAIN.filters)) {
         any = editNested(nf, (filter) => {
           if (filter.string(NETWORK_FILTER.name) !== HCM_NAME) return false;
-          const typed = filter.first(NETWORK_FILTER.typedConfig);
+          const typed = filter.first(NETWORK_FILTER.typed_config);
           return typed !== undefined && editNested(typed, (a) => {
             const value = a.first(ANY.value);
-            return value !== undefined && editNested(value, (hcm) => editHttpFilters(hcm, attach, xdsTarget));
+            return value !== undefined && editNested(value, (hcm) => {
+              const stripped = stripClientHeader(hcm);
+              return editHttpFilters(hcm, attach, xds, seen) || stripped;
+            });
           });
         }) || any;
       }
@@ -181,22 +188,49 @@ export function modifyListener(bytes: Uint8Array, pools: PoolConfig[], xdsTarget
   return changed ? { bytes: listener.encode(), changed } : { bytes, changed };
 }
 
-/** An InferencePool backend's cluster becomes EDS (endpoints from this server) + override_host. */
-export function modifyCluster(bytes: Uint8Array, resources: ExtensionResource[], xdsTarget: string): { bytes: Uint8Array; changed: boolean } {
-  const pool = resources.find((r) => r.kind === "InferencePool");
-  if (!pool?.metadata?.name) return { bytes, changed: false };
+/** An InferencePool backend's cluster becomes EDS (endpoints from this server) + override_host.
+ * A rule that splits between pools has one cluster for all of them (Envoy Gateway passes every
+ * pool of the rule): its endpoints are the union, and the filter draws the pool by the rule's
+ * weights (the snapshot's route record). Circuit breakers Envoy Gateway set (its defaults allow
+ * 1024 retries in flight, or a BackendTrafficPolicy's) are kept; a cluster without any gets the
+ * pool clusters' own. */
+function modifyCluster(bytes: Uint8Array, resources: ExtensionResource[], xds: XdsTransport, onPoolUnion?: (edsName: string) => void): { bytes: Uint8Array; changed: boolean } {
+  const ids = [...new Set(resources.filter((r) => r.kind === "InferencePool" && r.metadata?.name)
+    .map((r) => poolId(r.metadata!.namespace ?? "default", r.metadata!.name!)))];
+  if (ids.length === 0) return { bytes, changed: false };
+  const edsName = poolsEdsName(ids);
+  if (ids.length > 1) onPoolUnion?.(edsName);
   const cluster = WireMessage.decode(bytes);
-  cluster.remove(CLUSTER.type, CLUSTER.clusterType, CLUSTER.edsClusterConfig, CLUSTER.lbPolicy, CLUSTER.loadAssignment, CLUSTER.loadBalancingPolicy);
-  cluster.addVarint(CLUSTER.type, 3); // EDS
-  cluster.add(CLUSTER.edsClusterConfig, edsClusterConfig(poolClusterName(pool.metadata.name), xdsTarget));
-  cluster.add(CLUSTER.loadBalancingPolicy, overrideHostPolicy());
+  cluster.remove(CLUSTER.type, CLUSTER.cluster_type, CLUSTER.eds_cluster_config, CLUSTER.lb_policy, CLUSTER.load_assignment, CLUSTER.load_balancing_policy);
+  cluster.addVarint(CLUSTER.type, CLUSTER_EDS);
+  cluster.add(CLUSTER.eds_cluster_config, encodeJson(`${T.cluster}.EdsClusterConfig`, edsClusterConfig(edsName, xds)));
+  cluster.add(CLUSTER.load_balancing_policy, encodeJson("envoy.config.cluster.v3.LoadBalancingPolicy", overrideHostPolicy()));
+  if (!cluster.first(CLUSTER.circuit_breakers)) cluster.add(CLUSTER.circuit_breakers, encodeJson("envoy.config.cluster.v3.CircuitBreakers", poolCircuitBreakers()));
+  // Requests per endpoint in Envoy's own stats (the filter names no counter after an endpoint).
+  if (!cluster.first(CLUSTER.track_cluster_stats)) cluster.add(CLUSTER.track_cluster_stats, encodeJson("envoy.config.cluster.v3.TrackClusterStats", { per_endpoint_stats: true }));
   return { bytes: cluster.encode(), changed: true };
 }
 
+/** The cluster Envoy Gateway built for a RequestMirror whose backend is an InferencePool (named
+ * `<rule cluster>-mirror-<filter index>`; the HTTPRoute says which pool) becomes EDS of that pool,
+ * steered by the filter's mirror header, with bounded circuit breakers. Other fields are kept. */
+function modifyMirrorCluster(bytes: Uint8Array, xds: XdsTransport): Uint8Array {
+  const cluster = WireMessage.decode(bytes);
+  const name = cluster.string(CLUSTER.name) ?? "";
+  const ours = mirrorCluster(name, routeEdsName(name), xds) as Record<"eds_cluster_config" | "load_balancing_policy" | "circuit_breakers", Json>;
+  cluster.remove(CLUSTER.type, CLUSTER.cluster_type, CLUSTER.eds_cluster_config, CLUSTER.lb_policy, CLUSTER.load_assignment, CLUSTER.load_balancing_policy, CLUSTER.circuit_breakers);
+  cluster.addVarint(CLUSTER.type, CLUSTER_EDS);
+  cluster.add(CLUSTER.eds_cluster_config, encodeJson(`${T.cluster}.EdsClusterConfig`, ours.eds_cluster_config));
+  cluster.add(CLUSTER.load_balancing_policy, encodeJson("envoy.config.cluster.v3.LoadBalancingPolicy", ours.load_balancing_policy));
+  cluster.add(CLUSTER.circuit_breakers, encodeJson("envoy.config.cluster.v3.CircuitBreakers", ours.circuit_breakers));
+  return cluster.encode();
+}
+
+/** The Kubernetes objects of a context's ExtensionResource list (JSON in unstructured_bytes). */
 function decodeResources(field: WireField | undefined, listField: number): ExtensionResource[] {
   if (!field) return [];
   return WireMessage.decode(field.bytes).all(listField).flatMap((r) => {
-    const raw = WireMessage.decode(r.bytes).first(1)?.bytes;
+    const raw = WireMessage.decode(r.bytes).first(EXTENSION_RESOURCE.unstructured_bytes)?.bytes;
     try { return raw ? [JSON.parse(Buffer.from(raw).toString("utf8")) as ExtensionResource] : []; } catch { return []; }
   });
 }
@@ -216,15 +250,17 @@ function method(name: string, handler: Handler, log: (m: string) => void): [grpc
     try {
       callback(null, handler(call.request));
     } catch (err) {
-      log(`${name} failed, returning the resource unchanged: ${(err as Error).message}`);
+      log(`${name} failed; Envoy Gateway keeps its last good configuration: ${(err as Error).message}`);
       callback({ code: grpc.status.INTERNAL, details: (err as Error).message });
     }
   }];
 }
 
+/** A response message holding one resource field. */
+const single = (field: number, bytes: Uint8Array): WireMessage => new WireMessage([{ field, wireType: WIRE_LENGTH_DELIMITED, bytes }]);
+
 export class GatewayHooks {
   private readonly server = new grpc.Server();
-  private port = 0;
 
   constructor(private readonly opts: HookOptions) {
     const log = opts.log ?? ((m: string) => console.error(m));
@@ -232,8 +268,9 @@ export class GatewayHooks {
       PostHTTPListenerModify: (req) => this.onListener(req),
       PostClusterModify: (req) => this.onCluster(req),
       PostTranslateModify: (req) => this.onTranslate(req),
-      PostRouteModify: (req) => new WireMessage(req.all(1)), // no change: the route as given
-      PostVirtualHostModify: (req) => new WireMessage(req.all(1)),
+      // No change: the route and virtual host as given.
+      PostRouteModify: (req) => new WireMessage(req.all(ROUTE_REQUEST.route).map((f) => ({ ...f, field: ROUTE_RESPONSE.route }))),
+      PostVirtualHostModify: (req) => new WireMessage(req.all(VHOST_REQUEST.virtual_host).map((f) => ({ ...f, field: VHOST_RESPONSE.virtual_host }))),
     };
     const definition: Record<string, grpc.MethodDefinition<WireMessage, WireMessage>> = {};
     const implementation: Record<string, grpc.handleUnaryCall<WireMessage, WireMessage>> = {};
@@ -245,47 +282,51 @@ export class GatewayHooks {
     this.server.addService(definition as grpc.ServiceDefinition, implementation as grpc.UntypedServiceImplementation);
   }
 
-  async listen(host: string, port: number): Promise<number> {
-    this.port = await new Promise<number>((resolve, reject) =>
-      this.server.bindAsync(`${host}:${port}`, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
-    return this.port;
+  /** Listens in plaintext, or with `credentials` (mutual TLS: tls.ts). */
+  async listen(host: string, port: number, credentials = grpc.ServerCredentials.createInsecure()): Promise<number> {
+    return new Promise<number>((resolve, reject) =>
+      this.server.bindAsync(`${host}:${port}`, credentials, (err, p) => (err ? reject(err) : resolve(p))));
   }
 
   close(): void { this.server.forceShutdown(); }
 
-  /** Request: listener = 1, context = 2. Response: listener = 1. */
   private onListener(req: WireMessage): WireMessage {
-    const listener = req.first(1);
+    const listener = req.first(LISTENER_REQUEST.listener);
     if (!listener) return new WireMessage();
-    const { bytes } = modifyListener(listener.bytes, this.opts.config().pools, this.xdsTarget);
-    return new WireMessage([{ field: 1, wireType: 2, bytes }]);
+    return single(LISTENER_RESPONSE.listener, modifyListener(listener.bytes, this.opts.config().pools, this.xds, this.policyFilterSeen).bytes);
   }
 
-  /** Request: cluster = 1, context = 2 (backend_extension_resources = 1). Response: cluster = 1. */
   private onCluster(req: WireMessage): WireMessage {
-    const cluster = req.first(1);
+    const cluster = req.first(CLUSTER_REQUEST.cluster);
     if (!cluster) return new WireMessage();
-    const { bytes } = modifyCluster(cluster.bytes, decodeResources(req.first(2), 1), this.xdsTarget);
-    return new WireMessage([{ field: 1, wireType: 2, bytes }]);
+    const resources = decodeResources(req.first(CLUSTER_REQUEST.post_cluster_context), CLUSTER_CONTEXT.backend_extension_resources);
+    return single(CLUSTER_RESPONSE.cluster, modifyCluster(cluster.bytes, resources, this.xds, this.opts.onPoolUnion).bytes);
   }
 
-  /** Request: context 1, clusters 2, secrets 3, listeners 4, routes 5. Response: clusters 1, secrets 2,
-   * listeners 3, routes 4 — each list replaces Envoy Gateway's, so everything is returned. Listeners
+  /** Each list in the response replaces Envoy Gateway's, so everything is returned. Listeners
    * (sent with `translation.listener.includeAll`) get the same treatment as in the listener hook. */
   private onTranslate(req: WireMessage): WireMessage {
     const out = new WireMessage();
-    const clusters = req.all(2);
-    for (const c of clusters) out.add(1, c.bytes);
+    const clusters = req.all(TRANSLATE_REQUEST.clusters);
+    const mirrors = new Set(this.opts.config().routes.flatMap((r) => r.mirrors.map((m) => m.cluster)));
+    for (const c of clusters) {
+      const mirror = mirrors.size > 0 && mirrors.has(WireMessage.decode(c.bytes).string(CLUSTER.name) ?? "");
+      out.add(TRANSLATE_RESPONSE.clusters, mirror ? modifyMirrorCluster(c.bytes, this.xds) : c.bytes);
+    }
     const module = this.opts.moduleCluster;
-    if (module && !clusters.some((c) => WireMessage.decode(c.bytes).string(CLUSTER.name) === module.name)) out.add(1, httpCluster(module));
-    for (const s of req.all(3)) out.add(2, s.bytes);
+    if (module && !clusters.some((c) => WireMessage.decode(c.bytes).string(CLUSTER.name) === module.name)) {
+      out.add(TRANSLATE_RESPONSE.clusters, encodeJson(T.cluster, hostCluster(module)));
+    }
+    for (const s of req.all(TRANSLATE_REQUEST.secrets)) out.add(TRANSLATE_RESPONSE.secrets, s.bytes);
     const pools = this.opts.config().pools;
-    for (const l of req.all(4)) out.add(3, modifyListener(l.bytes, pools, this.xdsTarget).bytes);
-    for (const r of req.all(5)) out.add(4, r.bytes);
+    for (const l of req.all(TRANSLATE_REQUEST.listeners)) out.add(TRANSLATE_RESPONSE.listeners, modifyListener(l.bytes, pools, this.xds, this.policyFilterSeen).bytes);
+    for (const r of req.all(TRANSLATE_REQUEST.routes)) out.add(TRANSLATE_RESPONSE.routes, r.bytes);
     return out;
   }
 
-  private get xdsTarget(): string {
-    return `${this.opts.xdsHost}:${this.opts.xdsPort}`;
+  private readonly policyFilterSeen: PolicyFilterSeen = (name, wasm) => this.opts.onPolicyFilter?.(name, wasm);
+
+  private get xds(): XdsTransport {
+    return { target: `${this.opts.xdsHost}:${this.opts.xdsPort}`, tls: this.opts.xdsTls };
   }
 }

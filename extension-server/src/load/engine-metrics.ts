@@ -1,16 +1,13 @@
 // What a model server's /metrics says about its load, across the engines users run: vLLM (v1
 // names and the pre-0.9 `gpu_cache_usage_perc`; counters with or without `_total`), SGLang and
-// trtllm-serve. Values summed over label sets (several models or engines behind one port).
+// trtllm-serve. Values summed over label sets (several models or engines behind one port), and
+// clamped to a finite, non-negative range; adapter names that could not go into the snapshot
+// are left out.
+import { SNAPSHOT_NAME } from "../contract.ts";
+import type { EndpointLoad } from "../scheduling/plugins.ts";
 import { parseSamples, type Sample } from "./prometheus-text.ts";
 
-export interface EngineLoad {
-  waiting: number;
-  running: number;
-  /** KV-cache use, 0–1. */
-  kvUsage: number;
-  runningLoras: string[];
-  waitingLoras: string[];
-  maxLoras: number;
+export interface EngineLoad extends EndpointLoad {
   /** Which engine's names were found. */
   engine: "vllm" | "sglang" | "trtllm" | "unknown";
 }
@@ -24,10 +21,21 @@ const LORA_INFO = "vllm:lora_requests_info";
 
 const WANTED = new Set<string>([LORA_INFO, ...Object.values(NAMES).flatMap((n) => [...n.waiting, ...n.running, ...n.kv])]);
 
+/** Request counts are clamped to [0, MAX_REQUESTS]; +Inf counts as the maximum, NaN as 0. */
+const MAX_REQUESTS = 1_000_000;
+const MAX_LORA_SLOTS = 1024;
+const MAX_ADAPTERS = 64;
+
+/** Clamps to [0, max]: a replica's metrics are untrusted, and must never make it look best. */
+function clamp(v: number, max: number): number {
+  if (Number.isNaN(v)) return 0;
+  return Math.min(max, Math.max(0, v));
+}
+
 function sum(samples: Map<string, Sample[]>, names: readonly string[]): number | undefined {
   for (const name of names) {
     const list = samples.get(name);
-    if (list && list.length > 0) return list.reduce((n, s) => n + s.value, 0);
+    if (list && list.length > 0) return clamp(list.reduce((n, s) => n + clamp(s.value, MAX_REQUESTS), 0), MAX_REQUESTS);
   }
   return undefined;
 }
@@ -35,12 +43,14 @@ function sum(samples: Map<string, Sample[]>, names: readonly string[]): number |
 function max(samples: Map<string, Sample[]>, names: readonly string[]): number | undefined {
   for (const name of names) {
     const list = samples.get(name);
-    if (list && list.length > 0) return Math.max(...list.map((s) => s.value));
+    if (list && list.length > 0) return list.reduce((m, s) => Math.max(m, clamp(s.value, 1)), 0);
   }
   return undefined;
 }
 
-const split = (v: string | undefined): string[] => (v ? v.split(",").map((s) => s.trim()).filter(Boolean) : []);
+/** A label's comma-separated adapter names, keeping only names that are safe in the snapshot. */
+const adapters = (v: string | undefined): string[] =>
+  (v ? v.split(",").map((s) => s.trim()).filter((s) => SNAPSHOT_NAME.test(s)).slice(0, MAX_ADAPTERS) : []);
 
 export function parseEngineLoad(text: string): EngineLoad {
   const samples = parseSamples(text, WANTED);
@@ -52,9 +62,9 @@ export function parseEngineLoad(text: string): EngineLoad {
     // vLLM's LoRA info is one series per update; its value is a timestamp and the newest wins.
     const lora = samples.get(LORA_INFO)?.reduce<Sample | undefined>((best, s) => (!best || s.value > best.value ? s : best), undefined);
     return {
-      engine, waiting: waiting ?? 0, running: running ?? 0, kvUsage: Math.min(1, Math.max(0, max(samples, names.kv) ?? 0)),
-      runningLoras: split(lora?.labels.running_lora_adapters), waitingLoras: split(lora?.labels.waiting_lora_adapters),
-      maxLoras: Number(lora?.labels.max_lora ?? 0),
+      engine, waiting: waiting ?? 0, running: running ?? 0, kvUsage: max(samples, names.kv) ?? 0,
+      runningLoras: adapters(lora?.labels.running_lora_adapters), waitingLoras: adapters(lora?.labels.waiting_lora_adapters),
+      maxLoras: Math.round(clamp(Number(lora?.labels.max_lora ?? 0), MAX_LORA_SLOTS)),
     };
   }
   return { engine: "unknown", waiting: 0, running: 0, kvUsage: 0, runningLoras: [], waitingLoras: [], maxLoras: 0 };

@@ -3,7 +3,12 @@
 // configuration file's `InfergateConfig` document; the defaults follow the Inference Extension's.
 import { z } from "zod";
 
-export const schedulerConfigSchema = z.object({
+/** The largest picker weight (the filter refuses larger tuning values: MAX_TUNING in
+ * filter/src/core/snapshot.ts; the contract test compares them). */
+export const MAX_PICKER_WEIGHT = 1_000_000_000_000;
+const weight = z.number().int().min(0).max(MAX_PICKER_WEIGHT);
+
+const schedulerConfigSchema = z.object({
   scrape: z.object({
     intervalMs: z.number().int().min(5).max(60_000).default(50),
     timeoutMs: z.number().int().min(10).max(60_000).default(1000),
@@ -19,14 +24,14 @@ export const schedulerConfigSchema = z.object({
     kvThreshold: z.number().positive().max(1).default(0.8),
   }).prefault({}),
   picker: z.object({
-    scoreWeight: z.number().int().min(0).default(40),
-    inflightWeight: z.number().int().min(0).default(2048),
-    nearBestBytes: z.number().int().min(0).default(2048),
+    scoreWeight: weight.default(40),
+    inflightWeight: weight.default(2048),
+    nearBestBytes: weight.default(2048),
     nearBestPercent: z.number().int().min(0).max(100).default(5),
-    affinityBoundBytes: z.number().int().min(0).default(16384),
+    affinityBoundBytes: weight.default(16384),
     affinityBlocks: z.number().int().min(0).max(16).default(4),
-    loraLoadBytes: z.number().int().min(0).default(8192),
-    loraFullBytes: z.number().int().min(0).default(262144),
+    loraLoadBytes: weight.default(8192),
+    loraFullBytes: weight.default(262144),
   }).prefault({}),
   push: z.object({
     /** At most one snapshot push per this many milliseconds (later changes coalesce). */

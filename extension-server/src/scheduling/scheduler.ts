@@ -1,35 +1,61 @@
-// Turns the scraper's readings into the LoadView the snapshot is rendered from: per pool, the
-// ready filter, the weighted scorers and the saturation figure.
-import type { RoutingConfig } from "../config/routing-config.ts";
-import type { Scraper } from "../load/scraper.ts";
-import { endpointAddress, type EndpointView, type LoadView } from "../snapshot.ts";
-import { poolSaturation, readyFilter, scoreCandidates, scorers, type Candidate } from "./plugins.ts";
+// The scheduler: a pure function from each pool's endpoints and what was last read from them to
+// the scores and saturation the snapshot carries. Per pool: the ready filter, the weighted scorers
+// and the saturation figure (README.md in this folder names the whole pipeline). No timers, no I/O:
+// the load loop (load-loop.ts) calls it after scrapes; a simulation can call it in virtual time.
+import type { SchedulerConfig } from "./config.ts";
+import { isFresh, poolSaturation, readyFilter, scoreCandidates, weightedScorers, type Candidate, type EndpointLoad, type Reading } from "./plugins.ts";
 
 /** Scores move in steps of this much, so noise in the metrics does not cause a push. */
 const SCORE_STEP = 10;
-const IDLE = { engine: "unknown" as const, waiting: 0, running: 0, kvUsage: 0, runningLoras: [], waitingLoras: [], maxLoras: 0 };
+const IDLE: EndpointLoad = { waiting: 0, running: 0, kvUsage: 0, runningLoras: [], waitingLoras: [], maxLoras: 0 };
 
-export function computeLoadView(config: RoutingConfig, scraper: Scraper, now = performance.now()): LoadView {
-  const endpoints = new Map<string, EndpointView>();
-  const saturation = new Map<string, number>();
-  const plugins = scorers(config.scheduler);
-  for (const pool of config.pools) {
-    const candidates: Candidate[] = pool.endpoints.map((e) => {
-      const address = endpointAddress(e);
-      const reading = scraper.reading(address);
+/** A pool and the addresses (`ip:port`) of its endpoints. */
+export interface PoolMembers { pool: string; endpoints: readonly string[] }
+
+/** The settings scheduling reads. */
+export type SchedulingSettings = Pick<SchedulerConfig, "scorers" | "saturation"> & { scrape: Pick<SchedulerConfig["scrape"], "staleAfterMs"> };
+
+export interface EndpointScore {
+  /** Its metrics are fresh. */
+  ready: boolean;
+  /** 0–1000, higher is better; undefined when the ready filter dropped it (not routable). */
+  score?: number | undefined;
+  /** LoRA adapters running or waiting there, and whether a slot is free (when it reports LoRA). */
+  loras?: string[];
+  loraFree?: boolean;
+}
+
+export interface PoolSchedule {
+  /** 1 = saturated (Sheddable requests are shed). */
+  saturation: number;
+  /** By endpoint address, every endpoint of the pool. */
+  endpoints: ReadonlyMap<string, EndpointScore>;
+}
+
+/** By pool name. */
+export type Schedule = ReadonlyMap<string, PoolSchedule>;
+
+export function schedule(pools: readonly PoolMembers[], readings: ReadonlyMap<string, Reading>, now: number, settings: SchedulingSettings): Schedule {
+  const scorers = weightedScorers(settings.scorers);
+  const out = new Map<string, PoolSchedule>();
+  for (const { pool, endpoints } of pools) {
+    const candidates: Candidate[] = endpoints.map((address) => {
+      const reading = readings.get(address);
       const unscraped = reading === undefined || (reading.load === undefined && reading.consecutiveFailures === 0);
-      return { address, load: reading?.load ?? IDLE, ready: scraper.isReady(address, now), unscraped };
+      return { address, load: reading?.load ?? IDLE, ready: isFresh(reading, now, settings.scrape.staleAfterMs), unscraped };
     });
-    saturation.set(pool.name, Math.round(poolSaturation(candidates, config.scheduler) * 100) / 100);
+    const scores = new Map<string, EndpointScore>(candidates.map((c) => [c.address, { ready: c.ready }]));
     const routable = readyFilter.filter(candidates);
-    const scores = scoreCandidates(routable, plugins);
-    routable.forEach((c, i) => {
+    scoreCandidates(routable, scorers).forEach((score, i) => {
+      const c = routable[i]!;
       const loras = [...new Set([...c.load.runningLoras, ...c.load.waitingLoras])];
-      endpoints.set(c.address, {
-        score: Math.round(scores[i]! / SCORE_STEP) * SCORE_STEP,
+      scores.set(c.address, {
+        ready: c.ready,
+        score: Math.round(score / SCORE_STEP) * SCORE_STEP,
         ...(c.load.maxLoras > 0 ? { loras, loraFree: c.load.runningLoras.length < c.load.maxLoras } : {}),
       });
     });
+    out.set(pool, { saturation: Math.round(poolSaturation(candidates, settings.saturation) * 100) / 100, endpoints: scores });
   }
-  return { endpoint: (a) => endpoints.get(a), saturation: (p) => saturation.get(p) ?? 0 };
+  return out;
 }

@@ -4,6 +4,10 @@
 // Editing at this level changes only the fields we touch and keeps everything else byte for byte.
 import protobuf from "protobufjs";
 
+/** Protobuf wire types. */
+export const WIRE_VARINT = 0;
+export const WIRE_LENGTH_DELIMITED = 2;
+
 export interface WireField {
   field: number;
   wireType: number;
@@ -22,7 +26,7 @@ export class WireMessage {
       const field = tag >>> 3;
       const wireType = tag & 7;
       const start = reader.pos;
-      if (wireType === 2) {
+      if (wireType === WIRE_LENGTH_DELIMITED) {
         fields.push({ field, wireType, bytes: reader.bytes() });
         continue;
       }
@@ -37,7 +41,7 @@ export class WireMessage {
     for (const f of this.fields) {
       parts.push(varint((f.field << 3) | f.wireType));
       // Length-delimited payloads get their length back; other payloads are kept whole.
-      if (f.wireType === 2) parts.push(varint(f.bytes.length));
+      if (f.wireType === WIRE_LENGTH_DELIMITED) parts.push(varint(f.bytes.length));
       parts.push(f.bytes);
     }
     return Buffer.concat(parts);
@@ -52,13 +56,13 @@ export class WireMessage {
   /** A varint field's value (enums, bools, small ints). */
   varint(field: number): number | undefined {
     const f = this.first(field);
-    return f && f.wireType === 0 ? protobuf.Reader.create(f.bytes).uint32() : undefined;
+    return f && f.wireType === WIRE_VARINT ? protobuf.Reader.create(f.bytes).uint32() : undefined;
   }
   remove(...fields: number[]): void { this.fields = this.fields.filter((f) => !fields.includes(f.field)); }
   /** Appends a length-delimited field (an embedded message, string or bytes). */
-  add(field: number, bytes: Uint8Array): void { this.fields.push({ field, wireType: 2, bytes }); }
+  add(field: number, bytes: Uint8Array): void { this.fields.push({ field, wireType: WIRE_LENGTH_DELIMITED, bytes }); }
   addVarint(field: number, value: number): void {
-    this.fields.push({ field, wireType: 0, bytes: varint(value) });
+    this.fields.push({ field, wireType: WIRE_VARINT, bytes: varint(value) });
   }
 }
 

@@ -7,7 +7,7 @@
 // Steps, in order (the random source is drawn in this order, so replays are exact):
 //   1. the model must be in the snapshot (404);
 //   2. a target model is drawn by weight (503 if every weight is 0);
-//   3. a Sheddable model is shed while its pool is saturated (429);
+//   3. a request whose priority (core/request.ts) is below what the pool's saturation admits is shed (429);
 //   4. every endpoint of the pool gets a cost (pick.ts): the work ahead of the request there, in
 //      bytes of prompt (queue, decode load, KV pressure), less a preference for endpoints that
 //      recently got the same prompt prefix; one of the near-best is picked (503 if none);
@@ -15,8 +15,9 @@
 // The one state decide() keeps is the prefix memory it is given: it records every pick there. Envoy
 // passes none, so each worker's VM uses its own (VM_MEMORY); tests and the lab pass their own.
 import { ErrorReply, modelNotFound, noEndpoint, shed } from "./errors";
-import { chooseTarget, endpointCosts, isSaturated, LocalLoad, pickEndpoint, prefixHash, PrefixMemory, Random, withFallbacks } from "./pick";
-import { Criticality, Pool, Snapshot } from "./snapshot";
+import { chooseTarget, endpointCosts, LocalLoad, pickEndpoint, prefixHash, PrefixMemory, Random, withFallbacks } from "./pick";
+import { NO_CONTEXT, RequestContext, requestPriority, shouldShed } from "./request";
+import { Pool, Snapshot } from "./snapshot";
 
 /** This VM's prefix memory (one per Envoy worker thread). */
 export const VM_MEMORY = new PrefixMemory();
@@ -74,13 +75,13 @@ export class Decision {
   }
 }
 
-export function decide(snapshot: Snapshot, requested: string, prompt: StaticArray<u8>, promptLength: i32, loads: LoadSource, random: Random, memory: PrefixMemory = VM_MEMORY): Decision {
-  if (!snapshot.models.has(requested)) return Decision.rejected(modelNotFound(requested));
-  const model = snapshot.models.get(requested);
+export function decide(snapshot: Snapshot, requested: string, prompt: StaticArray<u8>, promptLength: i32, loads: LoadSource, random: Random, request: RequestContext = NO_CONTEXT, memory: PrefixMemory = VM_MEMORY): Decision {
+  const model = snapshot.model(requested);
+  if (model === null) return Decision.rejected(modelNotFound(requested));
   const target = chooseTarget(model, random);
   if (target === null) return Decision.rejected(noEndpoint(requested, "every target model has weight 0"));
-  const pool = model.pool;
-  if (model.criticality == Criticality.Sheddable && isSaturated(pool)) return Decision.rejected(shed(requested, pool.name));
+  const pool = request.pool !== null ? request.pool! : model.pool;
+  if (shouldShed(requestPriority(snapshot, model, pool, request.objective), pool)) return Decision.rejected(shed(requested, pool.name));
   const tuning = snapshot.tuning;
   const costs = endpointCosts(pool, loads.loadsOf(pool), tuning, target.name);
   const pick = pickEndpoint(pool, costs, prefixHash(prompt, promptLength, tuning.affinityBlocks), tuning, random, memory);

@@ -49,7 +49,7 @@ export function noEndpoint(model: string, why: string): ErrorReply {
 }
 
 export function shed(model: string, pool: string): ErrorReply {
-  return new ErrorReply(429, "Pool " + pool + " is saturated; requests for Sheddable model `" + model + "` are shed. Retry later.", "rate_limit_exceeded", "", "pool_saturated");
+  return new ErrorReply(429, "Pool " + pool + " is saturated; requests for model `" + model + "` at this priority are shed. Retry later.", "rate_limit_exceeded", "", "pool_saturated");
 }
 
 export function internalError(message: string): ErrorReply {

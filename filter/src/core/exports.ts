@@ -5,7 +5,9 @@ import { jsonString } from "./errors";
 import { isInferencePath } from "./routes";
 import { ModelScanner, PROMPT_PREFIX_BYTES, ScanError, ScanResult } from "./json_scan";
 import { LocalLoad, PrefixMemory, Random } from "./pick";
-import { parseSnapshot, Pool, Snapshot } from "./snapshot";
+import { parseSnapshot, Pool, Route, Snapshot } from "./snapshot";
+import { mirrorDestinations } from "./mirror";
+import { chooseRoutePool, NO_CONTEXT, RequestContext, shedThreshold } from "./request";
 
 /**
  * Feeds `body` to the scanner in chunks of `chunkSize` bytes (the last call marks end of stream)
@@ -59,7 +61,7 @@ export function simulateRouting(text: string, model: string, n: i32, seed: u64):
   const names = new Array<string>();
   const counts = new Map<string, i32>();
   for (let i = 0; i < n; i++) {
-    const d = decide(s, model, empty, 0, none, random, memory);
+    const d = decide(s, model, empty, 0, none, random, NO_CONTEXT, memory);
     const reply = d.reply;
     if (reply !== null) { bump(names, counts, "reply " + reply.status.toString()); continue; }
     bump(names, counts, "target " + d.target);
@@ -127,7 +129,7 @@ export function replayDecisions(snapshotText: string, requests: string, seed: u6
     const prefix = new StaticArray<u8>(PROMPT_PREFIX_BYTES);
     const promptLength = min(prompt.byteLength, PROMPT_PREFIX_BYTES);
     for (let i = 0; i < promptLength; i++) prefix[i] = load<u8>(changetype<usize>(prompt) + <usize>i);
-    const d = decide(s, parts[0], prefix, promptLength, new TextLoads(parts[2]), random, memory);
+    const d = decide(s, parts[0], prefix, promptLength, new TextLoads(parts[2]), random, NO_CONTEXT, memory);
     const reply = d.reply;
     if (reply !== null) { out += "reply " + reply.status.toString() + "\n"; continue; }
     out += "route " + d.target + " " + d.destinations() + " affinity=" + (d.affinity ? "1" : "0") + "\n";
@@ -236,8 +238,46 @@ export function routerRoute(handle: i32, body: Uint8Array, loads: Float64Array):
   const result = scanner.finish(); // the whole body, as stream.ts scans it before it routes
   if (result == ScanResult.Invalid) return "invalid " + scanner.error;
   if (result == ScanResult.Missing) return "invalid missing model";
-  const d: Decision = decide(s, scanner.model, scanner.promptPrefix, scanner.promptLength, new ArrayLoads(r.addresses, loads), r.random, r.memory);
+  const d: Decision = decide(s, scanner.model, scanner.promptPrefix, scanner.promptLength, new ArrayLoads(r.addresses, loads), r.random, NO_CONTEXT, r.memory);
   const reply = d.reply;
   if (reply !== null) return "reply " + reply.status.toString();
   return "route " + d.target + " " + d.destinations() + " " + (d.affinity ? "1" : "0") + " " + body.length.toString();
+}
+
+/** The saturation (×1000) from which a request of `priority` is shed (-1 when never). */
+export function shedThresholdOf(priority: i32): i64 {
+  const t = shedThreshold(priority);
+  return t == i64.MAX_VALUE ? -1 : t;
+}
+
+/**
+ * Routes `model` `n` times as a request whose route chose `cluster` ("" for none) and that names
+ * `objective` ("" for none), with no local load, as the filter does: the route's pool by weight,
+ * then decide(), then the mirror endpoints. Counts lines "pool <name>", "target <name>",
+ * "mirror <addresses>" (or "reply <status>"), in first-seen order.
+ */
+export function simulateRequest(text: string, model: string, cluster: string, objective: string, n: i32, seed: u64): string {
+  const s = parseSnapshot(text).snapshot;
+  if (s === null) return "error";
+  const random = new Random(seed);
+  const none = new NoLoad();
+  const memory = new PrefixMemory();
+  const empty = new StaticArray<u8>(0);
+  const names = new Array<string>();
+  const counts = new Map<string, i32>();
+  const route: Route | null = s.routes.has(cluster) ? s.routes.get(cluster) : null;
+  for (let i = 0; i < n; i++) {
+    const context = new RequestContext();
+    context.objective = objective;
+    if (route !== null) context.pool = chooseRoutePool(route, random);
+    const d = decide(s, model, empty, 0, none, random, context, memory);
+    const reply = d.reply;
+    if (reply !== null) { bump(names, counts, "reply " + reply.status.toString()); continue; }
+    bump(names, counts, "pool " + d.pool!.name);
+    bump(names, counts, "target " + d.target);
+    if (route !== null && route.mirrors.length > 0) bump(names, counts, "mirror " + mirrorDestinations(s, route, d.target, empty, 0, none, random, memory));
+  }
+  let out = "";
+  for (let i = 0; i < names.length; i++) out += names[i] + " " + counts.get(names[i]).toString() + "\n";
+  return out;
 }

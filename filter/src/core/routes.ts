@@ -6,6 +6,13 @@
 export const DESTINATION_HEADER = "x-gateway-destination-endpoint";
 /** Names the pool whose cluster Envoy's route sends the request to. */
 export const POOL_HEADER = "x-infergate-pool";
+/** Set to one endpoint of each pool the route mirrors to; the mirror clusters' override_host reads it. */
+export const MIRROR_HEADER = "x-infergate-mirror-endpoint";
+/** Names the InferenceObjective whose priority the request asks for (read, never stripped). */
+export const OBJECTIVE_HEADER = "x-gateway-inference-objective";
+/** The Inference Extension's model override. A client could name any model with it, past the model
+ * check, so the filter strips it and never honours it. */
+export const MODEL_REWRITE_HEADER = "x-gateway-model-name-rewrite";
 
 /** OpenAI-compatible routes whose JSON body carries a top-level `model`. Requests elsewhere pass
  * through untouched (minus any client-sent destination header) to the pool's plain route. */

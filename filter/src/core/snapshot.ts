@@ -24,8 +24,19 @@
 // older server) it falls back to the score. A malformed value of these is ignored like an absent one.
 // Also:
 //
-//   saturation <pool> <milli>     pool saturation ×1000 (≥ 1000: saturated; Sheddable requests get 429)
+//   saturation <pool> <milli>     pool saturation ×1000 (core/request.ts: which priorities it sheds)
 //   tuning <key> <value>          picker weights (see Tuning); an unknown key rejects the snapshot
+//   objective <name> <pool> <priority>
+//                                 an InferenceObjective: requests naming it in x-gateway-inference-objective,
+//                                 routed to <pool>, get <priority> (a signed integer; negative: sheddable)
+//   route <cluster> <pool> <weight> [<pool> <weight>...]
+//                                 an HTTPRoute rule, by the name of the cluster Envoy's route chose: the
+//                                 filter picks one of the pools by weight, and routes there whatever the
+//                                 model's own pool is
+//   mirror <cluster> <pool>       the route also mirrors to <pool>: the filter picks an endpoint there too
+//
+// A model named `*` applies to every model name no other record declares (an InferenceModelRewrite
+// rule without matches).
 //
 // Pure module: no host imports.
 
@@ -141,11 +152,34 @@ export class Model {
   constructor(public name: string, public pool: Pool, public criticality: Criticality) {}
 }
 
+/** An HTTPRoute rule: the pools its route sends to, by weight, and the pools it mirrors to. */
+export class Route {
+  pools: Array<Pool> = new Array<Pool>();
+  weights: Array<i64> = new Array<i64>();
+  totalWeight: i64 = 0;
+  mirrors: Array<Pool> = new Array<Pool>();
+  constructor(public cluster: string) {}
+}
+
+/** The model name an InferenceModelRewrite rule without matches declares. */
+export const ANY_MODEL = "*";
+
 export class Snapshot {
   version: string = "";
   tuning: Tuning = new Tuning();
   pools: Map<string, Pool> = new Map<string, Pool>();
   models: Map<string, Model> = new Map<string, Model>();
+  /** Objective priorities, by `<pool> <objective>`. */
+  objectives: Map<string, i32> = new Map<string, i32>();
+  /** Routes, by cluster name. */
+  routes: Map<string, Route> = new Map<string, Route>();
+
+  /** The model a requested name resolves to: its own record, else the `*` record; null if neither. */
+  model(name: string): Model | null {
+    if (this.models.has(name)) return this.models.get(name);
+    if (this.models.has(ANY_MODEL)) return this.models.get(ANY_MODEL);
+    return null;
+  }
 }
 
 /** Result of parsing: a snapshot, or the reason the text was rejected. */
@@ -181,6 +215,17 @@ function parseNonNegative(word: string): i64 {
   return v;
 }
 
+/** A signed integer of at most 18 digits; `ok` false otherwise. */
+class Signed { constructor(public ok: bool, public value: i64) {} }
+function parseSigned(word: string): Signed {
+  const negative = word.startsWith("-");
+  const v = parseNonNegative(negative ? word.substring(1) : word);
+  return new Signed(v >= 0, negative ? -v : v);
+}
+
+/** Objectives and priorities are within ±1,000,000 (the extension server's bound). */
+export const MAX_PRIORITY: i64 = 1_000_000;
+
 class Parser {
   snapshot: Snapshot = new Snapshot();
   pool: Pool | null = null;
@@ -196,6 +241,9 @@ class Parser {
     if (kind == "tuning") return this.expect(fields, 3, lineNo) && this.setTuning(fields[1], fields[2], lineNo);
     if (kind == "model") return this.expect(fields, 4, lineNo) && this.addModel(fields[1], fields[2], fields[3], lineNo);
     if (kind == "target") return this.expect(fields, 3, lineNo) && this.addTarget(fields[1], fields[2], lineNo);
+    if (kind == "objective") return this.expect(fields, 4, lineNo) && this.addObjective(fields[1], fields[2], fields[3], lineNo);
+    if (kind == "route") return this.expectAtLeast(fields, 4, lineNo) && this.addRoute(fields, lineNo);
+    if (kind == "mirror") return this.expect(fields, 3, lineNo) && this.addMirror(fields[1], fields[2], lineNo);
     return true; // unknown record kinds are for newer filters
   }
 
@@ -270,6 +318,41 @@ class Parser {
     const model = new Model(name, this.snapshot.pools.get(poolName), <Criticality>c);
     this.snapshot.models.set(name, model);
     this.model = model;
+    return true;
+  }
+
+  private addObjective(name: string, poolName: string, priority: string, lineNo: i32): bool {
+    if (!this.snapshot.pools.has(poolName)) return this.fail(lineNo, "objective " + name + " names unknown pool " + poolName);
+    const key = poolName + " " + name;
+    if (this.snapshot.objectives.has(key)) return this.fail(lineNo, "duplicate objective " + name + " in pool " + poolName);
+    const p = parseSigned(priority);
+    if (!p.ok || p.value > MAX_PRIORITY || p.value < -MAX_PRIORITY) return this.fail(lineNo, "objective priority must be an integer within ±" + MAX_PRIORITY.toString());
+    this.snapshot.objectives.set(key, <i32>p.value);
+    return true;
+  }
+
+  private addRoute(fields: string[], lineNo: i32): bool {
+    const cluster = fields[1];
+    if ((fields.length - 2) % 2 != 0) return this.fail(lineNo, "route takes a cluster, then pool and weight pairs");
+    if (this.snapshot.routes.has(cluster)) return this.fail(lineNo, "duplicate route " + cluster);
+    const route = new Route(cluster);
+    for (let i = 2; i < fields.length; i += 2) {
+      if (!this.snapshot.pools.has(fields[i])) return this.fail(lineNo, "route " + cluster + " names unknown pool " + fields[i]);
+      const w = parseNonNegative(fields[i + 1]);
+      if (w < 0 || w > 1_000_000) return this.fail(lineNo, "route weight must be an integer from 0 to 1000000");
+      route.pools.push(this.snapshot.pools.get(fields[i]));
+      route.weights.push(w);
+      route.totalWeight += w;
+    }
+    if (route.totalWeight <= 0) return this.fail(lineNo, "route " + cluster + " has no positive weight");
+    this.snapshot.routes.set(cluster, route);
+    return true;
+  }
+
+  private addMirror(cluster: string, poolName: string, lineNo: i32): bool {
+    if (!this.snapshot.routes.has(cluster)) return this.fail(lineNo, "mirror of unknown route " + cluster);
+    if (!this.snapshot.pools.has(poolName)) return this.fail(lineNo, "mirror names unknown pool " + poolName);
+    this.snapshot.routes.get(cluster).mirrors.push(this.snapshot.pools.get(poolName));
     return true;
   }
 

@@ -4,7 +4,7 @@
 // logic lives here: callers decide what every status means for them.
 import {
   proxy_define_metric, proxy_get_buffer_bytes, proxy_get_current_time_nanoseconds, proxy_get_header_map_value,
-  proxy_get_shared_data, proxy_increment_metric, proxy_log, proxy_remove_header_map_value, proxy_replace_header_map_value,
+  proxy_get_property, proxy_get_shared_data, proxy_increment_metric, proxy_log, proxy_remove_header_map_value, proxy_replace_header_map_value,
   proxy_send_local_response, proxy_set_buffer_bytes, proxy_set_shared_data, proxy_set_tick_period_milliseconds,
 } from "./imports";
 
@@ -163,4 +163,13 @@ export function incrementMetric(id: u32, offset: i64): Status {
 /** Calls proxy_on_tick for the current root context every `period` ms (0 stops). */
 export function setTickPeriod(periodMs: u32): Status {
   return <Status>proxy_set_tick_period_milliseconds(periodMs);
+}
+
+/** A property of the stream or the host; `path` is its segments joined by NUL bytes
+ * (`xds\0cluster_name`). */
+export function getProperty(path: ArrayBuffer): Bytes {
+  resetOut();
+  const status = <Status>proxy_get_property(changetype<usize>(path), path.byteLength, OUT_PTR, OUT_LEN);
+  if (status != Status.Ok) return new Bytes(status, null);
+  return new Bytes(status, takeOut());
 }

@@ -1,0 +1,32 @@
+// Names the extension server and the filter (filter/src) must agree on. The filter keeps its own
+// copies (AssemblyScript cannot import these); a contract test compares the two sides.
+
+/** Request header the filter sets to `ip:port[,ip:port...]`: the chosen endpoint, then fallbacks.
+ * The pool cluster's override_host policy connects to it. */
+export const DESTINATION_HEADER = "x-gateway-destination-endpoint";
+
+/** Request header the filter sets to the snapshot's pool name; the route picks the pool's cluster by it. */
+export const POOL_HEADER = "x-infergate-pool";
+
+/** Request header the filter sets to one endpoint of each pool the request's route mirrors to; the
+ * mirror clusters' override_host reads it. */
+export const MIRROR_HEADER = "x-infergate-mirror-endpoint";
+
+/** Request header naming the InferenceObjective whose priority a request asks for. */
+export const OBJECTIVE_HEADER = "x-gateway-inference-objective";
+
+/** The Inference Extension's model override header; the filter strips it (never honoured). */
+export const MODEL_REWRITE_HEADER = "x-gateway-model-name-rewrite";
+
+/** The filter's name, Wasm root_id and vm_id, and the name of its ECDS resource. */
+export const FILTER_NAME = "infergate";
+
+/** First line of every routing snapshot (filter/src/core/snapshot.ts documents the format). */
+export const SNAPSHOT_FORMAT_HEADER = "infergate-snapshot 1";
+
+/**
+ * Every name that enters the snapshot (model, target, pool, LoRA adapter) matches this: no
+ * whitespace or control characters (the snapshot is space- and newline-separated), no `,` or `=`
+ * (an endpoint's attributes are `key=a,b`), not starting with `#` (a comment line).
+ */
+export const SNAPSHOT_NAME = /^[A-Za-z0-9_][A-Za-z0-9._:/@+-]{0,252}$/;

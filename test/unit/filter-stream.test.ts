@@ -1,0 +1,145 @@
+// The compiled filter module (build/infergate.wasm, the one Envoy loads) driven through an
+// in-process proxy-wasm host (test/support/wasm-host.ts): the per-request state machine, header
+// handling and every host failure, and the load records worker VMs share — including records a
+// crashed VM leaves behind. test/integration proves the same module in a real Envoy.
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { Clock, SharedData, Status, WasmVm, type HostStream } from "../support/wasm-host.ts";
+
+const SNAPSHOT = `infergate-snapshot 1
+version 3
+pool team-a/llm
+endpoint 10.0.0.1:8000 1000
+endpoint 10.0.0.2:8000 1000
+saturation team-a/llm 0
+model qwq team-a/llm critical
+target qwq-32b 100
+model qwq-32b team-a/llm standard
+target qwq-32b 1
+`;
+
+const CHAT = '{"model": "qwq", "messages": [{"role": "user", "content": "Who are you?"}]}';
+
+function vm(shared = new SharedData(), clock = new Clock()): WasmVm {
+  const v = new WasmVm({ shared, clock });
+  assert.equal(v.configure(SNAPSHOT), true);
+  return v;
+}
+
+function routedTo(s: HostStream): string {
+  assert.equal(s.localReply, undefined, s.localReply && JSON.stringify(s.localReply));
+  return s.header("x-gateway-destination-endpoint")!.split(",")[0]!;
+}
+
+describe("filter stream (compiled module, in-process host)", () => {
+  it("routes the seed's request: destination with fallbacks, pool, model and content-length rewritten", () => {
+    const v = vm();
+    const s = v.request("/v1/chat/completions", CHAT, { "x-gateway-destination-endpoint": "6.6.6.6:80", "x-infergate-pool": "evil" });
+    assert.equal(s.lastAction, 0, "continues once routed");
+    assert.match(s.header("x-gateway-destination-endpoint")!, /^10\.0\.0\.[12]:8000,10\.0\.0\.[12]:8000$/);
+    assert.equal(s.header("x-infergate-pool"), "team-a/llm");
+    assert.equal(s.json.model, "qwq-32b");
+    assert.equal(Number(s.header("content-length")), s.body.length);
+    assert.equal(v.counters.get("infergate.routed_total"), 1);
+    assert.equal(v.counters.get("infergate.rewritten_total"), 1);
+  });
+
+  it("strips a client's routing headers on every route, and passes other routes through", () => {
+    const v = vm();
+    const s = v.open({ ":method": "GET", ":path": "/v1/models", "x-gateway-destination-endpoint": "6.6.6.6:80", "x-infergate-pool": "x" });
+    assert.equal(v.headers(s, true), 0);
+    assert.equal(s.header("x-gateway-destination-endpoint"), undefined);
+    assert.equal(s.header("x-infergate-pool"), undefined);
+  });
+
+  it("never configured: strips the headers and answers inference requests 503", () => {
+    const v = new WasmVm();
+    assert.equal(v.configure("not a snapshot"), false, "the configuration is rejected");
+    const s = v.request("/v1/chat/completions", CHAT, { "x-gateway-destination-endpoint": "6.6.6.6:80" });
+    assert.equal(s.localReply?.status, 503);
+    assert.equal(s.header("x-gateway-destination-endpoint"), undefined);
+    const other = v.open({ ":method": "GET", ":path": "/health", "x-gateway-destination-endpoint": "6.6.6.6:80" });
+    assert.equal(v.headers(other, true), 0);
+    assert.equal(other.header("x-gateway-destination-endpoint"), undefined);
+  });
+
+  it("a host that refuses an edit the filter needs gets a 500, never an unrouted request", () => {
+    for (const call of ["proxy_remove_header_map_value", "proxy_replace_header_map_value", "proxy_set_buffer_bytes", "proxy_get_buffer_bytes"]) {
+      const v = vm();
+      v.failures.set(call, Status.InternalFailure);
+      const s = v.request("/v1/chat/completions", CHAT, { "x-gateway-destination-endpoint": "6.6.6.6:80" });
+      assert.equal(s.localReply?.status, 500, call);
+      assert.equal(JSON.parse(s.localReply!.body).error.type, "internal_error", call);
+    }
+  });
+
+  it("routes when trailers end the body, and refuses bodies over 8 MiB", () => {
+    const v = vm();
+    const s = v.open({ ":method": "POST", ":path": "/v1/completions" });
+    v.headers(s, false);
+    assert.equal(v.body(s, '{"model": "qwq", ', false), 1, "buffers");
+    assert.equal(v.body(s, '"prompt": "hi"}', false), 1);
+    assert.equal(v.trailers(s), 0);
+    routedTo(s);
+    const big = v.open({ ":method": "POST", ":path": "/v1/completions" });
+    v.headers(big, false);
+    v.body(big, `{"model": "qwq", "prompt": "${"x".repeat(8 * 1024 * 1024)}`, false);
+    assert.equal(big.localReply?.status, 413);
+  });
+});
+
+describe("load shared between worker VMs", () => {
+  /** Sends `n` requests with `bytes`-byte prompts on a VM and keeps them open (no first byte). */
+  function inflight(v: WasmVm, n: number, bytes: number): HostStream[] {
+    return Array.from({ length: n }, () => v.request("/v1/completions", `{"model": "qwq", "prompt": "${"p".repeat(bytes)}"}`));
+  }
+
+  it("another VM's open requests steer this VM's picks; finished ones stop counting", () => {
+    const shared = new SharedData();
+    const clock = new Clock();
+    const a = vm(shared, clock);
+    const b = vm(shared, clock);
+    // A sends one 200 KB prompt; its endpoint is now 200 KB costlier for everyone.
+    const [big] = inflight(a, 1, 200_000);
+    const loaded = routedTo(big!);
+    for (let i = 0; i < 20; i++) assert.notEqual(routedTo(b.request("/v1/completions", `{"model": "qwq", "prompt": "q${i}"}`)), loaded);
+    a.finish(big!);
+    const seen = new Set(Array.from({ length: 40 }, (_, i) => routedTo(b.request("/v1/completions", `{"model": "qwq", "prompt": "r${i}"}`))));
+    assert.equal(seen.size, 2, "both endpoints are picked again");
+  });
+
+  it("counts the bytes it scanned, not a client's content-length", () => {
+    const v = vm();
+    const body = '{"model": "qwq", "prompt": "hi"}';
+    const s = v.request("/v1/completions", body, { "content-length": "9223372036854775807" });
+    routedTo(s);
+    const record = [...v.shared.entries].find(([k]) => k.startsWith("infergate/load/"))![1].value;
+    const view = new DataView(record.buffer);
+    assert.equal(view.getUint32(0, true), 1);
+    assert.equal(view.getBigInt64(4 + 8, true), BigInt(body.length), "pending bytes = the body scanned");
+    assert.equal(view.getBigInt64(4 + 16, true), 1n, "one in flight");
+  });
+
+  it("load left by a VM that died stops counting after 5 s and is cleared after 30 s", () => {
+    const shared = new SharedData();
+    const clock = new Clock();
+    const crashed = vm(shared, clock);
+    const survivor = vm(shared, clock);
+    const streams = inflight(crashed, 3, 100_000); // never finished: the VM is gone
+    const loaded = new Set(streams.map(routedTo));
+    assert.ok(loaded.size >= 1);
+    survivor.tick();
+    const picks = (tag: string) => new Set(Array.from({ length: 30 }, (_, i) => routedTo(survivor.request("/v1/completions", `{"model": "qwq", "prompt": "${tag}${i}"}`))));
+    if (loaded.size === 1) assert.ok(![...picks("x")].some((e) => loaded.has(e)), "while the VM is alive, its load counts");
+    clock.nowMs += 6000;
+    survivor.tick();
+    assert.equal(picks("y").size, 2, "after 5 s of silence, its load no longer counts");
+    clock.nowMs += 30_000;
+    survivor.tick();
+    const registry = shared.get("infergate/instances")!.value;
+    assert.equal(new DataView(registry.buffer).getUint32(0, true), 1, "only the survivor is registered");
+    const records = [...shared.entries].filter(([k, e]) => k.startsWith("infergate/load/") && e.value.length > 4);
+    assert.ok(records.every(([, e]) => new DataView(e.value.buffer).getUint32(0, true) <= 30), "the dead VM's record is emptied");
+    assert.ok([...shared.entries].some(([k, e]) => k.startsWith("infergate/load/") && e.value.length === 0), "emptied, not left behind");
+  });
+});

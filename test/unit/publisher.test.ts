@@ -1,0 +1,76 @@
+// The publisher's rate limiting: a configuration change pushes at once; score changes push at most
+// once per push.minIntervalMs, later ones coalescing into one trailing push of the latest scores;
+// a schedule that renders the same snapshot pushes nothing.
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { parseRoutingConfig } from "../../extension-server/src/config/routing-config.ts";
+import { Publisher } from "../../extension-server/src/publisher.ts";
+import type { Schedule } from "../../extension-server/src/scheduling/scheduler.ts";
+import { TYPE_EXTENSION_CONFIG, TYPE_LOAD_ASSIGNMENT, XdsServer } from "../../extension-server/src/xds/server.ts";
+
+const MIN_INTERVAL_MS = 200;
+
+const config = (weight: number) => parseRoutingConfig(`
+apiVersion: infergate.io/v1alpha1
+kind: InfergateConfig
+spec: {push: {minIntervalMs: ${MIN_INTERVAL_MS}}}
+---
+apiVersion: inference.networking.x-k8s.io/v1alpha2
+kind: InferencePool
+metadata: {name: p}
+spec: {selector: {app: a}, targetPortNumber: 80}
+---
+apiVersion: inference.networking.x-k8s.io/v1alpha2
+kind: InferenceModel
+metadata: {name: m}
+spec: {modelName: m, poolRef: {name: p}, targetModels: [{name: t, weight: ${weight}}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: a-0, labels: {app: a}}
+status: {podIP: 10.0.0.1}
+`, "test.yaml");
+
+const scored = (score: number): Schedule => new Map([["default/p", { saturation: 0, endpoints: new Map([["10.0.0.1:80", { ready: true, score }]]) }]]);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe("publisher", () => {
+  it("pushes a configuration at once, and score changes at most once per minIntervalMs, coalesced", async () => {
+    const xds = new XdsServer();
+    const publisher = new Publisher(xds, { wasmPath: "/m.wasm" });
+    const pushes = () => xds.version(TYPE_EXTENSION_CONFIG);
+    try {
+      const started = performance.now();
+      publisher.setConfig(config(1), scored(1000));
+      assert.equal(pushes(), 1, "configuration pushed at once");
+      assert.equal(xds.version(TYPE_LOAD_ASSIGNMENT), 1, "endpoints pushed with it");
+      publisher.setSchedule(scored(900));
+      publisher.setSchedule(scored(800));
+      publisher.setSchedule(scored(700));
+      assert.equal(pushes(), 1, "inside the interval: nothing yet");
+      while (pushes() === 1 && performance.now() - started < 2000) await sleep(5);
+      const waited = performance.now() - started;
+      assert.ok(waited >= MIN_INTERVAL_MS - 5 && waited < MIN_INTERVAL_MS + 150, `trailing push ${waited} ms after the last`);
+      assert.equal(pushes(), 2, "one push for three changes");
+      assert.match(publisher.snapshot, /^endpoint 10\.0\.0\.1:80 700$/m, "the latest scores");
+      await sleep(MIN_INTERVAL_MS * 1.5);
+      assert.equal(pushes(), 2, "no further push without a change");
+
+      publisher.setSchedule(scored(700));
+      await sleep(MIN_INTERVAL_MS * 1.5);
+      assert.equal(pushes(), 2, "the same snapshot is not pushed again");
+
+      publisher.setSchedule(scored(600)); // the interval has passed: at once
+      assert.equal(pushes(), 3);
+      publisher.setSchedule(scored(500)); // inside the next interval: waits
+      assert.equal(pushes(), 3);
+      publisher.setConfig(config(2)); // a configuration change does not wait
+      assert.equal(pushes(), 4);
+      assert.match(publisher.snapshot, /^target t 2$/m);
+      assert.equal(xds.version(TYPE_LOAD_ASSIGNMENT), 1, "same endpoints: no EDS push");
+    } finally {
+      publisher.stop();
+      await xds.close();
+    }
+  });
+});
