@@ -1,55 +1,48 @@
 // The policy lab's one door into the extension server. Everything the lab takes from
-// extension-server/ comes through this file, so when the server's files move (the scheduler is
-// becoming a pure function of pools, readings, time and settings) only this file changes.
+// extension-server/ comes through this file, so when the server's files move only this file changes.
 //
-// What it takes, unchanged: the scheduling plugins (ready filter, scorers, weighted sum, pool
-// saturation), the default scheduler settings and the snapshot renderer. What it composes the way
-// extension-server/src/scheduling/scheduler.ts composes them today (computeLoadView reads a live
-// Scraper, so it is mirrored here on plain readings): readiness, saturation rounded to 0.01 and
-// scores quantised to steps of 10.
+// What it takes, unchanged: the scheduler (scheduling/scheduler.ts: a pure function of the pools,
+// the readings, the time and the settings: ready filter, weighted scorers, saturation, and the
+// engine fields `waiting`/`kv` from fresh readings), the default settings and the snapshot renderer.
 import { DEFAULT_SCHEDULER_CONFIG, type SchedulerConfig } from "../../extension-server/src/scheduling/config.ts";
-import { poolSaturation, readyFilter, scoreCandidates, scorers, type Candidate } from "../../extension-server/src/scheduling/plugins.ts";
-import { renderSnapshot, type EndpointView, type LoadView } from "../../extension-server/src/snapshot.ts";
-import type { RoutingConfig } from "../../extension-server/src/config/routing-config.ts";
+import type { Reading as ServerReading } from "../../extension-server/src/scheduling/plugins.ts";
+import { schedule, type Schedule } from "../../extension-server/src/scheduling/scheduler.ts";
+import { renderSnapshot } from "../../extension-server/src/snapshot.ts";
+import { poolId, type RoutingConfig } from "../../extension-server/src/config/routing-config.ts";
 import type { EngineLoad } from "../../extension-server/src/load/engine-metrics.ts";
 
 export { DEFAULT_SCHEDULER_CONFIG };
-export type { EngineLoad, SchedulerConfig };
-
-/** scheduler.ts's SCORE_STEP: scores move in steps of this much. */
-const SCORE_STEP = 10;
+export type { EngineLoad, SchedulerConfig, Schedule };
 
 /** What the scraper knows of one endpoint: its last reading and when it arrived. */
-export interface Reading {
+export interface Reading extends ServerReading {
   address: string;
-  load?: EngineLoad;
-  /** Model time of the last successful scrape's answer; -Infinity before the first. */
-  lastSuccess: number;
+  load?: EngineLoad | undefined;
 }
 
-/** Per endpoint: the pushed score and the raw reading it came from (for the fields the snapshot
- * does not carry yet; see `extraEndpointFields`). */
-export interface EndpointScore { address: string; score: number; load: EngineLoad }
+const POOL = poolId("default", "reasoning-pool");
 
-export interface PoolView { endpoints: EndpointScore[]; saturation: number }
+/** The server's schedule of the lab's one pool at `now`. `engineFields: false` drops the
+ * `waiting`/`kv` fields (a server from before them: the filter's score fallback); `kvStep` rounds
+ * `kv` to steps of that many thousandths. */
+export function scheduleLab(readings: Reading[], config: SchedulerConfig, now: number, engineFields = true, kvStep = 1): Schedule {
+  const out = schedule([{ pool: POOL, endpoints: readings.map((r) => r.address) }], new Map(readings.map((r) => [r.address, r])), now, config);
+  for (const view of out.values()) {
+    for (const e of view.endpoints.values()) {
+      if (!engineFields) { delete e.waiting; delete e.kvPermille; } else if (kvStep > 1 && e.kvPermille !== undefined) e.kvPermille = Math.min(1000, Math.round(e.kvPermille / kvStep) * kvStep);
+    }
+  }
+  return out;
+}
 
-const IDLE: EngineLoad = { engine: "unknown", waiting: 0, running: 0, kvUsage: 0, runningLoras: [], waitingLoras: [], maxLoras: 0 };
-
-/** The server's view of one pool at `now`: the ready filter, the weighted scorers, saturation. */
-export function scorePool(readings: Reading[], config: SchedulerConfig, now: number): PoolView {
-  const candidates: Candidate[] = readings.map((r) => ({
-    address: r.address,
-    load: r.load ?? IDLE,
-    ready: r.load !== undefined && now - r.lastSuccess <= config.scrape.staleAfterMs,
-    unscraped: r.load === undefined,
-  }));
-  const saturation = Math.round(poolSaturation(candidates, config) * 100) / 100;
-  const routable = readyFilter.filter(candidates);
-  const scores = scoreCandidates(routable, scorers(config));
-  return {
-    saturation,
-    endpoints: routable.map((c, i) => ({ address: c.address, score: Math.round(scores[i]! / SCORE_STEP) * SCORE_STEP, load: c.load })),
-  };
+/** A key that changes exactly when the rendered snapshot would (saturation and endpoint lines). */
+export function scheduleKey(s: Schedule): string {
+  let key = "";
+  for (const view of s.values()) {
+    key += String(view.saturation);
+    for (const [a, e] of view.endpoints) key += `|${a} ${e.score ?? "-"} ${e.waiting ?? "-"} ${e.kvPermille ?? "-"}`;
+  }
+  return key;
 }
 
 /** The one pool and model the lab routes: the seed's InferencePool and InferenceModel (`qwq`, Critical,
@@ -57,38 +50,17 @@ export function scorePool(readings: Reading[], config: SchedulerConfig, now: num
 export function labRoutingConfig(addresses: string[], scheduler: SchedulerConfig = DEFAULT_SCHEDULER_CONFIG): RoutingConfig {
   return {
     pools: [{
-      name: "reasoning-pool", namespace: "default", apiVersion: "inference.networking.x-k8s.io/v1alpha1",
-      selector: { app: "qwq-32b" }, targetPorts: [8000],
+      id: POOL, name: "reasoning-pool", namespace: "default", apiVersion: "inference.networking.x-k8s.io/v1alpha1",
+      selector: { app: "qwq-32b" }, targetPorts: [8000], skipped: {},
       endpoints: addresses.map((a, i) => ({ ip: a.slice(0, a.lastIndexOf(":")), port: Number(a.slice(a.lastIndexOf(":") + 1)), podName: `qwq-32b-${i}` })),
     }],
-    models: [{ resourceName: "inferencemodel-sample", namespace: "default", modelName: "qwq", pool: "reasoning-pool", criticality: "critical", targets: [{ name: "qwq-32b", weight: 100 }] }],
+    models: [{ resourceName: "inferencemodel-sample", namespace: "default", modelName: "qwq", pool: POOL, criticality: "critical", targets: [{ name: "qwq-32b", weight: 100 }] }],
+    objectives: [], routes: [], problems: [],
     scheduler,
   };
 }
 
-/**
- * The snapshot text the server pushes for `view`, by the server's own renderer. `extra`, when
- * given, appends attributes to each endpoint line: the lab's stand-in for fields the server does not
- * render yet (the filter ignores attributes it does not know, so an older filter is unaffected).
- */
-export function renderLabSnapshot(config: RoutingConfig, version: number, view: PoolView, extra?: (e: EndpointScore) => string): string {
-  const byAddress = new Map(view.endpoints.map((e) => [e.address, e]));
-  const load: LoadView = {
-    endpoint: (a): EndpointView | undefined => {
-      const e = byAddress.get(a);
-      if (e === undefined) return undefined;
-      // As computeLoadView: LoRA adapters and a free slot, for an engine that reports max_lora.
-      const l = e.load;
-      return l.maxLoras > 0 ? { score: e.score, loras: [...new Set([...l.runningLoras, ...l.waitingLoras])], loraFree: l.runningLoras.length < l.maxLoras } : { score: e.score };
-    },
-    saturation: () => view.saturation,
-  };
-  const text = renderSnapshot(config, version, load);
-  if (!extra) return text;
-  return text.split("\n").map((line) => {
-    if (!line.startsWith("endpoint ")) return line;
-    const e = byAddress.get(line.split(" ")[1]!);
-    const more = e ? extra(e) : "";
-    return more ? `${line} ${more}` : line;
-  }).join("\n");
+/** The snapshot text the server pushes for `s`, by the server's own renderer. */
+export function renderLabSnapshot(config: RoutingConfig, version: number, s: Schedule): string {
+  return renderSnapshot(config, version, s);
 }

@@ -4,7 +4,7 @@
 // publisher. The publisher (as extension-server/src/publisher.ts does) pushes only when the
 // rendered snapshot changed, at most once per `pushMinIntervalMs`, later changes coalescing into
 // one trailing push. Each push reaches every Envoy worker `pushDelayMs` later.
-import { DEFAULT_SCHEDULER_CONFIG, labRoutingConfig, renderLabSnapshot, scorePool, type EndpointScore, type Reading, type SchedulerConfig } from "./adapter.ts";
+import { DEFAULT_SCHEDULER_CONFIG, labRoutingConfig, renderLabSnapshot, scheduleKey, scheduleLab, type Reading, type SchedulerConfig } from "./adapter.ts";
 import { engineLoad, type ControlTiming, type Lab } from "./lab.ts";
 import { seededRandom } from "../workload.ts";
 
@@ -13,7 +13,7 @@ export class Scraper {
   readonly readings: Reading[];
   constructor(lab: Lab, timing: ControlTiming, seed: number, onReading?: (endpoint: number) => void) {
     const random = seededRandom(seed);
-    this.readings = lab.addresses.map((address) => ({ address, lastSuccess: -Infinity }));
+    this.readings = lab.addresses.map((address) => ({ address, lastSuccess: -Infinity, consecutiveFailures: 0 }));
     lab.engines.forEach((engine, i) => {
       const phase = random() * timing.scrapeIntervalMs;
       lab.every(timing.scrapeIntervalMs, phase, () => {
@@ -30,8 +30,11 @@ export class Scraper {
 
 export interface ServerOptions {
   scheduler?: SchedulerConfig;
-  /** Attributes appended to each endpoint line (fields the server is to render; see adapter.ts). */
-  extra?: (e: EndpointScore) => string;
+  /** Render the engine fields (`waiting=`, `kv=`) as the server does; false: a server from before
+   * them (scores only). Default true. */
+  engineFields?: boolean;
+  /** Round `kv=` to steps of this many thousandths (fewer pushes); 1: exact, as the server renders. */
+  kvStep?: number;
   /** Extra `tuning <key> <value>` lines after the server's own (a lab-only sweep of filter keys the
    * server does not send). */
   tuning?: Record<string, number>;
@@ -68,21 +71,22 @@ export class ExtensionServer {
   }
 
   private push(): void {
-    const view = scorePool(this.scraper?.readings ?? this.lab.addresses.map((address) => ({ address, lastSuccess: -Infinity })), this.scheduler, this.lab.clock.now());
+    const readings = this.scraper?.readings ?? this.lab.addresses.map((address) => ({ address, lastSuccess: -Infinity, consecutiveFailures: 0 }));
+    const view = scheduleLab(readings, this.scheduler, this.lab.clock.now(), this.opts.engineFields ?? true, this.opts.kvStep ?? 1);
     // The rendered text depends on nothing else, so comparing this key is comparing the text the
     // publisher compares, without rendering it after every reading.
-    const extra = this.opts.extra;
-    let key = String(view.saturation);
-    for (const e of view.endpoints) key += `|${e.address} ${e.score}${extra ? ` ${extra(e)}` : ""}`;
+    const key = scheduleKey(view);
     if (key === this.lastBody) return;
     this.lastBody = key;
     this.version++;
     this.pushes++;
     this.lastPushAt = this.lab.clock.now();
-    let text = renderLabSnapshot(this.config, this.version, view, this.opts.extra);
+    let text = renderLabSnapshot(this.config, this.version, view);
     if (this.opts.tuning) {
+      // After the server's own tuning records: the filter keeps the last value of a key.
       const lines = Object.entries(this.opts.tuning).map(([k, v]) => `tuning ${k} ${v}`).join("\n");
-      text = text.replace(/^(version \d+)$/m, `$1\n${lines}`);
+      const at = text.indexOf("\npool ");
+      text = `${text.slice(0, at)}\n${lines}${text.slice(at)}`;
     }
     this.lab.clock.after(this.timing.pushDelayMs, () => this.deliver(text));
   }

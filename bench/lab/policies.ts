@@ -2,7 +2,6 @@
 // the proxies' own counts) and the seed, a Policy that picks an engine per request.
 import { chainHash, tokenHash } from "../../sim/kv-cache.ts";
 import { seededRandom } from "../workload.ts";
-import type { EndpointScore } from "./adapter.ts";
 import { ExtensionServer, Scraper } from "./control-plane.ts";
 import type { Core } from "./core.ts";
 import { predictFirstToken } from "./fork.ts";
@@ -129,16 +128,9 @@ export const epp: PolicyFactory = (lab, seed) => {
   };
 };
 
-/** Endpoint attributes the lab renders on top of the server's snapshot for the picker: what the
- * server is to render (filter/src/core/snapshot.ts): the engine's waiting requests and its KV-cache
- * use in thousandths, as last scraped. */
-export function engineFields(e: EndpointScore, kvStep = 1): string {
-  const kv = Math.min(1000, Math.max(0, Math.round((e.load.kvUsage * 1000) / kvStep) * kvStep));
-  return `waiting=${Math.max(0, Math.round(e.load.waiting))} kv=${kv}`;
-}
-
 export interface InfergateOptions {
-  /** Render the per-endpoint fields the new picker reads (the server side the lead wires). */
+  /** The server renders the engine fields the picker reads (`waiting=`, `kv=`), as it does; false:
+   * scores only, as a server from before them. */
   engineFields?: boolean;
   /** Filter tuning keys to push on top of the server's (lab-only sweeps). */
   tuning?: Record<string, number>;
@@ -165,7 +157,7 @@ export function infergate(core: Core, opts: InfergateOptions = {}, name = "infer
     let latest = "";
     const configured = routers.map(() => "");
     let nacks = 0, affinity = 0, routed = 0;
-    const server = new ExtensionServer(lab, lab.options.timing, seed, (text) => { latest = text; }, { ...(opts.engineFields ? { extra: (e: EndpointScore) => engineFields(e, opts.kvStep ?? 1) } : {}), ...(opts.tuning ? { tuning: opts.tuning } : {}) });
+    const server = new ExtensionServer(lab, lab.options.timing, seed, (text) => { latest = text; }, { engineFields: opts.engineFields ?? true, kvStep: opts.kvStep ?? 1, ...(opts.tuning ? { tuning: opts.tuning } : {}) });
     const index = new Map(lab.addresses.map((a, i) => [a, i]));
     const loads = new Float64Array(lab.engines.length * 2);
     return {

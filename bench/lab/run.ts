@@ -29,9 +29,9 @@ export async function policyFactories(baselineCore?: string, tuning?: Record<str
   const out: Record<string, PolicyFactory> = {
     "round-robin": roundRobin, "least-request": leastRequest, epp, oracle,
     infergate: infergate(core, { engineFields: true, kvStep, ...t }),
-    "infergate-scores": infergate(core, { ...t }, "infergate-scores"),
+    "infergate-scores": infergate(core, { engineFields: false, ...t }, "infergate-scores"),
   };
-  if (baselineCore) out["infergate-baseline"] = infergate(await loadCoreAt(baselineCore), {}, "infergate-baseline");
+  if (baselineCore) out["infergate-baseline"] = infergate(await loadCoreAt(baselineCore), { engineFields: false }, "infergate-baseline");
   return out;
 }
 
