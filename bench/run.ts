@@ -1,8 +1,10 @@
 // `npm run bench`: the seed's experiment on this machine. The same request sequence goes through
 // a real Envoy three ways — round robin (the seed's port 8080), least-request, and infergate (the
 // seed's port 8081) — against the same simulated replicas (the calibrated `qwq-32b-4xa10` profile),
-// restarted fresh for every mode. The workload is the seed's (SEED_WORKLOAD: benchmark_serving.py's
-// legacy length ranges) or another of the policy lab's shapes (bench/lab/shapes.ts).
+// restarted fresh for every mode; and a fourth, gie-epp, where the Inference Extension's endpoint
+// picker picks (bench/peers/gie-epp-mode.ts; in the default modes when its binaries are built).
+// The workload is the seed's (SEED_WORKLOAD: benchmark_serving.py's legacy length ranges) or another
+// of the policy lab's shapes (bench/lab/shapes.ts).
 //
 //   npm run bench -- [--quick | --full] [--workload seed|tenants|no-prefix|mixed-gpu|poisson-0.7|...]
 //       [--num-prompts N] [--concurrency 60] [--request-rate R] [--time-scale S] [--seed 0] ...
@@ -16,6 +18,7 @@ import { InfergateServer } from "../extension-server/src/server.ts";
 import { runLoad } from "./client.ts";
 import { shapeNamed } from "./lab/shapes.ts";
 import { formatSideMeasurements, runSideMeasurements } from "./overhead.ts";
+import { GIE_EPP_MODEL, gieEppUnavailable, startGieEppMode, type PeerMode } from "./peers/gie-epp-mode.ts";
 import { writeReport, type ModeResult } from "./report.ts";
 import { formatSummary, summarize } from "./summary.ts";
 import { buildWorkload, SEED_WORKLOAD, type WorkloadOptions, type WorkloadRequest } from "./workload.ts";
@@ -36,11 +39,17 @@ interface BenchOptions extends WorkloadOptions {
   out: string;
 }
 
-const MODES: Record<string, { listener: string; description: string }> = {
+const MODES: Record<string, { listener: string; description: string; model?: string; peer?: { start: (ips: string[]) => Promise<PeerMode>; unavailable: () => string | undefined } }> = {
   "round-robin": { listener: "plain-", description: "Envoy ROUND_ROBIN over the pool (the seed's plain route, port 8080)" },
   "least-request": { listener: "least-request-", description: "Envoy LEAST_REQUEST over the pool (what an Envoy user tries next)" },
   infergate: { listener: "inference-", description: "the infergate filter picks the endpoint (the seed's inference route, port 8081)" },
+  "gie-epp": {
+    listener: "inference-", model: GIE_EPP_MODEL, peer: { start: startGieEppMode, unavailable: gieEppUnavailable },
+    description: "the Inference Extension's EPP v1.5.0 (default scheduler) picks, over ext_proc from the same Envoy (a v1 pool's endpointPickerRef, FailClose)",
+  },
 };
+/** The modes a run has unless --modes says otherwise: every mode whose peer is built. */
+const defaultModes = (): string => Object.keys(MODES).filter((m) => !MODES[m]!.peer?.unavailable()).join(",");
 
 const QUICK = { "num-prompts": "24", "prefix-len": "100", "input-len": "400", "output-len": "60", concurrency: "12", replicas: "3", "time-scale": "10" };
 
@@ -67,7 +76,7 @@ export function parseBenchOptions(argv: string[]): BenchOptions {
     seed: { type: "string", default: String(SEED_WORKLOAD.seed) },
     profile: { type: "string", default: "qwq-32b-4xa10" },
     replicas: { type: "string", default: "5" },
-    modes: { type: "string", default: Object.keys(MODES).join(",") },
+    modes: { type: "string", default: defaultModes() },
     out: { type: "string" },
   } });
   if (values.quick && values.full) throw new Error("--quick and --full are exclusive");
@@ -85,6 +94,7 @@ export function parseBenchOptions(argv: string[]): BenchOptions {
   const numPrompts = Number(pick("num-prompts") ?? shape.numPrompts);
   // An open loop: as many clients as requests, so arrivals never wait for a free one.
   const concurrency = Number(pick("concurrency") ?? (shape.arrival.kind === "closed" ? shape.arrival.concurrency : numPrompts));
+  for (const m of modes) { const why = MODES[m]!.peer?.unavailable(); if (why) throw new Error(why); }
   return {
     workload: shape.name,
     numPrompts, prefixLen: Number(pick("prefix-len")), inputLen: Number(pick("input-len")),
@@ -176,9 +186,14 @@ export interface BenchHooks {
 export async function runBench(o: BenchOptions, hooks: BenchHooks = {}): Promise<ModeResult[]> {
   const ips = Array.from({ length: o.replicas }, (_, i) => `127.0.3.${i + 1}`);
   const configPath = join(mkdtempSync(join(tmpdir(), "infergate-bench-")), "pool.yaml");
-  writeFileSync(configPath, poolYaml(ips));
   const requests = benchRequests(o);
   let replicas = await startReplicas(ips, o);
+  // Peers (the EPP) start first: infergate's configuration names where they listen.
+  const peers = new Map<string, PeerMode>();
+  try {
+    for (const m of o.modes) if (MODES[m]!.peer) peers.set(m, await MODES[m]!.peer!.start(ips));
+  } catch (err) { await Promise.all([...peers.values()].map((p) => p.stop())); await stopChild(replicas); throw err; }
+  writeFileSync(configPath, poolYaml(ips) + [...peers.values()].map((p) => p.yaml).join(""));
   const server = new InfergateServer({ source: { file: configPath }, xdsPort: 0, log: () => undefined,
     envoy: { adminPort: 0, plainPort: 0, inferencePort: 0, leastRequestPort: 0, concurrency: 2, logLevel: "error" } });
   const results: ModeResult[] = [];
@@ -186,18 +201,21 @@ export async function runBench(o: BenchOptions, hooks: BenchHooks = {}): Promise
     await server.start();
     hooks.onServerStarted?.(server);
     const listeners = await server.envoy!.listenerAddresses();
+    const addressOf = (mode: string) => [...listeners].find(([name]) => name.startsWith(MODES[mode]!.listener))?.[1];
+    for (const [mode, peer] of peers) await peer.ready(`http://${addressOf(mode)}`);
     for (const [i, mode] of o.modes.entries()) {
-      if (i > 0) { await stopChild(replicas); replicas = await startReplicas(ips, o); } // fresh KV caches
-      const address = [...listeners].find(([name]) => name.startsWith(MODES[mode]!.listener))?.[1];
+      if (i > 0 || peers.size > 0) { await stopChild(replicas); replicas = await startReplicas(ips, o); } // fresh KV caches
+      const address = addressOf(mode);
       if (!address) throw new Error(`no listener for ${mode}`);
       const bar = progress(mode, requests.length);
       const { records, durationMs } = await runLoad(`http://${address}`, requests, {
-        concurrency: o.concurrency, requestRate: o.requestRate, timeScale: o.timeScale, model: o.model, seed: o.seed,
+        concurrency: o.concurrency, requestRate: o.requestRate, timeScale: o.timeScale, model: MODES[mode]!.model ?? o.model, seed: o.seed,
         timeoutMs: Math.max(60_000, (Math.max(...requests.map((r) => r.maxTokens)) * 2 * 200) / o.timeScale + 600_000), onDone: bar.tick,
       });
       bar.stop();
       const result: ModeResult = {
-        name: mode, description: MODES[mode]!.description, summary: summarize(records, durationMs), records,
+        name: mode, description: MODES[mode]!.description + (peers.has(mode) ? ` — ${await peers.get(mode)!.check(records.filter((r) => r.ok).length)}` : ""),
+        summary: summarize(records, durationMs), records,
         preemptions: await replicaCounter(ips, "vllm:num_preemptions_total"),
         prefixHitRate: (await replicaCounter(ips, "vllm:prefix_cache_hits_total")) / Math.max(1, await replicaCounter(ips, "vllm:prefix_cache_queries_total")),
       };
@@ -207,6 +225,7 @@ export async function runBench(o: BenchOptions, hooks: BenchHooks = {}): Promise
   } finally {
     await server.stop();
     await stopChild(replicas);
+    await Promise.all([...peers.values()].map((p) => p.stop()));
   }
   return results;
 }

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # End-to-end tests with real parts built from their Go modules (pinned, cached in .cache/):
 # Envoy Gateway (test/e2e/envoy-gateway.test.ts), kube-apiserver + etcd
-# (test/e2e/kube-apiserver.test.ts, built by scripts/build-kube-apiserver.sh), and the Inference
-# Extension's endpoint picker v1.5.0 behind Envoy (test/e2e/gie-epp.test.ts, built by
-# scripts/build-epp.sh). Also the Grafana dashboard's queries and the alerting rules in a real
+# (test/e2e/kube-apiserver.test.ts and kube-endpoint-picker.test.ts, built by
+# scripts/build-kube-apiserver.sh), and the Inference Extension's endpoint picker v1.5.0 behind
+# Envoy (test/e2e/gie-epp.test.ts) and behind infergate (test/e2e/epp-protocol.test.ts), built by
+# scripts/build-epp.sh. Also the Grafana dashboard's queries and the alerting rules in a real
 # Prometheus that scrapes a real stack (test/e2e/prometheus.test.ts; Prometheus comes from
 # scripts/install-prometheus.mjs). They run inside a private network namespace, because Envoy
 # Gateway's host mode and the EPP bind their listeners on 0.0.0.0 and this suite only ever listens
@@ -26,5 +27,7 @@ if ! unshare --net true 2>/dev/null; then
   echo "test-e2e: cannot create a network namespace (needs root or CAP_SYS_ADMIN)" >&2
   exit 1
 fi
-# One test file at a time: each starts heavy processes of its own.
-exec unshare --net bash -c 'ip link set lo up && node --import tsx --test --test-concurrency=1 test/e2e/*.test.ts'
+# One test file at a time: each starts heavy processes of its own. Test files given as arguments
+# run instead of the whole suite (bash scripts/test-e2e.sh test/e2e/epp-protocol.test.ts).
+files="${*:-test/e2e/*.test.ts}"
+exec unshare --net bash -c "ip link set lo up && node --import tsx --test --test-concurrency=1 $files"

@@ -1,31 +1,84 @@
-// The EPP's own cost: added latency per request of Envoy's EPP route (ext_proc to the Gateway API
-// Inference Extension's endpoint picker v1.5.0) over a plain Envoy route to the same replicas, with
-// an instant backend. The method is bench/overhead.ts's (which measures the infergate filter the
-// same way), so the two are comparable: the same simulator with ttftMs 0 and itlMs 0, the same
-// request (`/v1/completions`, max_tokens 1, a 4 KB and a 200 KB body), one request at a time over
-// a 2-connection keep-alive pool, 20 warm-up pairs, then n pairs with the two routes interleaved.
-// Repeated `--reps` times (a fresh stack each time); the summary is the median over repetitions of
-// each repetition's median and P99, with the range over repetitions.
+// The endpoint picker callout's cost beside the infergate filter's: added latency per request over
+// a plain route, with an instant backend, in one interleaved run. Five routes to the same two
+// simulated replicas (ttftMs 0, itlMs 0), per repetition a fresh stack:
+//   - the Inference Extension's reference wiring (bench/peers/gie-epp.ts): Envoy calls the EPP
+//     v1.5.0 over ext_proc (FULL_DUPLEX_STREAMED both ways) and routes through ORIGINAL_DST
+//     ("gie-epp"), beside that Envoy's plain round-robin route ("gie plain");
+//   - infergate standalone: the infergate filter alone ("infergate"), the infergate filter then the
+//     same EPP over ext_proc as a v1 pool's endpointPickerRef wires it ("infergate + EPP",
+//     envoy/endpoint-picker.ts), beside that Envoy's plain route ("infergate plain").
+// Each route's added latency is against the plain route of its own Envoy. The request is
+// bench/overhead.ts's (`/v1/completions`, max_tokens 1, a 4 KB and a 200 KB body), one at a time,
+// each route over its own 2-connection keep-alive pool; every iteration sends one request to each
+// route, starting at a different route each time. 20 warm-up iterations, then n.
+// "Added median" is the median of the paired differences (a route's request minus its plain
+// route's request of the same iteration): on a shared machine the load drifts, and pairing cancels
+// the drift that a difference of two medians keeps (the infergate filter adds ~0.2 ms, less than
+// that drift). "Added P99" is the difference of the two P99s. The summary is the median over
+// repetitions, with the range over repetitions; the ratio is gie-epp added / infergate added, of
+// those medians.
 //
-//   npx tsx bench/peers/epp-latency.ts [--n 400] [--reps 3] [--secure-serving true|false] [--infergate]
+//   npx tsx bench/peers/epp-latency.ts [--n 400] [--reps 3] [--secure-serving true|false]
 //
 // Run it in a private network namespace (the EPP binds its ports on every interface):
 //   unshare --net bash -c 'ip link set lo up && npx tsx bench/peers/epp-latency.ts'
 // Build first, outside the namespace: bash scripts/build-epp.sh && bash scripts/build-kube-apiserver.sh
 // (or set EPP_BIN, EPP_MODULE_DIR, KUBE_APISERVER_BIN, ETCD_BIN).
-// --infergate also runs bench/overhead.ts after each repetition, for a side-by-side on the same
-// machine state.
-import { cpus, loadavg } from "node:os";
+// (Not named *overhead.ts: bench/overhead.ts runs its own main when argv[1] ends so.)
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { cpus, loadavg, tmpdir } from "node:os";
+import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { Agent, request } from "undici";
+import { InfergateServer } from "../../extension-server/src/server.ts";
 import { startSimServer } from "../../sim/server.ts";
 import { distribution, type Distribution } from "../summary.ts";
 import { EPP_VERSION, startGieEpp } from "./gie-epp.ts";
 
-export interface EppOverhead { bodyBytes: number; plain: Distribution; epp: Distribution; addedMedianMs: number; addedP99Ms: number }
-
 const IPS = ["127.0.6.21", "127.0.6.22"];
 const SIZES = [4 * 1024, 200 * 1024];
+
+export const ROUTES = ["gie plain", "gie-epp", "infergate plain", "infergate", "infergate + EPP"] as const;
+export type Route = (typeof ROUTES)[number];
+/** The plain route each route's added latency is measured against (the same Envoy's). */
+const BASELINE: Partial<Record<Route, Route>> = { "gie-epp": "gie plain", infergate: "infergate plain", "infergate + EPP": "infergate plain" };
+
+/** One repetition at one body size: each route's latency distribution, and the median of its
+ * paired differences with its plain route. */
+export interface RouteLatencies { bodyBytes: number; routes: Record<Route, Distribution>; pairedAddedMs: Partial<Record<Route, number>> }
+
+/** infergate's configuration: a pool the filter alone routes (model m), and a v1 pool over the same
+ * Pods whose endpointPickerRef names the EPP (model m-epp). */
+function infergateYaml(eppPort: number, tls: boolean): string {
+  return `apiVersion: inference.networking.x-k8s.io/v1alpha2
+kind: InferencePool
+metadata: {name: instant}
+spec: {targetPortNumber: 8000, selector: {app: instant}}
+---
+apiVersion: inference.networking.k8s.io/v1
+kind: InferencePool
+metadata: {name: instant-epp}
+spec:
+  selector: {matchLabels: {app: instant}}
+  targetPorts: [{number: 8000}]
+  endpointPickerRef: {name: epp, port: {number: ${eppPort}}, failureMode: FailClose}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: epp}
+spec: {clusterIP: 127.0.0.1, ports: [{port: ${eppPort}${tls ? "" : ", appProtocol: kubernetes.io/h2c"}}]}
+---
+apiVersion: inference.networking.x-k8s.io/v1alpha2
+kind: InferenceModel
+metadata: {name: m}
+spec: {modelName: m, criticality: Critical, poolRef: {name: instant}}
+---
+apiVersion: inference.networking.x-k8s.io/v1alpha2
+kind: InferenceModel
+metadata: {name: m-epp}
+spec: {modelName: m-epp, criticality: Critical, poolRef: {name: instant-epp}}
+${IPS.map((ip, i) => `---\napiVersion: v1\nkind: Pod\nmetadata: {name: p${i}, labels: {app: instant}}\nstatus: {podIP: ${ip}}\n`).join("")}`;
+}
 
 async function timed(dispatcher: Agent, url: string, body: string): Promise<number> {
   const started = performance.now();
@@ -35,32 +88,77 @@ async function timed(dispatcher: Agent, url: string, body: string): Promise<numb
   return performance.now() - started;
 }
 
-/** bench/overhead.ts's measureOverhead, with the EPP route in place of the infergate route. */
-export async function measureEppOverhead(plainUrl: string, eppUrl: string, bodyBytes: number, n: number): Promise<EppOverhead> {
-  const dispatcher = new Agent({ connections: 2 });
-  const body = JSON.stringify({ model: "m", prompt: "x".repeat(Math.max(0, bodyBytes - 40)), max_tokens: 1 });
-  const plain: number[] = [];
-  const epp: number[] = [];
-  for (let i = 0; i < 20; i++) { await timed(dispatcher, plainUrl, body); await timed(dispatcher, eppUrl, body); } // warm-up
-  for (let i = 0; i < n; i++) {
-    plain.push(await timed(dispatcher, plainUrl, body));
-    epp.push(await timed(dispatcher, eppUrl, body));
+/** Interleaves the routes, one request each per iteration, rotating which goes first. */
+export async function measureRoutes(urls: Record<Route, string>, bodyBytes: number, n: number): Promise<RouteLatencies> {
+  const prompt = "x".repeat(Math.max(0, bodyBytes - 48));
+  // Each route's model: the EPP routes any model; infergate's pools each serve their own.
+  const bodies: Record<Route, string> = Object.fromEntries(ROUTES.map((r) => [r, JSON.stringify({ model: r === "infergate + EPP" ? "m-epp" : "m", prompt, max_tokens: 1 })])) as Record<Route, string>;
+  const agents = Object.fromEntries(ROUTES.map((r) => [r, new Agent({ connections: 2 })])) as Record<Route, Agent>;
+  const samples = Object.fromEntries(ROUTES.map((r) => [r, [] as number[]])) as Record<Route, number[]>;
+  try {
+    for (let i = 0; i < 20 + n; i++) {
+      for (let k = 0; k < ROUTES.length; k++) {
+        const route = ROUTES[(i + k) % ROUTES.length]!;
+        const ms = await timed(agents[route], urls[route], bodies[route]);
+        if (i >= 20) samples[route].push(ms);
+      }
+    }
+  } finally {
+    await Promise.all(ROUTES.map((r) => agents[r].close()));
   }
-  await dispatcher.close();
-  const p = distribution(plain);
-  const e = distribution(epp);
-  return { bodyBytes: body.length, plain: p, epp: e, addedMedianMs: e.median - p.median, addedP99Ms: e.p99 - p.p99 };
+  const paired = (route: Route): number => distribution(samples[route].map((ms, i) => ms - samples[BASELINE[route]!][i]!)).median;
+  return {
+    bodyBytes: bodies.infergate.length,
+    routes: Object.fromEntries(ROUTES.map((r) => [r, distribution(samples[r])])) as Record<Route, Distribution>,
+    pairedAddedMs: Object.fromEntries(ROUTES.filter((r) => BASELINE[r]).map((r) => [r, paired(r)])),
+  };
 }
 
-/** One repetition: a fresh EPP stack (API server, EPP, Envoy) and fresh replicas. */
-export async function runEppOverhead(n: number, secureServing: boolean): Promise<EppOverhead[]> {
-  const sims = await Promise.all(IPS.map((host) => startSimServer({ host, port: 8000, servedModels: ["m"], ttftMs: 0, itlMs: 0 })));
+/** The infergate standalone stack, waiting until its EPP route is served through the EPP. */
+async function startInfergate(eppPort: number, tls: boolean): Promise<{ server: InfergateServer; urls: { plain: string; inference: string }; stop: () => Promise<void> }> {
+  const dir = mkdtempSync(join(tmpdir(), "infergate-epp-latency-"));
+  writeFileSync(join(dir, "pools.yaml"), infergateYaml(eppPort, tls));
+  const server = new InfergateServer({ source: { file: join(dir, "pools.yaml") }, xdsPort: 0, log: () => undefined, envoy: { adminPort: 0, plainPort: 0, inferencePort: 0, concurrency: 2, logLevel: "error" } });
+  const stop = async (): Promise<void> => { await server.stop(); rmSync(dir, { recursive: true, force: true }); };
+  try {
+    await server.start();
+    const listeners = await server.envoy!.listenerAddresses();
+    const url = (prefix: string): string => `http://${[...listeners].find(([name]) => name.startsWith(prefix))![1]}/v1/completions`;
+    const urls = { plain: url("plain-"), inference: url("inference-") };
+    // The picker cluster's first health check (until then FailClose answers 503).
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const res = await fetch(urls.inference, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ model: "m-epp", prompt: "ready?", max_tokens: 1 }) });
+      await res.text();
+      if (res.headers.get("x-went-into-resp-headers")) break;
+      if (Date.now() > deadline) throw new Error(`the infergate + EPP route never reached the EPP (last status ${res.status})`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    return { server, urls, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+/** One repetition: fresh replicas, API server, EPP, reference Envoy and infergate stack. */
+export async function runRepetition(n: number, secureServing: boolean): Promise<RouteLatencies[]> {
+  const sims = await Promise.all(IPS.map((host) => startSimServer({ host, port: 8000, servedModels: ["m", "m-epp"], ttftMs: 0, itlMs: 0 })));
   try {
     const peer = await startGieEpp({ replicas: sims.map((s) => s.address), secureServing });
     try {
-      const out: EppOverhead[] = [];
-      for (const size of SIZES) out.push(await measureEppOverhead(`${peer.plainUrl}/v1/completions`, `${peer.url}/v1/completions`, size, n));
-      return out;
+      const ig = await startInfergate(peer.grpcPort, secureServing);
+      try {
+        const urls: Record<Route, string> = {
+          "gie plain": `${peer.plainUrl}/v1/completions`, "gie-epp": `${peer.url}/v1/completions`,
+          "infergate plain": ig.urls.plain, infergate: ig.urls.inference, "infergate + EPP": ig.urls.inference,
+        };
+        const out: RouteLatencies[] = [];
+        for (const size of SIZES) out.push(await measureRoutes(urls, size, n));
+        return out;
+      } finally {
+        await ig.stop();
+      }
     } finally {
       await peer.stop();
     }
@@ -72,56 +170,61 @@ export async function runEppOverhead(n: number, secureServing: boolean): Promise
 const median = (xs: number[]): number => distribution(xs).median;
 const f = (x: number): string => x.toFixed(3);
 const range = (xs: number[]): string => `${f(Math.min(...xs))}–${f(Math.max(...xs))}`;
+const added = (r: RouteLatencies, route: Route, stat: "median" | "p99"): number =>
+  stat === "median" ? r.pairedAddedMs[route]! : r.routes[route].p99 - r.routes[BASELINE[route]!].p99;
 
-export function formatEppOverhead(reps: EppOverhead[][], label = "EPP"): string {
-  const rows = SIZES.map((_, i) => {
-    const r = reps.map((rep) => rep[i]!);
-    const kb = (r[0]!.bodyBytes / 1024).toFixed(0);
-    return `| ${kb} KB | ${f(median(r.map((x) => x.plain.median)))} | ${f(median(r.map((x) => x.epp.median)))} | **${f(median(r.map((x) => x.addedMedianMs)))}** (${range(r.map((x) => x.addedMedianMs))}) | ${f(median(r.map((x) => x.plain.p99)))} | ${f(median(r.map((x) => x.epp.p99)))} | **${f(median(r.map((x) => x.addedP99Ms)))}** (${range(r.map((x) => x.addedP99Ms))}) |`;
+/** The comparison table and the ratio, over repetitions (reps[k][size index]). */
+export function formatComparison(reps: RouteLatencies[][]): string {
+  const lines: string[] = [
+    "| body | route | median | added median (range) | P99 | added P99 (range) |",
+    "|---|---|---|---|---|---|",
+  ];
+  const ratios: string[] = [];
+  SIZES.forEach((_, s) => {
+    const r = reps.map((rep) => rep[s]!);
+    const kb = `${(r[0]!.bodyBytes / 1024).toFixed(0)} KB`;
+    for (const route of ROUTES) {
+      const med = f(median(r.map((x) => x.routes[route].median)));
+      const p99 = f(median(r.map((x) => x.routes[route].p99)));
+      if (!BASELINE[route]) { lines.push(`| ${kb} | ${route} | ${med} | | ${p99} | |`); continue; }
+      const am = r.map((x) => added(x, route, "median"));
+      const ap = r.map((x) => added(x, route, "p99"));
+      lines.push(`| ${kb} | ${route} | ${med} | **${f(median(am))}** (${range(am)}) | ${p99} | **${f(median(ap))}** (${range(ap)}) |`);
+    }
+    const epp = median(r.map((x) => added(x, "gie-epp", "median")));
+    const ig = median(r.map((x) => added(x, "infergate", "median")));
+    const ours = median(r.map((x) => added(x, "infergate + EPP", "median")));
+    ratios.push(`- ${kb}: **${(epp / ig).toFixed(1)}×** (${f(epp)} / ${f(ig)} ms); infergate + EPP added / infergate added: ${(ours / ig).toFixed(1)}×`);
   });
-  const perRep = reps.map((rep, k) => `| ${k + 1} | ${rep.map((o) => `${f(o.addedMedianMs)} / ${f(o.addedP99Ms)}`).join(" | ")} |`);
   return [
-    `| body | plain median | ${label} median | added median (range) | plain P99 | ${label} P99 | added P99 (range) |`,
-    "|---|---|---|---|---|---|---|",
-    ...rows,
+    ...lines,
     "",
-    `Medians over ${reps.length} repetitions (milliseconds); the range is over repetitions. Per repetition, added median / added P99:`,
+    `Milliseconds; medians over ${reps.length} repetitions, the range over repetitions. Added median: the median of paired differences with the same Envoy's plain route; added P99: the difference of the P99s.`,
     "",
-    `| rep | ${SIZES.map((s) => `${s / 1024} KB`).join(" | ")} |`,
-    `|---|${SIZES.map(() => "---").join("|")}|`,
-    ...perRep,
+    "EPP added / infergate added (the medians over repetitions of the paired added medians):",
+    "",
+    ...ratios,
   ].join("\n");
 }
 
-// (Not named *overhead.ts: bench/overhead.ts runs its own main when argv[1] ends so.)
 if (process.argv[1]?.endsWith("epp-latency.ts")) {
   const { values } = parseArgs({ options: {
     n: { type: "string", default: "400" },
     reps: { type: "string", default: "3" },
     "secure-serving": { type: "string", default: "true" },
-    infergate: { type: "boolean", default: false },
   } });
   const n = Number(values.n);
   const reps = Number(values.reps);
   const secureServing = values["secure-serving"] !== "false";
-  const epp: EppOverhead[][] = [];
-  const infergate: Array<Array<{ bodyBytes: number; plain: Distribution; inference: Distribution; addedMedianMs: number; addedP99Ms: number }>> = [];
+  const results: RouteLatencies[][] = [];
   const load: number[] = [];
+  const started = Date.now();
   for (let k = 0; k < reps; k++) {
     load.push(loadavg()[0]!);
-    epp.push(await runEppOverhead(n, secureServing));
-    console.error(`rep ${k + 1}/${reps}: EPP added median ${epp.at(-1)!.map((o) => f(o.addedMedianMs)).join(" / ")} ms`);
-    if (values.infergate) {
-      const { runSideMeasurements } = await import("../overhead.ts");
-      infergate.push((await runSideMeasurements(n)).overhead);
-      console.error(`rep ${k + 1}/${reps}: infergate added median ${infergate.at(-1)!.map((o) => f(o.addedMedianMs)).join(" / ")} ms`);
-    }
+    results.push(await runRepetition(n, secureServing));
+    console.error(`rep ${k + 1}/${reps}: added median ${results.at(-1)!.map((r) => `${(r.bodyBytes / 1024).toFixed(0)} KB gie-epp ${f(added(r, "gie-epp", "median"))}, infergate ${f(added(r, "infergate", "median"))}, infergate + EPP ${f(added(r, "infergate + EPP", "median"))}`).join("; ")} ms`);
   }
-  console.log(`## EPP ${EPP_VERSION} overhead (ext_proc TLS ${secureServing ? "on" : "off"}), n=${n} pairs per size, ${reps} repetitions`);
-  console.log(`${cpus().length} CPUs, 1-minute load average at the start of each repetition: ${load.map((l) => l.toFixed(2)).join(", ")}\n`);
-  console.log(formatEppOverhead(epp));
-  if (values.infergate) {
-    console.log("\n## infergate filter overhead (bench/overhead.ts), after each EPP repetition\n");
-    console.log(formatEppOverhead(infergate.map((rep) => rep.map((o) => ({ ...o, epp: o.inference }))), "infergate"));
-  }
+  console.log(`## EPP ${EPP_VERSION} callout vs the infergate filter (ext_proc TLS ${secureServing ? "on" : "off"}), n=${n} per route and size, ${reps} repetitions`);
+  console.log(`${cpus().length} CPUs, 1-minute load average at the start of each repetition: ${load.map((l) => l.toFixed(2)).join(", ")}; ${((Date.now() - started) / 1000).toFixed(0)} s in all\n`);
+  console.log(formatComparison(results));
 }

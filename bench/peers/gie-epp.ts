@@ -7,6 +7,9 @@
 //   await fetch(`${peer.plainUrl}/v1/completions`, ...);                          // Envoy round robin
 //   await peer.stop();
 //
+// startEpp() is the same stack without the Envoy (steps 1-4): for a gateway of one's own, such as
+// infergate's (test/e2e/epp-protocol.test.ts), pointed at `grpcPort`.
+//
 // What it brings up, all on loopback (the EPP binds its ports on every interface, so run it in a
 // private network namespace when anything else might use them):
 //   1. etcd + kube-apiserver (test/support/kube-apiserver.ts);
@@ -49,20 +52,25 @@ export interface GieEppOptions {
   /** Envoy's ext_proc `failure_mode_allow` (default false, as the reference configuration): true
    * lets requests through, unrouted by the EPP, when it cannot be reached. */
   failureModeAllow?: boolean;
+  /** Whether response bodies go through the EPP, FULL_DUPLEX_STREAMED as in the reference
+   * (default true). The default scheduler reads nothing from them; false keeps the response
+   * headers phase and skips the body (bench/peers/epp-fidelity.ts, where streamed tokens arrive
+   * at the time scale's multiple of the real rate). */
+  responseBody?: boolean;
   /** Extra EPP flags, appended last (e.g. ["--v=4"]). */
   eppArgs?: string[];
+  /** The EndpointPickerConfig the EPP reads (default CHART_DEFAULT_PLUGINS). */
+  eppConfig?: string;
   /** Receives every log line of the EPP (JSON), Envoy and the API server. */
   log?: (line: string) => void;
   /** Start-up budget for the whole stack, default 120 s. */
   timeoutMs?: number;
 }
 
-export interface GieEpp {
-  /** Envoy's EPP route: http://127.0.0.1:<port>; POST /v1/completions or /v1/chat/completions. */
-  readonly url: string;
-  /** The same Envoy and replicas by round robin, without ext_proc (the overhead baseline). */
-  readonly plainUrl: string;
-  readonly envoyAdminUrl: string;
+/** The EPP and its API server, without a gateway (startEpp). */
+export interface Epp {
+  /** The EPP's ext_proc port on 127.0.0.1 (TLS unless secureServing is false). */
+  readonly grpcPort: number;
   /** The EPP's Prometheus endpoint (metrics-endpoint-auth off). */
   readonly eppMetricsUrl: string;
   /** The EPP's command line and the EndpointPickerConfig file it reads. */
@@ -76,7 +84,17 @@ export interface GieEpp {
   eppQueueSizes(): Promise<Map<string, number>>;
   /** Stops only the EPP (to see what Envoy does without it). */
   stopEpp(): Promise<void>;
+  /** Starts the EPP again after stopEpp(), on the same ports, and waits until it lists every Pod. */
+  restartEpp(): Promise<void>;
   stop(): Promise<void>;
+}
+
+export interface GieEpp extends Epp {
+  /** Envoy's EPP route: http://127.0.0.1:<port>; POST /v1/completions or /v1/chat/completions. */
+  readonly url: string;
+  /** The same Envoy and replicas by round robin, without ext_proc (the overhead baseline). */
+  readonly plainUrl: string;
+  readonly envoyAdminUrl: string;
 }
 
 /** EPP_BIN and EPP_MODULE_DIR (scripts/test-e2e.sh sets them before entering its network
@@ -152,14 +170,14 @@ function listener(name: string, cluster: string, httpFilters: unknown[]): Record
  * verification are those of the module's reference configuration (test/testdata/envoy.yaml).
  * Left out: its grpc health check (the EPP does not register the health service on the ext_proc
  * port unless --health-checking is set), access logs, and listener options unrelated to routing. */
-export function gieEnvoyBootstrap(o: { replicas: string[]; eppGrpcPort: number; secureServing: boolean; failureModeAllow?: boolean }): Record<string, unknown> {
+export function gieEnvoyBootstrap(o: { replicas: string[]; eppGrpcPort: number; secureServing: boolean; failureModeAllow?: boolean; responseBody?: boolean }): Record<string, unknown> {
   const extProc = {
     name: "envoy.filters.http.ext_proc",
     typed_config: typed("envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor", {
       grpc_service: { envoy_grpc: { cluster_name: "ext_proc", authority: `epp:${o.eppGrpcPort}` }, timeout: "10s" },
       processing_mode: {
         request_header_mode: "SEND", response_header_mode: "SEND",
-        request_body_mode: "FULL_DUPLEX_STREAMED", response_body_mode: "FULL_DUPLEX_STREAMED",
+        request_body_mode: "FULL_DUPLEX_STREAMED", response_body_mode: o.responseBody === false ? "NONE" : "FULL_DUPLEX_STREAMED",
         request_trailer_mode: "SEND", response_trailer_mode: "SEND",
       },
       message_timeout: "1000s",
@@ -233,8 +251,10 @@ function killGroup(child: ChildProcess | undefined, graceMs = 3000): Promise<voi
   });
 }
 
-export async function startGieEpp(opts: GieEppOptions): Promise<GieEpp> {
-  if (opts.replicas.length === 0) throw new Error("startGieEpp: no replicas");
+/** Steps 1-4: the API server with the pool and its Pods, and the EPP, waiting until the EPP has
+ * scraped every Pod. */
+export async function startEpp(opts: GieEppOptions): Promise<Epp> {
+  if (opts.replicas.length === 0) throw new Error("startEpp: no replicas");
   const ports = new Set(opts.replicas.map((r) => r.split(":")[1]));
   if (ports.size !== 1) throw new Error(`startGieEpp: replicas must share one port (an InferencePool's targetPorts), got ${[...ports].join(", ")}`);
   const targetPort = Number([...ports][0]);
@@ -248,13 +268,11 @@ export async function startGieEpp(opts: GieEppOptions): Promise<GieEpp> {
   const eppLines: string[] = [];
   let kube: KubeApiServer | undefined;
   let epp: ChildProcess | undefined;
-  let envoy: EnvoyProcess | undefined;
   let stopped = false;
 
   const stop = async (): Promise<void> => {
     if (stopped) return;
     stopped = true;
-    if (envoy) { await envoy.stop(); rmSync(dirname(envoy.bootstrapPath), { recursive: true, force: true }); }
     await killGroup(epp);
     await kube?.stop();
     rmSync(dir, { recursive: true, force: true });
@@ -299,7 +317,8 @@ export async function startGieEpp(opts: GieEppOptions): Promise<GieEpp> {
     }));
 
     const configPath = join(dir, "default-plugins.yaml");
-    writeFileSync(configPath, CHART_DEFAULT_PLUGINS);
+    const eppConfig = opts.eppConfig ?? CHART_DEFAULT_PLUGINS;
+    writeFileSync(configPath, eppConfig);
     // The chart's arguments (config/charts/epplib/templates/_deployment.yaml with
     // config/charts/inferencepool/values.yaml defaults), plus ports picked free here and
     // metrics-endpoint-auth off so the harness can read the EPP's metrics without RBAC.
@@ -310,21 +329,26 @@ export async function startGieEpp(opts: GieEppOptions): Promise<GieEpp> {
       "--metrics-endpoint-auth=false",
       ...(secureServing ? [] : ["--secure-serving=false"]),
       ...(opts.eppArgs ?? [])];
-    epp = spawn(eppCommand[0]!, eppCommand.slice(1), { env: { ...process.env, KUBECONFIG: kube.kubeconfigPath }, stdio: ["ignore", "pipe", "pipe"], detached: true });
-    let partial = "";
-    const onData = (c: Buffer): void => {
-      const lines = (partial + c.toString()).split("\n");
-      partial = lines.pop() ?? "";
-      for (const line of lines) {
-        eppLines.push(line);
-        if (eppLines.length > 2000) eppLines.splice(0, 500);
-        log(line);
-      }
-    };
-    epp.stdout!.on("data", onData);
-    epp.stderr!.on("data", onData);
     let eppExit: string | undefined;
-    epp.once("exit", (code, signal) => { eppExit = `EPP exited (${code ?? signal})`; });
+    const spawnEpp = (): ChildProcess => {
+      const child = spawn(eppCommand[0]!, eppCommand.slice(1), { env: { ...process.env, KUBECONFIG: kube!.kubeconfigPath }, stdio: ["ignore", "pipe", "pipe"], detached: true });
+      let partial = "";
+      const onData = (c: Buffer): void => {
+        const lines = (partial + c.toString()).split("\n");
+        partial = lines.pop() ?? "";
+        for (const line of lines) {
+          eppLines.push(line);
+          if (eppLines.length > 2000) eppLines.splice(0, 500);
+          log(line);
+        }
+      };
+      child.stdout!.on("data", onData);
+      child.stderr!.on("data", onData);
+      eppExit = undefined;
+      child.once("exit", (code, signal) => { eppExit = `EPP exited (${code ?? signal})`; });
+      return child;
+    };
+    epp = spawnEpp();
 
     const eppMetricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
     const eppQueueSizes = async (): Promise<Map<string, number>> => {
@@ -337,13 +361,40 @@ export async function startGieEpp(opts: GieEppOptions): Promise<GieEpp> {
       return out;
     };
     // Every Pod in the EPP's datastore.
-    await within("the EPP to list every Pod", deadline, async () => {
+    const listed = (by: number): Promise<unknown> => within("the EPP to list every Pod", by, async () => {
       if (eppExit) throw new Error(eppExit);
       return (await eppQueueSizes()).size === opts.replicas.length ? true : undefined;
     }).catch((err) => { throw new Error(`${String(err)}${eppExit ? `: ${eppExit}` : ""}\n${eppLines.slice(-20).join("\n")}`); });
+    await listed(deadline);
+    return {
+      grpcPort, eppMetricsUrl, eppCommand, eppConfig, kube,
+      eppLogs: () => [...eppLines], eppQueueSizes, stopEpp: () => killGroup(epp), stop,
+      async restartEpp() {
+        await killGroup(epp);
+        epp = spawnEpp();
+        await listed(Date.now() + 60_000);
+      },
+    };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
 
+export async function startGieEpp(opts: GieEppOptions): Promise<GieEpp> {
+  const secureServing = opts.secureServing ?? true;
+  const log = opts.log ?? (() => undefined);
+  const deadline = Date.now() + (opts.timeoutMs ?? 120_000);
+  const epp = await startEpp(opts);
+  const grpcPort = epp.grpcPort;
+  let envoy: EnvoyProcess | undefined;
+  const stop = async (): Promise<void> => {
+    if (envoy) { await envoy.stop(); rmSync(dirname(envoy.bootstrapPath), { recursive: true, force: true }); envoy = undefined; }
+    await epp.stop();
+  };
+  try {
     envoy = await EnvoyProcess.start({
-      bootstrap: gieEnvoyBootstrap({ replicas: opts.replicas, eppGrpcPort: grpcPort, secureServing, failureModeAllow: opts.failureModeAllow ?? false }),
+      bootstrap: gieEnvoyBootstrap({ replicas: opts.replicas, eppGrpcPort: grpcPort, secureServing, failureModeAllow: opts.failureModeAllow ?? false, responseBody: opts.responseBody ?? true }),
       concurrency: opts.envoyConcurrency ?? 2, logLevel: "warn", onLog: log,
     });
     const listeners = await envoy.listenerAddresses();
@@ -355,11 +406,11 @@ export async function startGieEpp(opts: GieEppOptions): Promise<GieEpp> {
       const res = await fetch(`${url}/v1/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: probe });
       await res.text();
       return res.headers.get("x-served-by") ? true : undefined;
-    }).catch((err) => { throw new Error(`${String(err)}\n${eppLines.slice(-20).join("\n")}\n${envoy!.logs.slice(-20).join("\n")}`); });
+    }).catch((err) => { throw new Error(`${String(err)}\n${epp.eppLogs().slice(-20).join("\n")}\n${envoy!.logs.slice(-20).join("\n")}`); });
 
     return {
-      url, plainUrl, envoyAdminUrl: `http://${envoy.adminAddress}`, eppMetricsUrl, eppCommand, eppConfig: CHART_DEFAULT_PLUGINS, kube,
-      eppLogs: () => [...eppLines], eppQueueSizes, stopEpp: () => killGroup(epp), stop,
+      url, plainUrl, envoyAdminUrl: `http://${envoy.adminAddress}`, grpcPort, eppMetricsUrl: epp.eppMetricsUrl, eppCommand: epp.eppCommand, eppConfig: epp.eppConfig, kube: epp.kube,
+      eppLogs: epp.eppLogs, eppQueueSizes: epp.eppQueueSizes, stopEpp: epp.stopEpp, restartEpp: epp.restartEpp, stop,
     };
   } catch (err) {
     await stop();

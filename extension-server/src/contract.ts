@@ -30,3 +30,10 @@ export const SNAPSHOT_FORMAT_HEADER = "infergate-snapshot 1";
  * (an endpoint's attributes are `key=a,b`), not starting with `#` (a comment line).
  */
 export const SNAPSHOT_NAME = /^[A-Za-z0-9_][A-Za-z0-9._:/@+-]{0,252}$/;
+
+/** The endpoint picker protocol's dynamic metadata namespace: the picker's answer under
+ * DESTINATION_HEADER, and the endpoint that served the request under SERVED_ENDPOINT_KEY. */
+export const LB_METADATA_NAMESPACE = "envoy.lb";
+
+/** The served endpoint's key in LB_METADATA_NAMESPACE, and the response header that reports it. */
+export const SERVED_ENDPOINT_KEY = "x-gateway-destination-endpoint-served";

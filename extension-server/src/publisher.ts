@@ -4,6 +4,7 @@
 // flooded; configuration changes push at once.
 import type { RoutingConfig } from "./config/routing-config.ts";
 import { FILTER_NAME } from "./contract.ts";
+import { pickerClusterName, pickerLoadAssignment } from "./envoy/endpoint-picker.ts";
 import type { PoolEndpoint } from "./config/routing-config.ts";
 import {
   loadAssignment, poolClusterName, poolsEdsName, routeEdsName, typedExtensionConfig, WASM_TYPE_URL, wasmFilter, type WasmFilterOptions,
@@ -171,11 +172,16 @@ export class Publisher {
       const endpoints = edsEndpoints(name, config);
       return endpoints ? [{ name, endpoints }] : [];
     });
-    const key = JSON.stringify(resources);
+    const pickers = config.pools.flatMap((p) => (p.picker ? [{ pool: p.id, picker: p.picker }] : []));
+    const key = JSON.stringify([resources, pickers.map((p) => [p.pool, p.picker.address])]);
     if (key === this.lastEndpoints) return;
     this.lastEndpoints = key;
-    this.xds.setResources(TYPE_LOAD_ASSIGNMENT, resources.map(({ name, endpoints }) =>
-      resource(name, "envoy.config.endpoint.v3.ClusterLoadAssignment", loadAssignment(name, endpoints))));
+    const assignment = "envoy.config.endpoint.v3.ClusterLoadAssignment";
+    this.xds.setResources(TYPE_LOAD_ASSIGNMENT, [
+      ...resources.map(({ name, endpoints }) => resource(name, assignment, loadAssignment(name, endpoints))),
+      // A pool's endpoint picker: the Service's address, or none when the reference does not resolve.
+      ...pickers.map(({ pool, picker }) => resource(pickerClusterName(pool), assignment, pickerLoadAssignment(pool, picker))),
+    ]);
   }
 }
 

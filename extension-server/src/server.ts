@@ -62,6 +62,14 @@ export interface InfergateServerOptions {
   log?: ((message: string) => void) | undefined;
 }
 
+/** Pools whose endpoint picker reference does not resolve, for the load log line. */
+function unresolvedPickers(config: RoutingConfig): string {
+  const lines = config.pools.flatMap((p) => (p.picker?.unresolved
+    ? [`InferencePool ${p.id}: endpointPickerRef: ${p.picker.unresolved}; its requests ${p.picker.failureMode === "FailOpen" ? "are routed by infergate (FailOpen)" : "get 503 (FailClose)"}`]
+    : []));
+  return lines.length > 0 ? `; endpoint pickers not resolved:\n  ${lines.join("\n  ")}` : "";
+}
+
 export class InfergateServer {
   private readonly metrics = new ServerMetrics();
   private readonly log: (message: string) => void;
@@ -144,7 +152,7 @@ export class InfergateServer {
         loop.setConfig(config);
         this.warnIfRestartNeeded(config);
         const skipped = config.problems.length > 0 ? `; left out:\n  ${config.problems.map((p) => p.text).join("\n  ")}` : "";
-        this.log(`loaded ${this.source.description}: ${config.pools.length} pools, ${config.models.length} models, snapshot ${publisher.snapshot.split("\n")[1] ?? ""}${skipped}`);
+        this.log(`loaded ${this.source.description}: ${config.pools.length} pools, ${config.models.length} models, snapshot ${publisher.snapshot.split("\n")[1] ?? ""}${skipped}${unresolvedPickers(config)}`);
       },
       onRejected: (problems) => {
         this.rejection = problems;

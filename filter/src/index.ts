@@ -85,6 +85,11 @@ export function proxy_on_request_trailers(contextId: u32, trailerCount: u32): i3
   return streams.get(contextId).onRequestTrailers();
 }
 
+export function proxy_on_response_headers(contextId: u32, headerCount: u32, endOfStream: bool): i32 {
+  if (streams.has(contextId)) streams.get(contextId).onResponseHeaders();
+  return 0;
+}
+
 export function proxy_on_response_body(contextId: u32, bodySize: usize, endOfStream: bool): i32 {
   if (streams.has(contextId)) streams.get(contextId).onResponseBody();
   return 0;

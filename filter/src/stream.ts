@@ -17,9 +17,9 @@ import { chooseRoutePool, RequestContext } from "./core/request";
 import { badRequest, ErrorReply, internalError, jsonString, noEndpoint, tooLarge, unsupportedEncoding } from "./core/errors";
 import { ModelScanner, ScanError, ScanResult } from "./core/json_scan";
 import { Random } from "./core/pick";
-import { Route, Snapshot } from "./core/snapshot";
+import { fnv1a64, Route, Snapshot } from "./core/snapshot";
 import { isInferencePath } from "./core/routes";
-import { CONTENT_ENCODING, CONTENT_LENGTH, DESTINATION, METHOD, MIRROR, MODEL_REWRITE, OBJECTIVE, PATH, POOL, ROUTE_CLUSTER } from "./headers";
+import { CONTENT_ENCODING, CONTENT_LENGTH, DESTINATION, METHOD, MIRROR, MODEL_REWRITE, OBJECTIVE, PATH, POOL, ROUTE_CLUSTER, SERVED } from "./headers";
 import { BufferType, getBufferBytes, getHeaderMapValue, getProperty, log, LogLevel, MapType, removeHeaderMapValue, replaceHeaderMapValue, sendLocalResponse, setBufferBytes, Status } from "./host/api";
 import { SharedLoad } from "./shared_load";
 
@@ -47,6 +47,24 @@ export class Stream {
 
   /** `config` is null when the plugin was never configured: then nothing is routed. */
   constructor(private config: RootConfig | null, private random: Random, private load: SharedLoad) {}
+
+  /**
+   * The response headers name the endpoint that served the request when an endpoint picker routed
+   * it (envoy/endpoint-picker.ts adds the header on such routes). When that is not the endpoint
+   * this filter picked (the picker chose another, or a retry moved on), this request's load moves
+   * there, so the counts stay true for the picks this filter makes when the picker is down.
+   */
+  onResponseHeaders(): void {
+    if (this.endpointHash == 0) return;
+    const served = getHeaderMapValue(MapType.ResponseHeaders, SERVED);
+    if (served.status != Status.Ok) return;
+    const hash = fnv1a64(served.text()!);
+    if (hash == this.endpointHash) return;
+    const pending = this.firstByteSeen ? 0 : this.pendingBytes;
+    this.load.add(this.endpointHash, -pending, -1);
+    this.endpointHash = hash;
+    this.load.add(hash, pending, 1);
+  }
 
   /** The upstream answered: the prompt is no longer waiting for prefill. */
   onResponseBody(): void {

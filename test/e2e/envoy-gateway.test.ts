@@ -14,6 +14,7 @@ import { envoyBinary, ENVOY_VERSION } from "../../extension-server/src/envoy/pro
 import { InfergateServer } from "../../extension-server/src/server.ts";
 import { startSimServer, type SimServer } from "../../sim/server.ts";
 import { createTestCa } from "../support/certs.ts";
+import { startFakePicker, type FakePicker } from "../support/fake-picker.ts";
 import { metricSamples, podsYaml, postJson, setReplicaLoad, waitFor } from "../support/stack.ts";
 
 const repo = new URL("../..", import.meta.url).pathname;
@@ -31,6 +32,28 @@ const METRICS_PORT = 9191;
 const HOOKS_PORT = 5005;
 const XDS_PORT = 18100;
 const SEED_REQUEST = { model: "qwq", messages: [{ role: "user", content: "Who are you?" }] };
+/** The v1 pool with an endpoint picker (manifests/envoy-gateway/standalone/gateway.yaml). */
+const PICKED_IPS = ["127.0.7.41", "127.0.7.42"];
+const PICKER_PORT = 19_202;
+const PICKED_YAML = `---
+apiVersion: inference.networking.k8s.io/v1
+kind: InferencePool
+metadata: {name: picked-pool, namespace: default, annotations: {inference.networking.x-k8s.io/attach-to: "name: inference-gateway\\nport: ${INFERENCE_PORT}\\n"}}
+spec:
+  targetPorts: [{number: 8000}]
+  selector: {matchLabels: {app: picked}}
+  endpointPickerRef: {name: picker, port: {number: ${PICKER_PORT}}, failureMode: FailOpen}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: picker, namespace: default}
+spec: {clusterIP: 127.0.0.1, ports: [{port: ${PICKER_PORT}, appProtocol: kubernetes.io/h2c}]}
+---
+apiVersion: inference.networking.x-k8s.io/v1alpha2
+kind: InferenceModel
+metadata: {name: picked-model, namespace: default}
+spec: {modelName: picked-model, criticality: Critical, poolRef: {name: picked-pool}}
+${podsYaml("picked", PICKED_IPS)}`;
 
 const ref = (name: string, weight?: number) => `{group: inference.networking.x-k8s.io, kind: InferencePool, name: ${name}${weight === undefined ? "" : `, weight: ${weight}`}}`;
 const onTest = (test: string) => `[{path: {type: PathPrefix, value: /v1}, headers: [{name: x-test, value: ${test}}]}]`;
@@ -79,7 +102,7 @@ spec: {targetPortNumber: 8000, selector: {app: ${app}}}
  * the canary and shadow pools, and the HTTPRoutes. */
 function infergateConfig(target: string): string {
   const [pool, model] = readFileSync(join(repo, "manifests/standalone/seed.yaml"), "utf8").split(/^---$/m);
-  return [pool!.replace("port: 8081", `port: ${INFERENCE_PORT}`), model!.replace("name: qwq-32b\n    weight: 100", `name: ${target}\n    weight: 100`)].join("---") + podsYaml("qwq-32b", IPS)
+  return [pool!.replace("port: 8081", `port: ${INFERENCE_PORT}`), model!.replace("name: qwq-32b\n    weight: 100", `name: ${target}\n    weight: 100`)].join("---") + podsYaml("qwq-32b", IPS) + PICKED_YAML
     + extraPool("canary-pool", "qwq-canary") + podsYaml("qwq-canary", [CANARY_IP]) + extraPool("shadow-pool", "qwq-shadow") + podsYaml("qwq-shadow", [SHADOW_IP])
     + "---\n" + ROUTES;
 }
@@ -135,6 +158,7 @@ describe("Envoy Gateway extension, end to end", () => {
   const home = mkdtempSync(join(tmpdir(), "infergate-eg-"));
   const configPath = join(home, "infergate.yaml");
   let sims: SimServer[] = [];
+  let picker: FakePicker | undefined;
   let server: InfergateServer;
   let eg: ChildProcess | undefined;
   let egLog = "";
@@ -145,7 +169,11 @@ describe("Envoy Gateway extension, end to end", () => {
   before(async () => {
     const egBin = process.env.EG_BIN;
     assert.ok(egBin, "EG_BIN is set by scripts/test-e2e.sh");
-    sims = await Promise.all([...IPS, CANARY_IP, SHADOW_IP].map((host) => startSimServer({ host, port: 8000, servedModels: ["qwq-32b", "qwq", "qwq-32b-canary"] })));
+    sims = await Promise.all([
+      ...[...IPS, CANARY_IP, SHADOW_IP].map((host) => startSimServer({ host, port: 8000, servedModels: ["qwq-32b", "qwq", "qwq-32b-canary"] })),
+      ...PICKED_IPS.map((host) => startSimServer({ host, port: 8000, servedModels: ["picked-model"], ttftMs: 1, itlMs: 0 })),
+    ]);
+    picker = await startFakePicker({ port: PICKER_PORT, pick: () => ({ endpoints: [`${PICKED_IPS[1]}:8000`] }) });
     writeFileSync(configPath, infergateConfig("qwq-32b"));
     // As in a cluster: Envoy downloads the module from this server (a cluster the Translation hook
     // adds), not from a local file, and reaches xDS over mutual TLS with a certificate of its own.
@@ -173,7 +201,7 @@ describe("Envoy Gateway extension, end to end", () => {
     mkdirSync(resources);
     const values = {
       RESOURCES: resources, HOME: home, HOOKS_PORT: String(HOOKS_PORT), ENVOY_VERSION, PLAIN_PORT: String(PLAIN_PORT),
-      INFERENCE_PORT: String(INFERENCE_PORT), EEP_PORT: String(EEP_PORT), OPEN_PORT: String(OPEN_PORT),
+      INFERENCE_PORT: String(INFERENCE_PORT), EEP_PORT: String(EEP_PORT), OPEN_PORT: String(OPEN_PORT), PICKER_PORT: String(PICKER_PORT),
       ENDPOINTS: JSON.stringify(IPS.map((address) => ({ ip: { address, port: 8000 } }))),
     };
     const manifests = join(repo, "manifests/envoy-gateway/standalone");
@@ -197,6 +225,7 @@ describe("Envoy Gateway extension, end to end", () => {
     await new Promise((r) => setTimeout(r, 500));
     if (eg?.pid) { try { process.kill(-eg.pid, "SIGKILL"); } catch { /* gone */ } }
     await server?.stop();
+    await picker?.stop();
     await Promise.all(sims.map((s) => s.close()));
   });
 
@@ -382,5 +411,34 @@ describe("Envoy Gateway extension, end to end", () => {
     writeFileSync(configPath, infergateConfig("qwq-32b-canary"));
     await waitFor(async () => (await postJson(`http://127.0.0.1:${INFERENCE_PORT}/v1/chat/completions`, SEED_REQUEST)).body?.model === "qwq-32b-canary", 5000);
     for (let i = 0; i < 10; i++) assert.equal((await postJson(`http://127.0.0.1:${INFERENCE_PORT}/v1/chat/completions`, SEED_REQUEST)).body.model, "qwq-32b-canary");
+  });
+
+  it("has the route to a v1 pool with an endpointPickerRef call its picker (Route hook), reporting the served endpoint, failing open without it", async () => {
+    const url = `http://127.0.0.1:${INFERENCE_PORT}/v1/completions`;
+    const picked = { model: "picked-model", prompt: "hi", max_tokens: 1 };
+    const headers = { "x-pool": "picked", "x-gateway-destination-endpoint": `${PICKED_IPS[0]}:8000` };
+    // Envoy's first health check of the picker (until then requests fail open).
+    await waitFor(async () => (await postJson(url, picked, headers)).servedBy === `${PICKED_IPS[1]}:8000` && picker!.requests.length > 0, 15_000, 100);
+    for (let i = 0; i < 5; i++) {
+      const res = await fetch(url, { method: "POST", headers: { "content-type": "application/json", ...headers }, body: JSON.stringify(picked) });
+      await res.text();
+      assert.equal(res.status, 200);
+      assert.equal(res.headers.get("x-served-by"), `${PICKED_IPS[1]}:8000`, "the picker's choice, not the client's header");
+      assert.equal(res.headers.get("x-gateway-destination-endpoint-served"), `${PICKED_IPS[1]}:8000`);
+      assert.equal(res.headers.get("x-picker-saw-served"), `${PICKED_IPS[1]}:8000`, "the served endpoint reached the picker");
+    }
+    // The seed's route on the same listener never calls the picker.
+    const seen = picker!.requests.length;
+    assert.equal((await postJson(`http://127.0.0.1:${INFERENCE_PORT}/v1/chat/completions`, SEED_REQUEST)).status, 200);
+    assert.equal(picker!.requests.length, seen);
+    await picker!.stop();
+    await waitFor(async () => (await postJson(url, picked, headers)).status === 200, 5000, 50);
+    const served = new Set<string>();
+    for (let i = 0; i < 10; i++) {
+      const r = await postJson(url, { ...picked, prompt: "x".repeat(4096 + i) }, headers);
+      assert.equal(r.status, 200, r.text);
+      served.add(r.servedBy!);
+    }
+    assert.ok([...served].every((s) => PICKED_IPS.map((ip) => `${ip}:8000`).includes(s)), [...served].join(", "));
   });
 });

@@ -175,7 +175,9 @@ describe("Kubernetes source against a real kube-apiserver", () => {
     assert.deepEqual(first, theirs, "the other controller's entry is untouched");
     assert.equal(ours.controllerName, "infergate.io/extension-server");
     assert.deepEqual(ours.parentRef, { group: "gateway.networking.k8s.io", kind: "Gateway", name: "inference-gateway", namespace: "default" });
-    assert.deepEqual(ours.conditions.map((c: any) => [c.type, c.status]), [["Accepted", "True"], ["ResolvedRefs", "True"]]);
+    // The pool names an endpoint picker Service that does not exist (the v1 CRD requires the
+    // field): infergate would route through it, so the reference is reported unresolved.
+    assert.deepEqual(ours.conditions.map((c: any) => [c.type, c.status, c.reason]), [["Accepted", "True", "Accepted"], ["ResolvedRefs", "False", "InvalidExtensionRef"]]);
     await waitFor(async () => (await objectiveStatus())?.conditions?.[0]?.status === "True", 10_000, 200);
 
     // The annotation goes away: infergate removes its own entry, and only its own.

@@ -1,5 +1,7 @@
 // `npm run bench -- --quick` as a CI smoke test: every mode completes every request through the
-// real Envoy. Timings are the benchmark's business, not this test's.
+// real Envoy. Timings are the benchmark's business, not this test's. The gie-epp mode (the
+// Inference Extension's endpoint picker) needs binaries the end-to-end suite builds, and binds
+// every interface: test/e2e/bench-gie-epp.test.ts runs it.
 import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -10,7 +12,7 @@ import { writeReport } from "../../bench/report.ts";
 
 describe("benchmark --quick", () => {
   it("runs the seed-shaped workload through round robin, least-request and infergate", async () => {
-    const options = parseBenchOptions(["--quick"]);
+    const options = parseBenchOptions(["--quick", "--modes", "round-robin,least-request,infergate"]);
     const results = await runBench(options);
     assert.deepEqual(results.map((r) => r.name), ["round-robin", "least-request", "infergate"]);
     for (const r of results) {

@@ -37,6 +37,8 @@ export class HostStream {
   constructor(readonly id: number, headers: Record<string, string>) {
     this.headers = Object.entries(headers).map(([k, v]) => [k.toLowerCase(), v]);
   }
+  /** Response headers, once responseHeaders() delivered them. */
+  response: Array<[string, string]> = [];
   header(name: string): string | undefined { return this.headers.find(([k]) => k === name)?.[1]; }
   get json(): any { return JSON.parse(Buffer.from(this.body).toString("utf8")); }
 }
@@ -122,7 +124,8 @@ export class WasmVm {
       proxy_get_header_map_value: (map: number, kPtr: number, kLen: number, ptrOut: number, lenOut: number) => {
         const f = this.fail("proxy_get_header_map_value");
         if (f !== undefined) return f;
-        const value = map === 0 ? stream().header(this.text(kPtr, kLen)) : undefined;
+        const name = this.text(kPtr, kLen);
+        const value = map === 0 ? stream().header(name) : map === 2 ? stream().response.find(([k]) => k === name)?.[1] : undefined;
         if (value === undefined) return Status.NotFound;
         this.give(Buffer.from(value, "utf8"), ptrOut, lenOut);
         return Status.Ok;
@@ -229,6 +232,12 @@ export class WasmVm {
   trailers(s: HostStream): number {
     s.lastAction = this.on(s, () => this.exports.proxy_on_request_trailers(s.id, 1));
     return s.lastAction;
+  }
+
+  /** Delivers the upstream's response headers. */
+  responseHeaders(s: HostStream, headers: Record<string, string>): void {
+    s.response = Object.entries(headers).map(([k, v]) => [k.toLowerCase(), v]);
+    this.on(s, () => this.exports.proxy_on_response_headers(s.id, s.response.length, 0));
   }
 
   responseBody(s: HostStream): void { this.on(s, () => this.exports.proxy_on_response_body(s.id, 10, 0)); }

@@ -62,7 +62,17 @@ describe("Envoy resources", () => {
     const policy = c.load_balancing_policy.policies[0].typed_extension_config;
     assert.equal(policy.name, "envoy.load_balancing_policies.override_host");
     const host = decode("envoy.extensions.load_balancing_policies.override_host.v3.OverrideHost", policy.typed_config.value);
-    assert.deepEqual(host.override_host_sources, [{ header: "x-gateway-destination-endpoint" }]);
+    // An endpoint picker's envoy.lb answer first, then the filter's header; the address connected
+    // to is written back to envoy.lb as the served endpoint.
+    assert.deepEqual(host.override_host_sources, [
+      { metadata: { key: "envoy.lb", path: [{ key: "x-gateway-destination-endpoint" }] } },
+      { header: "x-gateway-destination-endpoint" },
+    ]);
+    assert.deepEqual(host.selected_host_key, { key: "envoy.lb", path: [{ key: "x-gateway-destination-endpoint-served" }] });
+    // Upstream's numbers: OverrideHostSource.metadata = 2, OverrideHost.selected_host_key = 2.
+    const raw = encodeJson("envoy.extensions.load_balancing_policies.override_host.v3.OverrideHost", { override_host_sources: [{ metadata: { key: "k" } }], selected_host_key: { key: "s" } });
+    assert.ok(fields(fields(raw).get(1) as Uint8Array).get(2) instanceof Uint8Array);
+    assert.ok(fields(raw).get(2) instanceof Uint8Array);
     assert.equal(host.fallback_policy.policies[0].typed_extension_config.name, "envoy.load_balancing_policies.round_robin");
     assert.deepEqual(decode("envoy.config.cluster.v3.LoadBalancingPolicy", encodeJson("envoy.config.cluster.v3.LoadBalancingPolicy", overrideHostPolicy())), c.load_balancing_policy);
   });

@@ -108,6 +108,27 @@ describe("load shared between worker VMs", () => {
     assert.equal(seen.size, 2, "both endpoints are picked again");
   });
 
+  it("moves a request's load to the endpoint that served it when an endpoint picker sent it elsewhere", () => {
+    const shared = new SharedData();
+    const clock = new Clock();
+    const a = vm(shared, clock);
+    const b = vm(shared, clock);
+    // A routes one 200 KB prompt; an endpoint picker sends it to the other endpoint instead.
+    const [big] = inflight(a, 1, 200_000);
+    const picked = routedTo(big!);
+    const other = picked === "10.0.0.1:8000" ? "10.0.0.2:8000" : "10.0.0.1:8000";
+    a.responseHeaders(big!, { ":status": "200", "x-gateway-destination-endpoint-served": other });
+    // The served endpoint carries the load now: B avoids it, and picks the one A had picked.
+    for (let i = 0; i < 20; i++) assert.equal(routedTo(b.request("/v1/completions", `{"model": "qwq", "prompt": "s${i}"}`)), picked);
+    // No served header (no picker on the route), or the same endpoint: nothing moves.
+    const [again] = inflight(a, 1, 10);
+    a.responseHeaders(again!, { ":status": "200" });
+    a.finish(big!);
+    a.finish(again!);
+    const seen = new Set(Array.from({ length: 40 }, (_, i) => routedTo(b.request("/v1/completions", `{"model": "qwq", "prompt": "t${i}"}`))));
+    assert.equal(seen.size, 2, "finished requests leave no load behind on either endpoint");
+  });
+
   it("counts the bytes it scanned, not a client's content-length", () => {
     const v = vm();
     const body = '{"model": "qwq", "prompt": "hi"}';

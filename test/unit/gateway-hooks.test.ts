@@ -220,3 +220,90 @@ spec: {from: [{group: inference.networking.x-k8s.io, kind: InferencePool, namesp
     assert.deepEqual(httpFilterNames(out.all(3)[0]!.bytes), ["infergate", "envoy.filters.http.router"]);
   });
 });
+
+describe("Envoy Gateway extension hooks: a v1 pool's endpoint picker", () => {
+  // The seed's pool, plus a v1 pool on the same Gateway whose endpointPickerRef resolves.
+  const yaml = `apiVersion: inference.networking.k8s.io/v1
+kind: InferencePool
+metadata:
+  name: picked
+  namespace: default
+  annotations: {inference.networking.x-k8s.io/attach-to: "name: inference-gateway\\nport: 8081\\n"}
+spec:
+  selector: {matchLabels: {app: llm}}
+  targetPorts: [{number: 8000}]
+  endpointPickerRef: {name: epp, port: {number: 9002}, failureMode: FailOpen}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: epp, namespace: default}
+spec: {clusterIP: 10.96.0.20, ports: [{port: 9002}]}
+`;
+  const config = parseRoutingConfig(yaml, "t.yaml");
+  const Route = root.lookupType("envoy.config.route.v3.Route");
+  let hooks: GatewayHooks;
+  let client: grpc.Client;
+  const call = (method: string, request: WireMessage): Promise<WireMessage> => new Promise((resolve, reject) => {
+    client.makeUnaryRequest(`/${SERVICE}/${method}`, (m: WireMessage) => Buffer.from(m.encode()), (b: Buffer) => WireMessage.decode(new Uint8Array(b)), request,
+      (err, res) => (err ? reject(err) : resolve(res!)));
+  });
+  /** PostRouteModify with the route and, in its context, the backendRef's InferencePool. */
+  const routeCall = async (route: Uint8Array, pool?: string): Promise<Uint8Array> => {
+    const req = new WireMessage([{ field: 1, wireType: 2, bytes: route }]);
+    if (pool) {
+      const context = new WireMessage();
+      context.add(1, new WireMessage([{ field: 1, wireType: 2, bytes: Buffer.from(JSON.stringify({ apiVersion: "inference.networking.k8s.io/v1", kind: "InferencePool", metadata: { name: pool, namespace: "default" } })) }]).encode());
+      req.add(2, context.encode());
+    }
+    return (await call("PostRouteModify", req)).first(1)!.bytes;
+  };
+
+  before(async () => {
+    assert.deepEqual(config.problems, []);
+    hooks = new GatewayHooks({ xdsHost: "infergate.infergate-system.svc.cluster.local", xdsPort: 18000, config: () => config, log: () => undefined });
+    client = new grpc.Client(`127.0.0.1:${await hooks.listen("127.0.0.1", 0)}`, grpc.credentials.createInsecure());
+  });
+  after(() => { client.close(); hooks.close(); });
+
+  it("puts the picker's ext_proc filter between the infergate filter and the router, once", async () => {
+    const listener = async (bytes: Uint8Array) => (await call("PostHTTPListenerModify", new WireMessage([{ field: 1, wireType: 2, bytes }]))).first(1)!.bytes;
+    const out = await listener(listenerBytes("default/inference-gateway/llm-gw", 8081, hcmBytes()));
+    assert.deepEqual(httpFilterNames(out), ["infergate", "infergate-endpoint-picker", "envoy.filters.http.router"]);
+    assert.deepEqual(httpFilterNames(await listener(out)), ["infergate", "infergate-endpoint-picker", "envoy.filters.http.router"], "idempotent");
+    // A listener without the infergate filter gets no picker either (only the early header
+    // mutation every HTTP listener gets).
+    const plain = listenerBytes("default/inference-gateway/http", 8080, hcmBytes());
+    assert.deepEqual(httpFilterNames(await listener(plain)), ["envoy.filters.http.router"]);
+  });
+
+  it("has the route to the pool call its picker and report the served endpoint, keeping unknown fields; other routes untouched", async () => {
+    const route = withUnknown(Route.encode(Route.fromObject({ name: "httproute/default/llm/rule/0", match: { prefix: "/" }, route: { cluster: "httproute/default/llm/rule/0" } })).finish(), 9004, "route-future-field");
+    const out = await routeCall(route, "picked");
+    assert.equal(WireMessage.decode(out).string(9004), "route-future-field");
+    const r = Route.toObject(Route.decode(out)) as any;
+    const perRoute = root.lookupType("envoy.extensions.filters.http.ext_proc.v3.ExtProcPerRoute");
+    const any = r.typed_per_filter_config["infergate-endpoint-picker"];
+    assert.equal(any.type_url, typeUrl("envoy.extensions.filters.http.ext_proc.v3.ExtProcPerRoute"));
+    const overrides = (perRoute.toObject(perRoute.decode(any.value)) as any).overrides;
+    assert.equal(overrides.grpc_service.envoy_grpc.cluster_name, "infergate-picker/default/picked");
+    assert.equal(overrides.failure_mode_allow.value, true);
+    assert.equal(r.response_headers_to_add[0].header.key, "x-gateway-destination-endpoint-served");
+    const again = Route.toObject(Route.decode(await routeCall(out, "picked"))) as any;
+    assert.equal(Object.keys(again.typed_per_filter_config).length, 1);
+    assert.equal(again.response_headers_to_add.length, 1, "idempotent");
+    assert.deepEqual(Buffer.from(await routeCall(route, "reasoning-pool")), Buffer.from(route), "a pool without a picker (not in this configuration)");
+    assert.deepEqual(Buffer.from(await routeCall(route)), Buffer.from(route), "a route with no pool");
+  });
+
+  it("adds each picker's cluster to the translation once", async () => {
+    const req = new WireMessage();
+    req.add(2, Cluster.encode(Cluster.fromObject({ name: "other" })).finish());
+    const out = await call("PostTranslateModify", req);
+    const names = out.all(1).map((c) => (Cluster.toObject(Cluster.decode(c.bytes)) as any).name);
+    assert.deepEqual(names, ["other", "infergate-picker/default/picked"]);
+    const c = Cluster.toObject(Cluster.decode(out.all(1)[1]!.bytes)) as any;
+    assert.equal(c.eds_cluster_config.eds_config.api_config_source.grpc_services[0].google_grpc.target_uri, "infergate.infergate-system.svc.cluster.local:18000");
+    const twice = await call("PostTranslateModify", new WireMessage(out.all(1).map((f) => ({ ...f, field: 2 }))));
+    assert.equal(twice.all(1).length, 2);
+  });
+});

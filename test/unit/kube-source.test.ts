@@ -185,6 +185,60 @@ describe("Kubernetes source with no InferencePool yet", () => {
   });
 });
 
+describe("Kubernetes source: a v1 InferencePool's endpoint picker Service", () => {
+  const SERVICES = "/api/v1/services";
+  const v1Pool = (name: string, ref?: Record<string, unknown>, parent = true) => ({
+    apiVersion: "inference.networking.k8s.io/v1", kind: "InferencePool",
+    metadata: { name, namespace: "team", ...(parent ? { annotations: { "inference.networking.x-k8s.io/attach-to": "name: gw\n" } } : {}) },
+    spec: { selector: { matchLabels: { app: "llm" } }, targetPorts: [{ number: 8000 }], ...(ref ? { endpointPickerRef: ref } : {}) },
+  });
+  const eppService = (clusterIP: string) => ({
+    metadata: { name: "epp", namespace: "team" },
+    spec: { clusterIP, ports: [{ name: "grpc-ext-proc", port: 9002, protocol: "TCP", targetPort: 9002 }] },
+  });
+
+  it("resolves the Service from the API, follows it, and reports ResolvedRefs (InvalidExtensionRef when it is missing)", async () => {
+    const api = new FakeKubeApi();
+    api.serve(POOLS_V1, [v1Pool("picked", { name: "epp", port: { number: 9002 }, failureMode: "FailOpen" }), v1Pool("own"), v1Pool("orphan", undefined, false)]);
+    api.serve(PODS, []);
+    // A Service no pool names stays out of the configuration.
+    api.serve(SERVICES, [eppService("10.96.0.20"), { metadata: { name: "unrelated", namespace: "team" }, spec: { clusterIP: "None" } }]);
+    const url = await api.start();
+    const kc = new KubeConfig();
+    kc.loadFromOptions({ clusters: [{ name: "t", server: url, skipTLSVerify: true }], users: [{ name: "t", token: "t" }], contexts: [{ name: "t", cluster: "t", user: "t" }], currentContext: "t" });
+    const configs: RoutingConfig[] = [];
+    const source = new KubeSource(kc);
+    const resolved = (pool: string) => api.patches.filter((p) => p.path.endsWith(`/inferencepools/${pool}/status`)).at(-1)?.body.status.parents[0].conditions
+      .find((c: any) => c.type === "ResolvedRefs");
+    try {
+      await source.start({ onConfig: (c) => configs.push(c), onRejected: () => undefined });
+      const picked = () => configs.at(-1)!.pools.find((p) => p.name === "picked")!.picker;
+      assert.deepEqual(picked()?.address, { ip: "10.96.0.20", port: 9002, tls: true });
+      assert.deepEqual(configs.at(-1)!.problems, []);
+      await waitFor(async () => resolved("picked")?.status === "True" && resolved("own")?.status === "True", 3000);
+      assert.match(resolved("picked").message, /Endpoint picker Service team\/epp port 9002 picks/);
+      assert.match(resolved("own").message, /No endpointPickerRef: infergate picks endpoints itself/);
+      assert.equal(configs.at(-1)!.pools.find((p) => p.name === "own")!.picker, undefined);
+
+      api.upsert(SERVICES, eppService("10.96.0.21"));
+      await waitFor(async () => picked()?.address?.ip === "10.96.0.21", 3000);
+      api.remove(SERVICES, "team", "epp");
+      await waitFor(async () => picked()?.unresolved === "Service team/epp not found", 3000);
+      await waitFor(async () => resolved("picked")?.status === "False", 3000);
+      assert.equal(resolved("picked").reason, "InvalidExtensionRef");
+      assert.match(resolved("picked").message, /Service team\/epp not found; requests are routed by infergate \(FailOpen\)/);
+      assert.equal(configs.at(-1)!.pools.length, 3, "the pool stays");
+      // The v1 CRD requires a parent Gateway's name: a pool with no known parent gets no status
+      // patch (it would be refused) rather than one with an empty name.
+      assert.equal(api.patches.filter((p) => p.path.endsWith("/inferencepools/orphan/status")).length, 0);
+      assert.equal(resolved("picked").observedGeneration, 1);
+    } finally {
+      await source.stop();
+      await api.stop();
+    }
+  });
+});
+
 describe("Kubernetes source status writes", () => {
   it("write each pool's status on its own: one the API server refuses does not hold up the others", async () => {
     const api = new FakeKubeApi();

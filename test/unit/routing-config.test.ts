@@ -109,7 +109,7 @@ status: {podIP: 10.1.2.4, conditions: [{type: Ready, status: "False"}]}
 
   it("leaves out broken YAML, unknown kinds, dangling pool references and clashing model names", () => {
     assert.match(problemsOf("kind: [unclosed").join("\n"), /YAML error/);
-    assert.match(problemsOf(seed + "---\napiVersion: v1\nkind: Service\nmetadata: {name: s}\n").join("\n"), /unsupported kind "Service"/);
+    assert.match(problemsOf(seed + "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: s}\n").join("\n"), /unsupported kind "ConfigMap"/);
     assert.match(problemsOf(seed.replace("    name: reasoning-pool\n  targetModels", "    name: nowhere\n  targetModels")).join("\n"), /poolRef\.name: no valid InferencePool named nowhere/);
     const twice = seed + "---\n" + seed.split("---")[1]!.replace("inferencemodel-sample", "second");
     assert.match(problemsOf(twice).join("\n"), /document \d+ \(InferenceModel second\): spec\.modelName: qwq is already served by InferenceModel default\/inferencemodel-sample/);

@@ -2,17 +2,18 @@
 // v1alpha2, k8s.io v1), InferenceModel (x-k8s v1alpha1, v1alpha2), InferenceObjective and
 // InferenceModelRewrite (x-k8s v1alpha2), HTTPRoute (gateway.networking.k8s.io v1: the weights
 // and mirrors of rules whose backends are InferencePools), ReferenceGrant (Gateway API v1,
-// v1beta1: consent to a cross-namespace attach-to) and Pods. Any change rebuilds the routing
-// configuration through the same validation as the YAML file: an invalid object is left out on its
-// own and everything else is served. It watches every namespace, or only the namespaces it is
-// given (a namespaced install: Roles in those namespaces are enough).
+// v1beta1: consent to a cross-namespace attach-to), Pods, and the Services v1 pools name as their
+// endpoint picker. Any change rebuilds the routing configuration through the same validation as the
+// YAML file: an invalid object is left out on its own and everything else is served. It watches
+// every namespace, or only the namespaces it is given (a namespaced install: Roles in those
+// namespaces are enough).
 // An InferencePool whose attach-to names a Gateway gets status conditions (Accepted, ResolvedRefs)
-// as the Inference Extension defines them, with the Pods it skipped, in infergate's own parent
-// entry; other controllers' entries are kept (pool-status.ts). Each InferenceModel,
-// InferenceObjective and InferenceModelRewrite whose poolRef names such a pool gets Accepted,
-// naming the field when it (or, for a rewrite, one of its matches) is left out; objects on other
-// pools are not infergate's to report on. HTTPRoute status is Envoy Gateway's; a rule infergate
-// leaves out is named in the log and in infergate_config_problems.
+// as the Inference Extension defines them, with the Pods it skipped and whether its endpoint
+// picker resolves, in infergate's own parent entry; other controllers' entries are kept
+// (pool-status.ts). Each InferenceModel, InferenceObjective and InferenceModelRewrite whose poolRef
+// names such a pool gets Accepted, naming the field when it (or, for a rewrite, one of its matches)
+// is left out; objects on other pools are not infergate's to report on. HTTPRoute status is Envoy
+// Gateway's; a rule infergate leaves out is named in the log and in infergate_config_problems.
 import {
   CoreV1Api, CustomObjectsApi, KubeConfig, makeInformer, PatchStrategy, setHeaderOptions,
   type Informer, type KubernetesObject, type ObjectCache,
@@ -20,6 +21,7 @@ import {
 import { claimedParent, CONTROLLER_NAME, mergeParents, type Condition, type ParentRef, type ParentStatus } from "./pool-status.ts";
 import { poolId, routingConfigFromObjects, type RoutingConfig, type SkipReason } from "./routing-config.ts";
 import { GROUP_GATEWAY, GROUP_K8S, GROUP_X_K8S } from "./resources.ts";
+import type { EndpointPicker } from "./endpoint-picker.ts";
 import type { ConfigSource, SourceEvents } from "./source.ts";
 
 export interface Resource { group: string; version: string; plural: string; kind: string; rank: number }
@@ -60,7 +62,7 @@ export interface KubeSourceOptions {
 export class KubeSource implements ConfigSource {
   private readonly custom: CustomObjectsApi;
   private readonly core: CoreV1Api;
-  private readonly informers: Array<{ resource?: Resource; cache: Cache }> = [];
+  private readonly informers: Array<{ resource?: Resource; coreKind?: CoreKind; cache: Cache }> = [];
   private rebuildTimer?: NodeJS.Timeout;
   private stopped = false;
   private readonly lastStatus = new Map<string, string>();
@@ -104,6 +106,7 @@ export class KubeSource implements ConfigSource {
       this.add(namespace
         ? makeInformer(this.kc, `/api/v1/namespaces/${namespace}/pods`, () => this.core.listNamespacedPod({ namespace }) as never)
         : makeInformer(this.kc, "/api/v1/pods", () => this.core.listPodForAllNamespaces() as never));
+      await this.watchServices(namespace);
     }
     await Promise.all(this.informers.map((i) => i.cache.start()));
     // The first configuration, even with no InferencePool yet: the server serves an empty
@@ -117,11 +120,24 @@ export class KubeSource implements ConfigSource {
     await Promise.all(this.informers.map((i) => i.cache.stop()));
   }
 
-  private add(cache: Cache, resource?: Resource): void {
+  /** Services, for the endpoint pickers v1 pools name. Without the permission to list them, every
+   * such reference is reported unresolved (its pool's status says so), and the rest works. */
+  private async watchServices(namespace: string | undefined): Promise<void> {
+    const list = () => namespace ? this.core.listNamespacedService({ namespace }) : this.core.listServiceForAllNamespaces();
+    try {
+      await list();
+    } catch (err) {
+      this.events.log?.(`not watching services${namespace ? ` in namespace ${namespace}` : ""} (endpoint picker references will not resolve): ${(err as { code?: number }).code ?? (err as Error).message}`);
+      return;
+    }
+    this.add(makeInformer(this.kc, namespace ? `/api/v1/namespaces/${namespace}/services` : "/api/v1/services", list as never), undefined, "Service");
+  }
+
+  private add(cache: Cache, resource?: Resource, coreKind: CoreKind = "Pod"): void {
     const changed = (): void => this.scheduleRebuild();
     for (const verb of ["add", "update", "delete"] as const) cache.on(verb, changed);
-    cache.on("error", (err) => this.stopped || this.events.log?.(`watch ${resource ? `${resource.plural}/${resource.version}` : "pods"} failed, retrying: ${String(err)}`));
-    this.informers.push({ cache, ...(resource ? { resource } : {}) });
+    cache.on("error", (err) => this.stopped || this.events.log?.(`watch ${resource ? `${resource.plural}/${resource.version}` : `${coreKind.toLowerCase()}s`} failed, retrying: ${String(err)}`));
+    this.informers.push({ cache, ...(resource ? { resource } : { coreKind }) });
   }
 
   private scheduleRebuild(): void {
@@ -129,20 +145,24 @@ export class KubeSource implements ConfigSource {
     this.rebuildTimer = setTimeout(() => this.rebuild(), this.debounceMs);
   }
 
-  /** The watched objects, each once (the newest version's copy), Pods with their kind set. */
+  /** The watched objects, each once (the newest version's copy), Pods and Services with their kind
+   * set; only the Services some pool names as its endpoint picker. */
   private objects(): KubernetesObject[] {
     const best = new Map<string, { rank: number; obj: KubernetesObject }>();
     const out: KubernetesObject[] = [];
-    for (const { resource, cache } of this.informers) {
+    const services: KubernetesObject[] = [];
+    for (const { resource, coreKind, cache } of this.informers) {
       for (const obj of cache.list()) {
-        if (!resource) { out.push({ apiVersion: "v1", kind: "Pod", ...obj }); continue; }
+        if (!resource) { (coreKind === "Service" ? services : out).push({ apiVersion: "v1", kind: coreKind, ...obj }); continue; }
         const withKind = { apiVersion: `${resource.group}/${resource.version}`, kind: resource.kind, ...obj };
         const key = `${resource.kind}/${obj.metadata?.namespace}/${obj.metadata?.name}`;
         const seen = best.get(key);
         if (!seen || seen.rank < resource.rank) best.set(key, { rank: resource.rank, obj: withKind });
       }
     }
-    return [...out, ...[...best.values()].map((b) => b.obj)];
+    const custom = [...best.values()].map((b) => b.obj);
+    const named = pickerServices(custom);
+    return [...out, ...services.filter((s) => named.has(`${s.metadata?.namespace ?? "default"}/${s.metadata?.name}`)), ...custom];
   }
 
   private rebuild(): void {
@@ -187,7 +207,7 @@ export class KubeSource implements ConfigSource {
     const previous = this.lastConditions.get(key) ?? [];
     if (obj.kind === "InferencePool") {
       const parent = claimedParent(obj);
-      const conditions = parent && inferencePoolConditions(obj, own, config, previous, ownProblems.find((p) => p.reason)?.reason);
+      const conditions = parent && inferencePoolConditions(obj, version, own, config, previous, ownProblems.find((p) => p.reason)?.reason);
       await this.writePoolStatus(obj, key, version === "v1" ? "parents" : "parent", parent && conditions && { parentRef: parent, controllerName: CONTROLLER_NAME, conditions });
       return;
     }
@@ -272,6 +292,18 @@ async function servedVersion(list: () => Promise<unknown>, skip: (why: string) =
   }
 }
 
+type CoreKind = "Pod" | "Service";
+
+/** `<namespace>/<name>` of every Service a v1 InferencePool names in its endpointPickerRef. */
+function pickerServices(objects: KubernetesObject[]): Set<string> {
+  const out = new Set<string>();
+  for (const o of objects) {
+    const ref = (o as { spec?: { endpointPickerRef?: { name?: unknown } } }).spec?.endpointPickerRef;
+    if (o.kind === "InferencePool" && typeof ref?.name === "string") out.add(`${o.metadata?.namespace ?? "default"}/${ref.name}`);
+  }
+  return out;
+}
+
 /** What routing depends on: a custom resource's metadata and spec, a Pod's labels and status. */
 function routingRelevant(o: KubernetesObject): unknown {
   const { name, namespace, labels, annotations, generation, deletionTimestamp } = o.metadata ?? {};
@@ -293,14 +325,29 @@ function conditionFor(obj: KubernetesObject, previous: Condition[]) {
 
 const SKIP_WORDS: Record<SkipReason, string> = { "no-ip": "without an IP", "invalid-ip": "with an invalid IP", "not-ready": "not ready" };
 
+/** ResolvedRefs: whether the endpoint picker a v1 pool names resolves. A pool that names none (or
+ * an x-k8s pool) resolves: infergate picks its endpoints itself. */
+function resolvedRefs(picker: EndpointPicker | undefined, apiVersion: string): [boolean, string, string] {
+  if (!picker) {
+    return [true, "ResolvedRefs", apiVersion === "v1"
+      ? "No endpointPickerRef: infergate picks endpoints itself"
+      : "infergate picks endpoints itself; no endpoint picker reference is needed"];
+  }
+  const mode = picker.failureMode === "FailOpen" ? "FailOpen: infergate picks when it cannot be reached" : "FailClose: 503 when it cannot be reached";
+  if (picker.unresolved) {
+    return [false, "InvalidExtensionRef", `${picker.unresolved}; requests ${picker.failureMode === "FailOpen" ? "are routed by infergate (FailOpen)" : "get 503 (FailClose)"}`];
+  }
+  return [true, "ResolvedRefs", `Endpoint picker Service ${picker.service} port ${picker.port} picks; infergate validates, rewrites and sheds first (${mode})`];
+}
+
 /**
  * The conditions of infergate's entry in an InferencePool's status, for the Gateway its attach-to
  * names (also when that Gateway refused it: another namespace without a ReferenceGrant, reason
  * RefNotPermitted): Accepted (the pool is valid and this gateway routes to it) and ResolvedRefs
- * (its references resolve; infergate needs no endpoint picker Service, so they always do).
+ * (the endpoint picker Service a v1 pool names exists and has the port; see resolvedRefs).
  * Selected Pods that are not endpoints are counted in Accepted's message.
  */
-function inferencePoolConditions(pool: KubernetesObject, own: string[], config: RoutingConfig, previous: Condition[], reason?: string): Condition[] {
+function inferencePoolConditions(pool: KubernetesObject, version: string, own: string[], config: RoutingConfig, previous: Condition[], reason?: string): Condition[] {
   const namespace = pool.metadata?.namespace ?? "default";
   const known = config.pools.find((p) => p.id === poolId(namespace, pool.metadata?.name ?? ""));
   const condition = conditionFor(pool, previous);
@@ -310,7 +357,7 @@ function inferencePoolConditions(pool: KubernetesObject, own: string[], config: 
     condition("Accepted", accepted, accepted ? "Accepted" : reason ?? "Invalid", accepted
       ? `Routed by infergate (${known!.endpoints.length} endpoints${skipped.length ? `; Pods skipped: ${skipped.join(", ")}` : ""})`
       : own.join("; ") || "not part of the current configuration"),
-    condition("ResolvedRefs", true, "ResolvedRefs", "infergate picks endpoints itself; no endpoint picker reference is needed"),
+    condition("ResolvedRefs", ...resolvedRefs(known?.picker, version)),
   ];
 }
 

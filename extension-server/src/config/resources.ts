@@ -1,9 +1,10 @@
 // Schemas of the Kubernetes resources infergate reads, in every API version users have in hand:
 // InferencePool (inference.networking.x-k8s.io v1alpha1/v1alpha2, inference.networking.k8s.io v1),
 // InferenceModel (x-k8s v1alpha1/v1alpha2), InferenceObjective and InferenceModelRewrite (x-k8s
-// v1alpha2), core v1 Pod (the pool's members), and the Gateway API's HTTPRoute (v1, v1beta1) and
-// ReferenceGrant (v1beta1, v1: consent to a cross-namespace attach-to). Only the fields routing
-// needs are modelled; unknown fields are allowed (users paste whole manifests).
+// v1alpha2), core v1 Pod (the pool's members), core v1 Service (where a v1 pool's endpoint picker
+// listens), and the Gateway API's HTTPRoute (v1, v1beta1) and ReferenceGrant (v1beta1, v1: consent
+// to a cross-namespace attach-to). Only the fields routing needs are modelled; unknown fields are
+// allowed (users paste whole manifests).
 import { z } from "zod";
 import { SNAPSHOT_NAME } from "../contract.ts";
 
@@ -41,6 +42,17 @@ export const inferencePoolV1alpha = z.object({
   }).passthrough(),
 }).passthrough();
 
+/** v1 `spec.endpointPickerRef` (optional since v1.6 of the API). Only its shape is checked here;
+ * whether the Service it names exists is decided later (config/endpoint-picker.ts), and a reference
+ * that does not resolve leaves the pool in place with ResolvedRefs=False. */
+export const endpointPickerRef = z.object({
+  group: z.string().optional(),
+  kind: z.string().optional(),
+  name: objectName,
+  port: z.object({ number: port }).passthrough().optional(),
+  failureMode: z.enum(["FailOpen", "FailClose"]).optional(),
+}).passthrough();
+
 export const inferencePoolV1 = z.object({
   apiVersion: z.literal(`${GROUP_K8S}/v1`),
   kind: z.literal("InferencePool"),
@@ -49,6 +61,7 @@ export const inferencePoolV1 = z.object({
     selector: z.object({ matchLabels: z.record(z.string(), z.string()) }).passthrough()
       .refine((s) => Object.keys(s.matchLabels).length > 0, "matchLabels must have at least one label"),
     targetPorts: z.array(z.object({ number: port })).min(1).max(8),
+    endpointPickerRef: endpointPickerRef.optional(),
   }).passthrough(),
 }).passthrough();
 
@@ -82,6 +95,18 @@ export const pod = z.object({
   }).passthrough().optional(),
 }).passthrough();
 
+/** A core v1 Service, as far as reaching an endpoint picker needs: its cluster IP and ports. In
+ * standalone mode the YAML file carries it; in Kubernetes it comes from the API. */
+export const service = z.object({
+  apiVersion: z.literal("v1"),
+  kind: z.literal("Service"),
+  metadata,
+  spec: z.object({
+    clusterIP: z.string().optional(),
+    ports: z.array(z.object({ port, name: z.string().optional(), protocol: z.string().optional(), appProtocol: z.string().optional() }).passthrough()).optional(),
+  }).passthrough().optional(),
+}).passthrough();
+
 /** A Gateway API ReferenceGrant: objects of the `from` kinds in the `from` namespaces may refer
  * to the `to` objects in the grant's own namespace (every object of the kind when `name` is unset). */
 export const referenceGrant = z.object({
@@ -102,6 +127,8 @@ export const attachTo = z.object({
 });
 
 export type InferenceModel = z.infer<typeof inferenceModel>;
+export type EndpointPickerRef = z.infer<typeof endpointPickerRef>;
+export type Service = z.infer<typeof service>;
 export type Pod = z.infer<typeof pod>;
 export type AttachTo = z.infer<typeof attachTo>;
 

@@ -1,5 +1,6 @@
 // Turns a set of Kubernetes-shaped resources into the routing configuration infergate serves:
-// pools with their member endpoints, and models with their criticality and weighted targets.
+// pools with their member endpoints (and, for a v1 pool that names one, its endpoint picker,
+// resolved against the Services given), and models with their criticality and weighted targets.
 //
 // One bad object affects only itself. An object that does not validate is left out and named,
 // with its document or namespace/name and the field, in `problems`; everything else is served.
@@ -13,9 +14,11 @@ import { parseAllDocuments } from "yaml";
 import type { z } from "zod";
 import {
   ATTACH_TO_ANNOTATION, attachTo, GROUP_GATEWAY, httpRoute, inferenceModel, inferenceModelRewrite, inferenceObjective, inferencePoolV1, inferencePoolV1alpha, pod,
-  referenceGrant, type AttachTo, type HttpRoute, type InferenceModel, type InferenceModelRewrite, type InferenceObjective, type Pod, type ReferenceGrant,
+  referenceGrant, service, type AttachTo, type EndpointPickerRef, type HttpRoute, type InferenceModel, type InferenceModelRewrite, type InferenceObjective, type Pod,
+  type ReferenceGrant, type Service,
 } from "./resources.ts";
 import { collectRoute, type RouteConfig } from "./routes.ts";
+import { resolveEndpointPicker, serviceKey, type EndpointPicker } from "./endpoint-picker.ts";
 import { DEFAULT_SCHEDULER_CONFIG, infergateConfigDoc, type SchedulerConfig } from "../scheduling/config.ts";
 
 export type Criticality = "critical" | "standard" | "sheddable";
@@ -35,6 +38,9 @@ export interface PoolConfig {
   targetPorts: number[];
   /** The Gateway (and port) the pool's attach-to annotation names, if it may attach there. */
   attachTo?: AttachTo;
+  /** The endpoint picker a v1 pool's `endpointPickerRef` names; absent when it names none, and
+   * then infergate picks. */
+  picker?: EndpointPicker;
   /** The Gateway an attach-to named without permission (another namespace, no ReferenceGrant). */
   refusedAttachTo?: AttachTo;
   endpoints: PoolEndpoint[];
@@ -130,12 +136,13 @@ function refOf(raw: Record<string, unknown>): ObjectRef | undefined {
 export interface Located<T> { value: T; where: string; object: ObjectRef | undefined }
 
 interface Collected {
-  pools: Array<Located<PoolConfig>>;
+  pools: Array<Located<PoolConfig & { pickerRef?: EndpointPickerRef }>>;
   models: Array<Located<InferenceModel>>;
   objectives: Array<Located<InferenceObjective>>;
   rewrites: Array<Located<InferenceModelRewrite>>;
   routes: Array<Located<HttpRoute>>;
   pods: Pod[];
+  services: Service[];
   grants: ReferenceGrant[];
   scheduler?: SchedulerConfig;
   problems: Problem[];
@@ -150,10 +157,10 @@ function parse<T>(schema: z.ZodType<T>, raw: Record<string, unknown>, where: str
 }
 
 function collectPool(raw: Record<string, unknown>, where: string, into: Collected): void {
-  let shape: { metadata: { name: string; namespace?: string | undefined; annotations?: Record<string, string> | undefined }; apiVersion: string; selector: Record<string, string>; targetPorts: number[] } | undefined;
+  let shape: { metadata: { name: string; namespace?: string | undefined; annotations?: Record<string, string> | undefined }; apiVersion: string; selector: Record<string, string>; targetPorts: number[]; pickerRef?: EndpointPickerRef | undefined } | undefined;
   if (String(raw.apiVersion).endsWith("k8s.io/v1")) {
     const p = parse(inferencePoolV1, raw, where, into);
-    if (p) shape = { metadata: p.metadata, apiVersion: p.apiVersion, selector: p.spec.selector.matchLabels, targetPorts: p.spec.targetPorts.map((t) => t.number) };
+    if (p) shape = { metadata: p.metadata, apiVersion: p.apiVersion, selector: p.spec.selector.matchLabels, targetPorts: p.spec.targetPorts.map((t) => t.number), pickerRef: p.spec.endpointPickerRef };
   } else {
     const p = parse(inferencePoolV1alpha, raw, where, into);
     if (p) shape = { metadata: p.metadata, apiVersion: p.apiVersion, selector: p.spec.selector, targetPorts: [p.spec.targetPortNumber] };
@@ -162,9 +169,10 @@ function collectPool(raw: Record<string, unknown>, where: string, into: Collecte
   const p = shape;
   const namespace = p.metadata.namespace ?? DEFAULT_NAMESPACE;
   const object = { kind: "InferencePool", namespace, name: p.metadata.name };
-  const pool: PoolConfig = {
+  const pool: PoolConfig & { pickerRef?: EndpointPickerRef } = {
     id: poolId(namespace, p.metadata.name), name: p.metadata.name, namespace, apiVersion: p.apiVersion,
     selector: p.selector, targetPorts: p.targetPorts, endpoints: [], skipped: {},
+    ...(p.pickerRef ? { pickerRef: p.pickerRef } : {}),
   };
   const annotation = p.metadata.annotations?.[ATTACH_TO_ANNOTATION];
   if (annotation !== undefined) {
@@ -198,6 +206,7 @@ function collectObject(raw: unknown, where: string, into: Collected): void {
     case "InferenceModelRewrite": collectNamed(inferenceModelRewrite, obj, where, into.rewrites, into); break;
     case "HTTPRoute": collectNamed(httpRoute, obj, where, into.routes, into); break;
     case "Pod": { const p = parse(pod, obj, where, into); if (p) into.pods.push(p); break; }
+    case "Service": { const s = parse(service, obj, where, into); if (s) into.services.push(s); break; }
     case "ReferenceGrant": { const g = parse(referenceGrant, obj, where, into); if (g) into.grants.push(g); break; }
     case "InfergateConfig": {
       if (into.scheduler) { into.problems.push({ object: refOf(obj), text: `${where}: only one InfergateConfig document is allowed; this one is ignored` }); break; }
@@ -205,7 +214,7 @@ function collectObject(raw: unknown, where: string, into: Collected): void {
       if (c) into.scheduler = c.spec;
       break;
     }
-    default: into.problems.push({ object: refOf(obj), text: `${where}: kind: unsupported kind ${JSON.stringify(obj.kind)} (expected InferencePool, InferenceModel, InferenceObjective, InferenceModelRewrite, HTTPRoute, Pod, ReferenceGrant or InfergateConfig)` });
+    default: into.problems.push({ object: refOf(obj), text: `${where}: kind: unsupported kind ${JSON.stringify(obj.kind)} (expected InferencePool, InferenceModel, InferenceObjective, InferenceModelRewrite, HTTPRoute, Pod, Service, ReferenceGrant or InfergateConfig)` });
   }
 }
 
@@ -218,7 +227,7 @@ function collectNamed<T extends { kind: string; metadata: { name: string; namesp
 }
 
 function emptyCollection(): Collected {
-  return { pools: [], models: [], objectives: [], rewrites: [], routes: [], pods: [], grants: [], problems: [] };
+  return { pools: [], models: [], objectives: [], rewrites: [], routes: [], pods: [], services: [], grants: [], problems: [] };
 }
 
 /** Collects and validates the documents of one YAML text (several `---`-separated documents). */
@@ -333,9 +342,12 @@ function olderFirst(a: Located<{ metadata: { creationTimestamp?: string | undefi
 function buildRoutingConfig(collected: Collected): RoutingConfig {
   const problems = [...collected.problems];
   const pools = new Map<string, PoolConfig>();
-  for (const { value: p, where, object } of collected.pools) {
+  const services = new Map(collected.services.map((s) => [serviceKey(s.metadata.namespace ?? DEFAULT_NAMESPACE, s.metadata.name), s]));
+  for (const { value: located, where, object } of collected.pools) {
+    const { pickerRef, ...p } = located;
     if (pools.has(p.id)) { problems.push({ object, text: `${where}: InferencePool ${p.id} is defined twice; this one is ignored` }); continue; }
     selectEndpoints(p, collected.pods);
+    if (pickerRef) p.picker = resolveEndpointPicker(pickerRef, p.namespace, services);
     const refused = refuseAttachTo(p, collected.grants, where);
     if (refused) problems.push({ object, text: refused, reason: "RefNotPermitted" });
     pools.set(p.id, p);

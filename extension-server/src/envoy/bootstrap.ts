@@ -4,11 +4,14 @@
 //     configured over ECDS, chooses the endpoint (and fallbacks) and the pool's override_host
 //     cluster connects to it, retrying the next one if a connection fails;
 //   - the pools' endpoints arrive over EDS and the filter's snapshot over ECDS, both from the
-//     extension server, so editing the configuration never restarts Envoy.
+//     extension server, so editing the configuration never restarts Envoy;
+//   - a pool whose v1 `endpointPickerRef` names a picker also calls it over ext_proc on its route
+//     (envoy/endpoint-picker.ts), through a cluster whose endpoint arrives over EDS too.
 import type { PoolConfig, RoutingConfig } from "../config/routing-config.ts";
 import { DESTINATION_HEADER, FILTER_NAME, POOL_HEADER } from "../contract.ts";
 import type { Json } from "../xds/encode.ts";
 import type { RouteConfig, RouteMatchConfig, StringMatchConfig } from "../config/routes.ts";
+import { pickerCluster, pickerClusterName, pickerHttpFilter, pickerRouteConfig, PICKER_FILTER_NAME, servedEndpointHeader } from "./endpoint-picker.ts";
 import { ecdsHttpFilter, mirrorCluster, pathNormalization, poolCluster, poolClusterName, routeEdsName, typed, wasmFilter, type XdsTransport } from "./resources.ts";
 
 const XDS_CLUSTER = "infergate_xds";
@@ -68,6 +71,22 @@ function plainListener(name: string, address: string, port: number, cluster: str
 /** A dead endpoint is retried on the next one the filter listed (override_host walks the list). */
 const RETRY_ON_CONNECT_FAILURE = { retry_on: "connect-failure,refused-stream,reset-before-request", num_retries: 2 };
 
+/** On a pool with an endpoint picker, the route calls it and reports the served endpoint. */
+function withPicker(route: Json, pool: PoolConfig): Json {
+  if (!pool.picker) return route;
+  return {
+    ...route,
+    typed_per_filter_config: { [PICKER_FILTER_NAME]: pickerRouteConfig(pool.id, pool.picker) },
+    response_headers_to_add: [servedEndpointHeader()],
+  };
+}
+
+/** The pickers' ext_proc filter, when any pool has a picker (its routes enable it). */
+function pickerFilters(config: RoutingConfig): Json[] {
+  const first = config.pools.find((p) => p.picker);
+  return first ? [pickerHttpFilter(pickerClusterName(first.id))] : [];
+}
+
 function stringMatcher(m: { type: string; value: string }): Json {
   return m.type === "RegularExpression" ? { safe_regex: { regex: m.value } } : { exact: m.value };
 }
@@ -109,17 +128,17 @@ function httpRouteRoutes(routes: RouteConfig[]): Json[] {
 function inferenceListener(opts: BootstrapOptions, port: number, pool: PoolConfig, routes: RouteConfig[] = []): Json {
   const envoyRoutes = routes.length > 0 ? httpRouteRoutes(routes) : [
     // The filter strips any client-sent destination and pool, and sets both on requests it routed.
-    ...opts.config.pools.map((p) => ({
+    ...opts.config.pools.map((p) => withPicker({
       match: { prefix: "/", headers: [{ name: POOL_HEADER, string_match: { exact: p.id } }, { name: DESTINATION_HEADER, present_match: true }] },
       route: { ...toCluster(pickedClusterName(p.id)), retry_policy: RETRY_ON_CONNECT_FAILURE },
-    })),
+    }, p)),
     // Everything else (GET /v1/models, /health, ...) goes to the pool by round robin.
     { match: { prefix: "/" }, route: toCluster(poolClusterName(pool.id)) },
   ];
   // Start routing with the snapshot known when the bootstrap was written, even if the extension
   // server is not reachable yet; ECDS replaces it as soon as it connects.
   const filter = ecdsHttpFilter(FILTER_NAME, XDS, wasmFilter({ wasmPath: opts.wasmPath, snapshot: opts.snapshot }));
-  return httpListener(`inference-${port}`, opts.listenAddress, port, envoyRoutes, [filter]);
+  return httpListener(`inference-${port}`, opts.listenAddress, port, envoyRoutes, [filter, ...pickerFilters(opts.config)]);
 }
 
 function clusters(opts: BootstrapOptions): Json[] {
@@ -146,7 +165,8 @@ function clusters(opts: BootstrapOptions): Json[] {
     poolCluster(r.cluster, r.backends[0]!.pool, XDS, "override_host", routeEdsName(r.cluster)),
     ...r.mirrors.map((m) => mirrorCluster(m.cluster, routeEdsName(m.cluster), XDS)),
   ]);
-  return [xds, ...picked, ...pools, ...leastRequest, ...ruled];
+  const pickers = opts.config.pools.flatMap((p) => (p.picker ? [pickerCluster(p.id, XDS, p.picker.address?.tls ?? true)] : []));
+  return [xds, ...picked, ...pools, ...leastRequest, ...ruled, ...pickers];
 }
 
 /** The HTTPRoute rules served on each inference listener port: a rule's parentRefs ports, else the

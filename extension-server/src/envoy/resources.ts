@@ -6,7 +6,7 @@
 // bootstrap file needs verbatim, so each builder reads like Envoy's documentation. Going from JSON
 // to protobuf is mechanical given the types (and the encoder refuses anything the types do not
 // know); going the other way would mean decoding every nested Any back out of its bytes.
-import { DESTINATION_HEADER, FILTER_NAME, MIRROR_HEADER } from "../contract.ts";
+import { DESTINATION_HEADER, FILTER_NAME, LB_METADATA_NAMESPACE, MIRROR_HEADER, SERVED_ENDPOINT_KEY } from "../contract.ts";
 import type { Json } from "../xds/encode.ts";
 import { typeUrl } from "../xds/protos.ts";
 
@@ -62,7 +62,7 @@ function googleGrpc(target: string, tls: XdsClientTls | undefined): Json {
   };
 }
 
-function xdsConfigSource(xds: XdsTransport): Json {
+export function xdsConfigSource(xds: XdsTransport): Json {
   const service = "cluster" in xds
     ? { envoy_grpc: { cluster_name: xds.cluster } }
     : { google_grpc: googleGrpc(xds.target, xds.tls) };
@@ -85,12 +85,19 @@ export function edsClusterConfig(edsName: string, xds: XdsTransport): Json {
 /**
  * Cluster.load_balancing_policy that connects to the endpoint the filter named in
  * DESTINATION_HEADER (trying the next listed one if a connection fails), and only if it is a
- * member of the cluster; round robin when the header is absent.
+ * member of the cluster; round robin when the header is absent. An endpoint picker's answer in
+ * `envoy.lb` dynamic metadata comes first (the picker sets the header to the same value; only a
+ * trusted ext_proc server can write that metadata). The address connected to is written back to
+ * `envoy.lb` as the protocol's served endpoint (envoy/endpoint-picker.ts sends it to the picker).
  */
 export function overrideHostPolicy(header: string = DESTINATION_HEADER): Json {
   const policy = (name: string, config: Json): Json => ({ policies: [{ typed_extension_config: { name, typed_config: config } }] });
   return policy("envoy.load_balancing_policies.override_host", typed("envoy.extensions.load_balancing_policies.override_host.v3.OverrideHost", {
-    override_host_sources: [{ header }],
+    // Only the filter's destination has an endpoint picker behind it; a mirror's pick is the filter's alone.
+    ...(header === DESTINATION_HEADER ? {
+      override_host_sources: [{ metadata: { key: LB_METADATA_NAMESPACE, path: [{ key: DESTINATION_HEADER }] } }, { header }],
+      selected_host_key: { key: LB_METADATA_NAMESPACE, path: [{ key: SERVED_ENDPOINT_KEY }] },
+    } : { override_host_sources: [{ header }] }),
     fallback_policy: policy("envoy.load_balancing_policies.round_robin", typed("envoy.extensions.load_balancing_policies.round_robin.v3.RoundRobin")),
   }));
 }

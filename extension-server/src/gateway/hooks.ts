@@ -11,7 +11,9 @@
 //     module is served by this server), turn the cluster of a RequestMirror to an InferencePool into
 //     an EDS cluster of the mirror pool steered by the filter's mirror header (Envoy Gateway builds
 //     mirror clusters without calling the Cluster hook, and without the pool), and the same
-//     listener edit when all listeners are sent.
+//     listener edit when all listeners are sent;
+//   - PostRouteModify, and the listener and translation hooks: wire a v1 pool's endpoint picker
+//     over ext_proc (gateway/endpoint-picker-hooks.ts).
 // Envoy reaches this server's xDS through its Google gRPC client (see XdsTransport).
 // Resources are edited at the wire level (xds/wire.ts): every field we do not touch, including
 // fields newer than our protos, goes back to Envoy Gateway byte for byte. What we add is built by
@@ -26,6 +28,7 @@ import {
   ecdsHttpFilter, edsClusterConfig, filterConfigDiscovery, hostCluster, mirrorCluster, overrideHostPolicy, poolCircuitBreakers, poolsEdsName, routeEdsName,
   STRIP_DESTINATION_NAME, stripClientDestination, WASM_TYPE_URL, type XdsClientTls, type XdsTransport,
 } from "../envoy/resources.ts";
+import { editPickerRoute, insertPickerFilter, missingPickerClusters, poolOf } from "./endpoint-picker-hooks.ts";
 import { encodeJson, type Json } from "../xds/encode.ts";
 import { fieldNumbers, protoRoot } from "../xds/protos.ts";
 import { WIRE_LENGTH_DELIMITED, WireMessage, type WireField } from "../xds/wire.ts";
@@ -59,7 +62,8 @@ const LISTENER_RESPONSE = fieldNumbers("envoygateway.extension.PostHTTPListenerM
 const CLUSTER_REQUEST = fieldNumbers("envoygateway.extension.PostClusterModifyRequest", ["cluster", "post_cluster_context"]);
 const CLUSTER_CONTEXT = fieldNumbers("envoygateway.extension.PostClusterExtensionContext", ["backend_extension_resources"]);
 const CLUSTER_RESPONSE = fieldNumbers("envoygateway.extension.PostClusterModifyResponse", ["cluster"]);
-const ROUTE_REQUEST = fieldNumbers("envoygateway.extension.PostRouteModifyRequest", ["route"]);
+const ROUTE_REQUEST = fieldNumbers("envoygateway.extension.PostRouteModifyRequest", ["route", "post_route_context"]);
+const ROUTE_CONTEXT = fieldNumbers("envoygateway.extension.PostRouteExtensionContext", ["extension_resources"]);
 const ROUTE_RESPONSE = fieldNumbers("envoygateway.extension.PostRouteModifyResponse", ["route"]);
 const VHOST_REQUEST = fieldNumbers("envoygateway.extension.PostVirtualHostModifyRequest", ["virtual_host"]);
 const VHOST_RESPONSE = fieldNumbers("envoygateway.extension.PostVirtualHostModifyResponse", ["virtual_host"]);
@@ -177,7 +181,8 @@ function modifyListener(bytes: Uint8Array, pools: PoolConfig[], xds: XdsTranspor
             const value = a.first(ANY.value);
             return value !== undefined && editNested(value, (hcm) => {
               const stripped = stripClientHeader(hcm);
-              return editHttpFilters(hcm, attach, xds, seen) || stripped;
+              const fed = editHttpFilters(hcm, attach, xds, seen);
+              return insertPickerFilter(hcm, pools) || fed || stripped;
             });
           });
         }) || any;
@@ -268,8 +273,8 @@ export class GatewayHooks {
       PostHTTPListenerModify: (req) => this.onListener(req),
       PostClusterModify: (req) => this.onCluster(req),
       PostTranslateModify: (req) => this.onTranslate(req),
-      // No change: the route and virtual host as given.
-      PostRouteModify: (req) => new WireMessage(req.all(ROUTE_REQUEST.route).map((f) => ({ ...f, field: ROUTE_RESPONSE.route }))),
+      PostRouteModify: (req) => this.onRoute(req),
+      // No change: the virtual host as given.
       PostVirtualHostModify: (req) => new WireMessage(req.all(VHOST_REQUEST.virtual_host).map((f) => ({ ...f, field: VHOST_RESPONSE.virtual_host }))),
     };
     const definition: Record<string, grpc.MethodDefinition<WireMessage, WireMessage>> = {};
@@ -296,6 +301,15 @@ export class GatewayHooks {
     return single(LISTENER_RESPONSE.listener, modifyListener(listener.bytes, this.opts.config().pools, this.xds, this.policyFilterSeen).bytes);
   }
 
+  /** A route to a v1 pool with an endpoint picker calls it; any other route comes back as given. */
+  private onRoute(req: WireMessage): WireMessage {
+    const field = req.first(ROUTE_REQUEST.route);
+    if (!field) return new WireMessage();
+    const resources = decodeResources(req.first(ROUTE_REQUEST.post_route_context), ROUTE_CONTEXT.extension_resources);
+    const route = WireMessage.decode(field.bytes);
+    return single(ROUTE_RESPONSE.route, editPickerRoute(route, poolOf(resources, this.opts.config().pools)) ? route.encode() : field.bytes);
+  }
+
   private onCluster(req: WireMessage): WireMessage {
     const cluster = req.first(CLUSTER_REQUEST.cluster);
     if (!cluster) return new WireMessage();
@@ -317,8 +331,10 @@ export class GatewayHooks {
     if (module && !clusters.some((c) => WireMessage.decode(c.bytes).string(CLUSTER.name) === module.name)) {
       out.add(TRANSLATE_RESPONSE.clusters, encodeJson(T.cluster, hostCluster(module)));
     }
-    for (const s of req.all(TRANSLATE_REQUEST.secrets)) out.add(TRANSLATE_RESPONSE.secrets, s.bytes);
     const pools = this.opts.config().pools;
+    const names = new Set(clusters.map((c) => WireMessage.decode(c.bytes).string(CLUSTER.name) ?? ""));
+    for (const c of missingPickerClusters(pools, names, this.xds)) out.add(TRANSLATE_RESPONSE.clusters, c);
+    for (const s of req.all(TRANSLATE_REQUEST.secrets)) out.add(TRANSLATE_RESPONSE.secrets, s.bytes);
     for (const l of req.all(TRANSLATE_REQUEST.listeners)) out.add(TRANSLATE_RESPONSE.listeners, modifyListener(l.bytes, pools, this.xds, this.policyFilterSeen).bytes);
     for (const r of req.all(TRANSLATE_REQUEST.routes)) out.add(TRANSLATE_RESPONSE.routes, r.bytes);
     return out;

@@ -37,6 +37,8 @@ const FILES = [
   "envoy/config/cluster/v3/cluster.proto",
   "envoy/extensions/upstreams/http/v3/http_protocol_options.proto",
   "envoy/config/listener/v3/listener.proto",
+  "envoy/extensions/filters/http/ext_proc/v3/ext_proc.proto",
+  "envoy/extensions/transport_sockets/tls/v3/tls.proto",
   "infergate/envoy_newer.proto",
   // Envoy Gateway's extension service (our copy, written from the public definition).
   "proto/extension/service.proto",
@@ -49,7 +51,16 @@ const NEWER_TYPES: Array<[string, string]> = [
   ["OverrideHost", "envoy.extensions.load_balancing_policies.override_host.v3"],
 ];
 /** Messages of that file whose fields join an upstream message. */
-const NEWER_FIELDS: Array<[string, string]> = [["PluginConfigFields", "envoy.extensions.wasm.v3.PluginConfig"]];
+const NEWER_FIELDS: Array<[string, string]> = [
+  ["PluginConfigFields", "envoy.extensions.wasm.v3.PluginConfig"],
+  ["ExternalProcessorFields", "envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor"],
+  ["ExtProcOverridesFields", "envoy.extensions.filters.http.ext_proc.v3.ExtProcOverrides"],
+];
+/** Enum values newer than the vendored snapshot, with upstream's numbers. */
+const NEWER_ENUM_VALUES: Array<[string, string, number]> = [
+  // ext_proc's body mode the endpoint picker protocol requires (Envoy 1.32+).
+  ["envoy.extensions.filters.http.ext_proc.v3.ProcessingMode.BodySendMode", "FULL_DUPLEX_STREAMED", 4],
+];
 
 function graftNewer(root: protobuf.Root): void {
   const newer = root.lookup(NEWER) as protobuf.Namespace;
@@ -66,6 +77,10 @@ function graftNewer(root: protobuf.Root): void {
       into.add(new protobuf.Field(f.name, f.id, f.type, f.repeated ? "repeated" : undefined));
     }
     newer.remove(source);
+  }
+  for (const [name, value, id] of NEWER_ENUM_VALUES) {
+    const e = root.lookupEnum(name);
+    if (e.values[value] === undefined) e.add(value, id);
   }
 }
 
