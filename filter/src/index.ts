@@ -1,11 +1,11 @@
 // proxy-wasm ABI 0.2.1 entry points. Envoy creates one VM per worker thread; each VM holds one
 // root context per plugin configuration (a new one for every ECDS push) and one stream context
 // per request. This file only dispatches; the logic lives in stream.ts and core/.
-import { BufferType, currentTimeNanos, getBufferBytes, log, LogLevel, setTickPeriod, Status } from "./host/api";
+import { BufferType, currentTimeNanos, getBufferBytes, log, LogLevel, Status } from "./host/api";
 import { Random } from "./core/pick";
 import { parseSnapshot } from "./core/snapshot";
 import { defineCounters } from "./counters";
-import { HEARTBEAT_MS, SharedLoad } from "./shared_load";
+import { SharedLoad } from "./shared_load";
 import { RootConfig, Stream } from "./stream";
 // Included so asconfig.json can point `abort` at it (see host/abort.ts).
 import "./host/abort";
@@ -50,17 +50,13 @@ export function proxy_on_configure(rootId: u32, configSize: usize): bool {
     return false;
   }
   roots.set(rootId, new RootConfig(snapshot, DEFAULT_MAX_BODY_BYTES));
-  // Keeps this VM's load record alive (and expires records of VMs that are gone) even when idle.
-  const tick = setTickPeriod(<u32>HEARTBEAT_MS);
-  if (tick != Status.Ok) log(LogLevel.Warn, "infergate: cannot set the tick period: status " + tick.toString());
+  // No tick period here: Envoy keeps a timer for every root context that ever set one, and a root
+  // context is created on every push, so ticks would grow Envoy's memory with every snapshot.
+  // Traffic heartbeats instead (shared_load.ts).
   sharedLoad.maybeHeartbeat();
   log(LogLevel.Info, "infergate: configured snapshot version " + snapshot.version + " (" +
     snapshot.models.size.toString() + " models, " + snapshot.pools.size.toString() + " pools)");
   return true;
-}
-
-export function proxy_on_tick(rootId: u32): void {
-  sharedLoad.maybeHeartbeat();
 }
 
 export function proxy_on_context_create(contextId: u32, parentId: u32): void {
@@ -91,6 +87,8 @@ export function proxy_on_response_headers(contextId: u32, headerCount: u32, endO
 }
 
 export function proxy_on_response_body(contextId: u32, bodySize: usize, endOfStream: bool): i32 {
+  // A streamed answer keeps this VM's load record fresh while no new request arrives.
+  sharedLoad.maybeHeartbeat();
   if (streams.has(contextId)) streams.get(contextId).onResponseBody();
   return 0;
 }

@@ -5,14 +5,18 @@
 // Each VM instance (one per worker thread, and a new one whenever Envoy reloads a VM after a
 // crash) owns one record and is its only writer, so an update never races and never gives up:
 //   infergate/load/<id>     u32 n, then n × (u64 endpoint address hash, i64 pending prompt bytes, i64 in flight)
-// Instances announce themselves in a registry, refreshed every HEARTBEAT_MS (from the root
-// context's tick, and from request traffic):
+// Instances announce themselves in a registry, refreshed at most every HEARTBEAT_MS by traffic
+// (each request's pick and count, each chunk of a streamed answer):
 //   infergate/instances     u32 n, then n × (u32 id, u32 0, u64 last seen, ms)
 //   infergate/next-instance u32 the next id to hand out
 // Readers sum the records of instances seen within STALE_MS. An instance that stops (a crashed
 // VM takes its streams' decrements with it) is ignored after STALE_MS, and after DEAD_MS its
 // registry entry is removed and its record emptied: load it left behind decays instead of
 // steering picks forever. Endpoints leave a record as soon as their counts are back to zero.
+// There is no timer: Envoy's tick is per root context and never freed (a root context per snapshot
+// push would leak one per push). The cost: an instance whose only streams wait more than STALE_MS
+// for a first byte, with no new request on its worker, stops counting for the others until its
+// next request or chunk; the engines' own waiting counts (the snapshot's `waiting=`) still do.
 import { LoadSource } from "./core/decide";
 import { LocalLoad } from "./core/pick";
 import { saturatingAdd } from "./core/saturating";

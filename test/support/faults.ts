@@ -229,6 +229,9 @@ export interface PushStormResult {
   rejected: number;
   rssBeforeMiB: number;
   rssAfterMiB: number;
+  /** Envoy's RSS, its own heap (admin /memory: tcmalloc's heap_size) and what of it is in use
+   * (allocated), every `sampleEvery` pushes. */
+  samples: Array<{ pushes: number; rssMiB: number; heapMiB: number; allocatedMiB: number }>;
   seconds: number;
 }
 
@@ -242,7 +245,7 @@ function rssMiB(pid: number): number {
  * (5 ms), so every scrape changes its score and the server pushes (no rate limit). Envoy's RSS is
  * read after a warm-up of `warmup` pushes and again at the end.
  */
-export async function pushStorm(opts: { pushes: number; warmup: number; concurrency: number }): Promise<PushStormResult> {
+export async function pushStorm(opts: { pushes: number; warmup: number; concurrency: number; sampleEvery?: number }): Promise<PushStormResult> {
   const ips = ["127.0.13.11", "127.0.13.12"];
   const stack = await startStack(`${chatPoolYaml(ips)}---
 apiVersion: infergate.io/v1alpha1
@@ -267,7 +270,18 @@ spec: {scrape: {intervalMs: 5}, push: {minIntervalMs: 0}}
     await waitFor(async () => (await pushed()) - base >= opts.warmup, 600_000, 50);
     const rssBeforeMiB = rssMiB(envoy.pid!);
     const [acceptedBefore, rejectedBefore] = [await ecds("config_reload"), await ecds("config_fail")];
-    await waitFor(async () => (await pushed()) - base >= opts.pushes, 1_200_000, 100);
+    const samples: PushStormResult["samples"] = [];
+    const sample = async (n: number): Promise<void> => {
+      const memory = JSON.parse(await envoy.admin("memory")) as { heap_size?: string; allocated?: string };
+      samples.push({ pushes: n, rssMiB: rssMiB(envoy.pid!), heapMiB: Number(memory.heap_size ?? NaN) / 2 ** 20, allocatedMiB: Number(memory.allocated ?? NaN) / 2 ** 20 });
+    };
+    await sample((await pushed()) - base);
+    const every = opts.sampleEvery ?? Infinity;
+    await waitFor(async () => {
+      const n = (await pushed()) - base;
+      if (n - samples.at(-1)!.pushes >= every) await sample(n);
+      return n >= opts.pushes;
+    }, 1_200_000, 100);
     flipping = false;
     await flipper;
     const report = await load.stop();
@@ -276,7 +290,7 @@ spec: {scrape: {intervalMs: 5}, push: {minIntervalMs: 0}}
     return {
       load: report, pushes: (await pushed()) - base,
       accepted: (await ecds("config_reload")) - acceptedBefore, rejected: (await ecds("config_fail")) - rejectedBefore,
-      rssBeforeMiB, rssAfterMiB: rssMiB(envoy.pid!), seconds: (performance.now() - started) / 1000,
+      rssBeforeMiB, rssAfterMiB: rssMiB(envoy.pid!), samples: (await sample((await pushed()) - base), samples), seconds: (performance.now() - started) / 1000,
     };
   } finally {
     flipping = false;

@@ -1,6 +1,6 @@
 // A small in-process proxy-wasm ABI 0.2.1 host for fast unit tests of the compiled filter
 // (build/infergate.wasm): the calls it imports, with Envoy's semantics where the filter depends on
-// them (buffered bodies, prefix replacement, shared data with compare-and-swap across VMs, ticks,
+// them (buffered bodies, prefix replacement, shared data with compare-and-swap across VMs,
 // counters, local replies). Several VMs can share one SharedData, as Envoy's worker threads do.
 // Any host call can be made to fail with a chosen status, to test how the filter handles it.
 // This host is never the only proof: test/integration runs the same module in a real Envoy.
@@ -54,7 +54,6 @@ export class WasmVm {
   readonly failures = new Map<string, number>();
   /** Properties the host answers (path segments joined by "\0"), e.g. "xds\0cluster_name". */
   readonly properties = new Map<string, string>();
-  tickPeriodMs = 0;
   private readonly metricNames: string[] = [];
   private readonly exports: Record<string, any>;
   private readonly streams = new Map<number, HostStream>();
@@ -102,7 +101,6 @@ export class WasmVm {
         return Status.Ok;
       },
       proxy_get_current_time_nanoseconds: (out: number) => { this.view.setBigUint64(out, BigInt(this.clock.nowMs) * 1_000_000n, true); return Status.Ok; },
-      proxy_set_tick_period_milliseconds: (ms: number) => { this.tickPeriodMs = ms; return this.fail("proxy_set_tick_period_milliseconds") ?? Status.Ok; },
       proxy_get_buffer_bytes: (type: number, start: number, max: number, ptrOut: number, lenOut: number) => {
         const f = this.fail("proxy_get_buffer_bytes");
         if (f !== undefined) return f;
@@ -201,7 +199,6 @@ export class WasmVm {
     return Boolean(this.exports.proxy_on_configure(rootId, this.pluginConfig.length));
   }
 
-  tick(rootId = 1): void { this.exports.proxy_on_tick(rootId); }
 
   /** Opens a stream under `rootId`. */
   open(headers: Record<string, string>, rootId = 1): HostStream {

@@ -31,6 +31,13 @@ describe("compiled filter module", () => {
     }
   });
 
+  it("never sets a tick period (Envoy keeps one timer per root context that ever did, and a push makes a root context)", () => {
+    // bench/results/reliability.md: with a tick, Envoy's heap grew with every snapshot pushed.
+    const names = WebAssembly.Module.imports(module).map((i) => i.name);
+    assert.ok(!names.includes("proxy_set_tick_period_milliseconds"));
+    assert.ok(!WebAssembly.Module.exports(module).some((e) => e.name === "proxy_on_tick"));
+  });
+
   it("exports the ABI 0.2.1 marker, the allocator and the callbacks Envoy calls", () => {
     const exports = new Set(WebAssembly.Module.exports(module).map((e) => e.name));
     for (const name of ["proxy_abi_version_0_2_1", "proxy_on_memory_allocate", "_initialize", "memory", "proxy_on_vm_start",

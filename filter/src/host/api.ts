@@ -5,7 +5,7 @@
 import {
   proxy_define_metric, proxy_get_buffer_bytes, proxy_get_current_time_nanoseconds, proxy_get_header_map_value,
   proxy_get_property, proxy_get_shared_data, proxy_increment_metric, proxy_log, proxy_remove_header_map_value, proxy_replace_header_map_value,
-  proxy_send_local_response, proxy_set_buffer_bytes, proxy_set_shared_data, proxy_set_tick_period_milliseconds,
+  proxy_send_local_response, proxy_set_buffer_bytes, proxy_set_shared_data,
 } from "./imports";
 
 /** proxy-wasm ABI WasmResult: every value a host call can return. */
@@ -158,11 +158,6 @@ export function defineMetric(type: MetricType, name: string): MetricId {
 
 export function incrementMetric(id: u32, offset: i64): Status {
   return <Status>proxy_increment_metric(id, offset);
-}
-
-/** Calls proxy_on_tick for the current root context every `period` ms (0 stops). */
-export function setTickPeriod(periodMs: u32): Status {
-  return <Status>proxy_set_tick_period_milliseconds(periodMs);
 }
 
 /** A property of the stream or the host; `path` is its segments joined by NUL bytes

@@ -38,8 +38,5 @@ export declare function proxy_define_metric(metricType: i32, namePtr: usize, nam
 @external("env", "proxy_increment_metric")
 export declare function proxy_increment_metric(metricId: u32, offset: i64): i32;
 
-@external("env", "proxy_set_tick_period_milliseconds")
-export declare function proxy_set_tick_period_milliseconds(periodMs: u32): i32;
-
 @external("env", "proxy_get_property")
 export declare function proxy_get_property(pathPtr: usize, pathLen: usize, outPtrPtr: usize, outLenPtr: usize): i32;
