@@ -20,10 +20,19 @@ export interface LoadOptions {
 
 export interface LoadResult { records: RequestRecord[]; durationMs: number }
 
-function body(req: WorkloadRequest, model: string): string {
+/** The chat messages of a request: one user message with the whole prompt (the seed's client), or a
+ * system message with the request's `systemTokens` leading tokens and a user message with the rest. */
+export function requestMessages(req: WorkloadRequest): Array<{ role: string; content: string }> {
+  const k = req.systemTokens ?? 0;
+  if (k <= 0) return [{ role: "user", content: req.tokens.join(" ") }];
+  return [{ role: "system", content: req.tokens.slice(0, k).join(" ") }, { role: "user", content: req.tokens.slice(k).join(" ") }];
+}
+
+/** The JSON body the client sends: the bytes Envoy (and the infergate filter) sees. */
+export function requestBody(req: WorkloadRequest, model: string): string {
   return JSON.stringify({
     model,
-    messages: [{ role: "user", content: req.tokens.join(" ") }],
+    messages: requestMessages(req),
     max_tokens: req.maxTokens,
     ignore_eos: true,
     stream: true,
@@ -63,7 +72,7 @@ async function send(dispatcher: Agent, url: string, req: WorkloadRequest, o: Loa
   };
   try {
     const res = await request(`${url}/v1/chat/completions`, {
-      method: "POST", dispatcher, body: body(req, o.model), headers: { "content-type": "application/json" },
+      method: "POST", dispatcher, body: requestBody(req, o.model), headers: { "content-type": "application/json" },
       headersTimeout: o.timeoutMs, bodyTimeout: o.timeoutMs,
     });
     record.status = res.statusCode;

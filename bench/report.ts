@@ -62,7 +62,9 @@ function steadyStateRows(modes: ModeResult[], baseline: string, skip: number): s
 }
 
 export function markdownReport(title: string, options: Record<string, unknown>, modes: ModeResult[], baseline: string, command: string, extra = ""): string {
-  const concurrency = Number(options.concurrency ?? 0);
+  // The start-up burst is a closed loop's: with Poisson arrivals there is none to leave out.
+  const closedLoop = String(options.requestRate ?? "Infinity") === "Infinity";
+  const concurrency = closedLoop ? Number(options.concurrency ?? 0) : 0;
   const base = modes.find((m) => m.name === baseline)?.summary;
   const rows = modes.map((m) => {
     const s = m.summary;

@@ -1,10 +1,13 @@
 // `npm run bench`: the seed's experiment on this machine. The same request sequence goes through
 // a real Envoy three ways — round robin (the seed's port 8080), least-request, and infergate (the
-// seed's port 8081) — against the same simulated replicas, restarted fresh for every mode; and a
-// fourth, gie-epp, where the Inference Extension's endpoint picker picks (bench/peers/gie-epp-mode.ts;
-// in the default modes when its binaries are built).
+// seed's port 8081) — against the same simulated replicas (the calibrated `qwq-32b-4xa10` profile),
+// restarted fresh for every mode; and a fourth, gie-epp, where the Inference Extension's endpoint
+// picker picks (bench/peers/gie-epp-mode.ts; in the default modes when its binaries are built).
+// The workload is the seed's (SEED_WORKLOAD: benchmark_serving.py's legacy length ranges) or another
+// of the policy lab's shapes (bench/lab/shapes.ts).
 //
-//   npm run bench -- [--quick] [--num-prompts N] [--concurrency 60] [--time-scale S] ...
+//   npm run bench -- [--quick | --full] [--workload seed|tenants|no-prefix|mixed-gpu|poisson-0.7|...]
+//       [--num-prompts N] [--concurrency 60] [--request-rate R] [--time-scale S] [--seed 0] ...
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -13,20 +16,25 @@ import { parseArgs } from "node:util";
 import cliProgress from "cli-progress";
 import { InfergateServer } from "../extension-server/src/server.ts";
 import { runLoad } from "./client.ts";
+import { shapeNamed } from "./lab/shapes.ts";
 import { formatSideMeasurements, runSideMeasurements } from "./overhead.ts";
 import { GIE_EPP_MODEL, gieEppUnavailable, startGieEppMode, type PeerMode } from "./peers/gie-epp-mode.ts";
 import { writeReport, type ModeResult } from "./report.ts";
 import { formatSummary, summarize } from "./summary.ts";
-import { buildWorkload, type WorkloadOptions } from "./workload.ts";
+import { buildWorkload, SEED_WORKLOAD, type WorkloadOptions, type WorkloadRequest } from "./workload.ts";
 
 const repo = new URL("..", import.meta.url).pathname;
 
 interface BenchOptions extends WorkloadOptions {
+  /** The lab shape the requests, arrivals and replica speeds come from. */
+  workload: string;
   concurrency: number;
   requestRate: number;
   timeScale: number;
   profile: string;
   replicas: number;
+  /** Step-time factor per replica (1: the calibrated profile). */
+  slowdown: number[];
   modes: string[];
   out: string;
 }
@@ -45,35 +53,65 @@ const defaultModes = (): string => Object.keys(MODES).filter((m) => !MODES[m]!.p
 
 const QUICK = { "num-prompts": "24", "prefix-len": "100", "input-len": "400", "output-len": "60", concurrency: "12", replicas: "3", "time-scale": "10" };
 
+/** `--full`: the seed's 3000 prompts at time scale 16, the highest at which the replicas keep real
+ * time on a 2-core machine (TPOT and throughput within 0.5% of the lab's; at 32 TPOT drifts 57%).
+ * Its ratios agree with the lab's within 10% on throughput and P99, not on median TTFT
+ * (bench/results/seed-workload.md, "Lab against Envoy"). */
+export const FULL_TIME_SCALE = 16;
+const FULL = { "num-prompts": "3000", "time-scale": String(FULL_TIME_SCALE) };
+
 export function parseBenchOptions(argv: string[]): BenchOptions {
   const { values } = parseArgs({ args: argv, options: {
     quick: { type: "boolean", default: false },
+    full: { type: "boolean", default: false },
+    workload: { type: "string", default: "seed" },
     "num-prompts": { type: "string", default: "200" },
-    "prefix-len": { type: "string", default: "1000" },
-    "input-len": { type: "string", default: "4000" },
-    "output-len": { type: "string", default: "3000" },
-    "range-ratio": { type: "string", default: "0.2" },
-    concurrency: { type: "string", default: "60" },
-    "request-rate": { type: "string", default: "inf" },
+    "prefix-len": { type: "string", default: String(SEED_WORKLOAD.prefixLen) },
+    "input-len": { type: "string", default: String(SEED_WORKLOAD.inputLen) },
+    "output-len": { type: "string", default: String(SEED_WORKLOAD.outputLen) },
+    "range-ratio": { type: "string", default: String(SEED_WORKLOAD.rangeRatio) },
+    concurrency: { type: "string" },
+    "request-rate": { type: "string" },
     "time-scale": { type: "string", default: "8" },
-    seed: { type: "string", default: "0" },
+    seed: { type: "string", default: String(SEED_WORKLOAD.seed) },
     profile: { type: "string", default: "qwq-32b-4xa10" },
     replicas: { type: "string", default: "5" },
     modes: { type: "string", default: defaultModes() },
     out: { type: "string" },
   } });
+  if (values.quick && values.full) throw new Error("--quick and --full are exclusive");
   const given = new Set(argv.filter((a) => a.startsWith("--")).map((a) => a.slice(2).split("=")[0]));
-  const pick = (name: string): string => (values.quick && !given.has(name) && name in QUICK ? QUICK[name as keyof typeof QUICK] : String(values[name as keyof typeof values]));
-  const modes = pick("modes").split(",");
+  const preset: Record<string, string> = values.quick ? QUICK : values.full ? FULL : {};
+  const pick = (name: string): string | undefined => (!given.has(name) && name in preset ? preset[name] : (values[name as keyof typeof values] as string | undefined));
+  const modes = pick("modes")!.split(",");
   for (const m of modes) if (!MODES[m]) throw new Error(`unknown mode ${m}; known: ${Object.keys(MODES).join(", ")}`);
+  const shape = shapeNamed(values.workload);
+  if (shape.proxies !== 1) throw new Error(`workload ${shape.name} needs ${shape.proxies} Envoys; the benchmark runs one (use the lab)`);
+  const replicas = Number(pick("replicas"));
+  const slowdown = shape.slowdown.length === replicas ? shape.slowdown : Array.from({ length: replicas }, (_, i) => shape.slowdown[i] ?? 1);
+  const poisson = shape.arrival.kind === "poisson" ? shape.arrival.ratePerS : undefined;
+  const rate = pick("request-rate") ?? (poisson !== undefined ? String(poisson) : "inf");
+  const numPrompts = Number(pick("num-prompts") ?? shape.numPrompts);
+  // An open loop: as many clients as requests, so arrivals never wait for a free one.
+  const concurrency = Number(pick("concurrency") ?? (shape.arrival.kind === "closed" ? shape.arrival.concurrency : numPrompts));
   for (const m of modes) { const why = MODES[m]!.peer?.unavailable(); if (why) throw new Error(why); }
   return {
-    numPrompts: Number(pick("num-prompts")), prefixLen: Number(pick("prefix-len")), inputLen: Number(pick("input-len")),
-    outputLen: Number(pick("output-len")), rangeRatio: Number(pick("range-ratio")), seed: Number(pick("seed")), model: "qwq",
-    concurrency: Number(pick("concurrency")), requestRate: pick("request-rate") === "inf" ? Infinity : Number(pick("request-rate")),
-    timeScale: Number(pick("time-scale")), profile: pick("profile"), replicas: Number(pick("replicas")), modes,
+    workload: shape.name,
+    numPrompts, prefixLen: Number(pick("prefix-len")), inputLen: Number(pick("input-len")),
+    outputLen: Number(pick("output-len")), rangeRatio: Number(pick("range-ratio")), rangeMode: "legacy", seed: Number(pick("seed")), model: "qwq",
+    concurrency, requestRate: rate === "inf" ? Infinity : Number(rate),
+    timeScale: Number(pick("time-scale")), profile: pick("profile")!, replicas, slowdown, modes,
     out: values.out ?? join(repo, "bench", "out", new Date().toISOString().replace(/[:.]/g, "-")),
   };
+}
+
+/** The requests: the seed's (with any length flags given), or the lab shape's. */
+export function benchRequests(o: BenchOptions): WorkloadRequest[] {
+  if (o.workload === "seed" || shapeNamed(o.workload).build === shapeNamed("seed").build) {
+    const { numPrompts, prefixLen, inputLen, outputLen, rangeRatio, rangeMode, seed, model } = o;
+    return buildWorkload({ numPrompts, prefixLen, inputLen, outputLen, rangeRatio, rangeMode, seed, model });
+  }
+  return shapeNamed(o.workload).build(o.seed, o.numPrompts);
 }
 
 function poolYaml(ips: string[]): string {
@@ -101,7 +139,7 @@ ${pods}`;
 
 /** Starts the replicas in a child process (a core of their own) and waits for "ready". */
 async function startReplicas(ips: string[], o: BenchOptions): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ["--import", "tsx", join(repo, "bench", "replicas.ts"), "--ips", ips.join(","),
+  const child = spawn(process.execPath, ["--import", "tsx", join(repo, "bench", "lab", "replicas.ts"), "--ips", ips.join(","), "--slowdown", o.slowdown.join(","),
     "--profile", o.profile, "--time-scale", String(o.timeScale), "--models", "qwq-32b,qwq"], { cwd: repo, stdio: ["ignore", "pipe", "inherit"] });
   await new Promise<void>((resolve, reject) => {
     let out = "";
@@ -140,10 +178,15 @@ function progress(mode: string, total: number): { tick: () => void; stop: () => 
   return { tick: () => { if (++done % step === 0 || done === total) console.log(`${mode}: ${done}/${total} requests`); }, stop: () => undefined };
 }
 
-export async function runBench(o: BenchOptions): Promise<ModeResult[]> {
+export interface BenchHooks {
+  /** Called once the extension server has started (a local experiment may instrument it). */
+  onServerStarted?: (server: InfergateServer) => void;
+}
+
+export async function runBench(o: BenchOptions, hooks: BenchHooks = {}): Promise<ModeResult[]> {
   const ips = Array.from({ length: o.replicas }, (_, i) => `127.0.3.${i + 1}`);
   const configPath = join(mkdtempSync(join(tmpdir(), "infergate-bench-")), "pool.yaml");
-  const requests = buildWorkload(o);
+  const requests = benchRequests(o);
   let replicas = await startReplicas(ips, o);
   // Peers (the EPP) start first: infergate's configuration names where they listen.
   const peers = new Map<string, PeerMode>();
@@ -156,6 +199,7 @@ export async function runBench(o: BenchOptions): Promise<ModeResult[]> {
   const results: ModeResult[] = [];
   try {
     await server.start();
+    hooks.onServerStarted?.(server);
     const listeners = await server.envoy!.listenerAddresses();
     const addressOf = (mode: string) => [...listeners].find(([name]) => name.startsWith(MODES[mode]!.listener))?.[1];
     for (const [mode, peer] of peers) await peer.ready(`http://${addressOf(mode)}`);
@@ -166,7 +210,7 @@ export async function runBench(o: BenchOptions): Promise<ModeResult[]> {
       const bar = progress(mode, requests.length);
       const { records, durationMs } = await runLoad(`http://${address}`, requests, {
         concurrency: o.concurrency, requestRate: o.requestRate, timeScale: o.timeScale, model: MODES[mode]!.model ?? o.model, seed: o.seed,
-        timeoutMs: Math.max(60_000, (o.outputLen * 2 * 200) / o.timeScale + 60_000), onDone: bar.tick,
+        timeoutMs: Math.max(60_000, (Math.max(...requests.map((r) => r.maxTokens)) * 2 * 200) / o.timeScale + 600_000), onDone: bar.tick,
       });
       bar.stop();
       const result: ModeResult = {
@@ -186,16 +230,25 @@ export async function runBench(o: BenchOptions): Promise<ModeResult[]> {
   return results;
 }
 
+export function describeBench(o: BenchOptions): string {
+  const arrivals = Number.isFinite(o.requestRate) ? `Poisson ${o.requestRate.toFixed(3)} req/s, up to ${o.concurrency} in flight` : `${o.concurrency} concurrent (closed loop)`;
+  const lengths = o.workload === "seed"
+    ? `prefix ${o.prefixLen}, input prefix + U[${Math.floor(o.inputLen * o.rangeRatio)}, ${o.inputLen}], output U[${Math.floor(o.outputLen * o.rangeRatio)}, ${o.outputLen}]`
+    : shapeNamed(o.workload).description;
+  const speeds = o.slowdown.some((f) => f !== 1) ? ` (step time ×${o.slowdown.join(", ×")})` : "";
+  return `workload ${o.workload}: ${o.numPrompts} prompts, ${arrivals}; ${lengths}; ${o.replicas} replicas (${o.profile})${speeds}, time scale ${o.timeScale}`;
+}
+
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   const o = parseBenchOptions(argv);
   const started = Date.now();
-  console.log(`seed workload: ${o.numPrompts} prompts, ${o.concurrency} concurrent, prefix ${o.prefixLen}, input ~${o.inputLen}, output ~${o.outputLen} (±${o.rangeRatio * 100}%), ${o.replicas} replicas (${o.profile}), time scale ${o.timeScale}`);
+  console.log(describeBench(o));
   const results = await runBench(o);
   const side = formatSideMeasurements(await runSideMeasurements(argv.includes("--quick") ? 100 : 400));
   console.log(side);
   const { out, ...options } = o;
-  writeReport(out, "infergate benchmark: the seed workload", { ...options, requestRate: String(o.requestRate) }, results, "round-robin", `npm run bench -- ${argv.join(" ")}`.trim(), side);
+  writeReport(out, `infergate benchmark: the ${o.workload} workload`, { ...options, requestRate: String(o.requestRate) }, results, "round-robin", `npm run bench -- ${argv.join(" ")}`.trim(), side);
   console.log(`\nreport: ${join(out, "report.md")} (${((Date.now() - started) / 1000).toFixed(0)} s)`);
   const incomplete = results.filter((r) => r.summary.completed + r.summary.shed < o.numPrompts);
   if (incomplete.length > 0) {

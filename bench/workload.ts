@@ -26,6 +26,8 @@ export interface WorkloadRequest {
   /** Prompt tokens (words). */
   tokens: string[];
   maxTokens: number;
+  /** Leading tokens sent as a system message (a tenant's system prompt); absent: one user message. */
+  systemTokens?: number;
 }
 
 /** mulberry32: a small seeded PRNG, so the same options always give the same requests. */
@@ -76,3 +78,52 @@ export function buildWorkload(o: WorkloadOptions): WorkloadRequest[] {
 export const SEED_WORKLOAD: Omit<WorkloadOptions, "numPrompts"> = {
   prefixLen: 1000, inputLen: 4000, outputLen: 3000, rangeRatio: 0.2, seed: 0, model: "qwq", rangeMode: "legacy",
 };
+
+export interface TenantWorkloadOptions {
+  numPrompts: number;
+  /** Tenants, each with its own system prompt of `systemLen` tokens. */
+  tenants: number;
+  /** Zipf exponent of tenant popularity (0: uniform; 1: tenant k is 1/k as popular as the first). */
+  zipf: number;
+  systemLen: number;
+  /** The user part: U[⌊inputLen·r⌋, inputLen] tokens; output U[⌊outputLen·r⌋, outputLen] (the legacy reading). */
+  inputLen: number;
+  outputLen: number;
+  rangeRatio: number;
+  seed: number;
+}
+
+/** Many tenants, each with its own long system prompt sent as a system message, then a random user
+ * part: what prefix affinity is for. Tenant k is drawn with probability ∝ 1/k^zipf. */
+export function buildTenantWorkload(o: TenantWorkloadOptions): WorkloadRequest[] {
+  const random = seededRandom(o.seed ^ 0x7e4a47);
+  const systems = Array.from({ length: o.tenants }, () => Array.from({ length: o.systemLen }, () => word(random)));
+  const weights = Array.from({ length: o.tenants }, (_, k) => 1 / (k + 1) ** o.zipf);
+  const total = weights.reduce((a, b) => a + b, 0);
+  const tenantOf = (): number => {
+    let roll = random() * total;
+    for (let k = 0; k < weights.length; k++) if ((roll -= weights[k]!) < 0) return k;
+    return weights.length - 1;
+  };
+  return Array.from({ length: o.numPrompts }, (_, index) => {
+    const tenant = tenantOf();
+    const userLen = Math.max(1, between(random, Math.floor(o.inputLen * o.rangeRatio), o.inputLen));
+    const tokens = systems[tenant]!.slice();
+    for (let i = 0; i < userLen; i++) tokens.push(word(random));
+    const maxTokens = Math.max(1, between(random, Math.floor(o.outputLen * o.rangeRatio), o.outputLen));
+    return { index, tokens, maxTokens, systemTokens: o.systemLen };
+  });
+}
+
+/** Poisson arrival times (ms of model time from the start) at `ratePerS` requests per second: the
+ * same draws, in the same order, as bench/client.ts makes when its concurrency does not bind. */
+export function poissonArrivals(count: number, ratePerS: number, seed: number): number[] {
+  const random = seededRandom(seed ^ 0x5eed);
+  const out: number[] = [];
+  let t = 0;
+  for (let i = 0; i < count; i++) {
+    t += (-Math.log(1 - random()) / ratePerS) * 1000;
+    out.push(t);
+  }
+  return out;
+}

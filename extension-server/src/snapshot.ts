@@ -8,7 +8,7 @@
 // endpoints and models, a model's targets); everything else is written.
 import { ANY_MODEL, type PoolConfig, type RoutingConfig } from "./config/routing-config.ts";
 import { SNAPSHOT_FORMAT_HEADER, SNAPSHOT_NAME } from "./contract.ts";
-import type { EndpointScore, PoolSchedule, Schedule } from "./scheduling/scheduler.ts";
+import { MAX_WAITING, type EndpointScore, type PoolSchedule, type Schedule } from "./scheduling/scheduler.ts";
 
 /** Score of an endpoint with no schedule yet: every endpoint ties, so the filter spreads at random. */
 const NEUTRAL_SCORE = 1000;
@@ -34,6 +34,12 @@ function integer(value: number, what: string): string {
   return String(value);
 }
 
+/** An integer in [0, max]: the filter reads a value out of its range as absent, so none is written. */
+function bounded(value: number, max: number, what: string): string {
+  if (!(value <= max)) throw new BadField(`${what} ${value} is more than ${max}`);
+  return integer(value, what);
+}
+
 function signed(value: number, what: string): string {
   if (!Number.isSafeInteger(value) || Math.abs(value) > MAX_NUMBER) throw new BadField(`${what} ${value} is not an integer`);
   return String(value);
@@ -56,6 +62,8 @@ function endpointLine(address: string, e: EndpointScore, score: number): string 
   let line = `endpoint ${address} ${Math.min(1000, score)}`;
   if (e.loras && e.loras.length > 0) line += ` loras=${e.loras.map((l) => name(l, "LoRA adapter")).join(",")}`;
   if (e.loraFree !== undefined) line += ` lora-free=${e.loraFree ? 1 : 0}`;
+  if (e.waiting !== undefined) line += ` waiting=${bounded(e.waiting, MAX_WAITING, "waiting")}`;
+  if (e.kvPermille !== undefined) line += ` kv=${bounded(e.kvPermille, 1000, "kv")}`;
   return line;
 }
 
@@ -77,9 +85,10 @@ function poolLines(pool: PoolConfig, scheduled: PoolSchedule | undefined, onDrop
 }
 
 export const TUNING_KEYS: Array<[string, keyof RoutingConfig["scheduler"]["picker"]]> = [
-  ["score-weight", "scoreWeight"], ["inflight-weight", "inflightWeight"], ["near-best-bytes", "nearBestBytes"],
-  ["near-best-percent", "nearBestPercent"], ["affinity-bound-bytes", "affinityBoundBytes"], ["affinity-blocks", "affinityBlocks"],
-  ["lora-load-bytes", "loraLoadBytes"], ["lora-full-bytes", "loraFullBytes"],
+  ["score-weight", "scoreWeight"], ["inflight-weight", "inflightWeight"], ["waiting-bytes", "waitingBytes"],
+  ["kv-bytes", "kvBytes"], ["kv-threshold", "kvThreshold"], ["near-best-bytes", "nearBestBytes"],
+  ["near-best-percent", "nearBestPercent"], ["affinity-bytes", "affinityBytes"], ["affinity-memory", "affinityMemory"],
+  ["affinity-blocks", "affinityBlocks"], ["lora-load-bytes", "loraLoadBytes"], ["lora-full-bytes", "loraFullBytes"],
 ];
 
 /** A model and its targets; dropped whole if the model record is bad or no target is left. */

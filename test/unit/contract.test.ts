@@ -45,18 +45,28 @@ describe("contract between the filter and the extension server", () => {
 
   it("every tuning key the server renders is decoded by the filter, with its value, and no key is missing on either side", () => {
     // Distinct values per key, so a key decoded into the wrong field shows.
-    const picker = Object.fromEntries(TUNING_KEYS.map(([, field], i) => [field, field === "affinityBlocks" ? 7 : field === "nearBestPercent" ? 11 : 1000 + i]));
+    // (Keys with a narrower range than MAX_TUNING get a distinct value inside it.)
+    const narrow: Record<string, number> = { affinityBlocks: 7, nearBestPercent: 11, kvThreshold: 901 };
+    const picker = Object.fromEntries(TUNING_KEYS.map(([, field], i) => [field, narrow[field] ?? 1000 + i]));
     const config = parseRoutingConfig(`${POOL}---
 apiVersion: infergate.io/v1alpha1
 kind: InfergateConfig
 metadata: {name: c}
 spec: {picker: ${JSON.stringify(picker)}}
 `, "contract.yaml");
+    assert.deepEqual(config.problems, [], "every value is valid");
     const echoed = new Map((core.describeTuning(renderSnapshot(config, 1)) as string).trim().split("\n").map((l) => l.split(" ") as [string, string]));
     assert.deepEqual([...echoed.keys()].sort(), TUNING_KEYS.map(([key]) => key).sort(), "the same keys on both sides");
     for (const [key, field] of TUNING_KEYS) assert.equal(Number(echoed.get(key)), picker[field], key);
     // A misspelt key is refused, not ignored.
     assert.match(core.describeTuning(renderSnapshot(config, 1).replace("tuning score-weight", "tuning score-wieght")) as string, /^error .*unknown tuning key/);
+  });
+
+  it("the server's default picker settings are the filter's defaults", () => {
+    // The filter's own defaults: a snapshot with no tuning record.
+    const bare = (core.describeTuning("infergate-snapshot 1\nversion 1\n") as string).trim().split("\n").map((l) => l.split(" ") as [string, string]);
+    const defaults = new Map(bare);
+    for (const [key, field] of TUNING_KEYS) assert.equal(Number(defaults.get(key)), DEFAULT_SCHEDULER_CONFIG.picker[field], key);
   });
 
   it("the server's bound on picker weights is the filter's", () => {

@@ -1,8 +1,10 @@
 // Routing must not change by accident. A fixed sequence of requests (models, prompts, this proxy's
 // own load) is replayed through the filter's compiled decision against one snapshot, and the
-// decisions must equal the recorded ones in test/fixtures/decisions.golden. The fixture was
-// recorded from the decision as composed before the filter was reshaped around one decision
-// function; a deliberate change of routing re-records it (UPDATE_GOLDEN=1) and says why.
+// decisions must equal the recorded ones in test/fixtures/decisions.golden. The requests share one
+// prefix memory, as one Envoy worker's do. Pool a's endpoints carry the engine's queue and KV use
+// (the costs in absolute terms); pool b's carry scores only (what an older server sends). A
+// deliberate change of routing re-records the fixture (UPDATE_GOLDEN=1) and says why; it was last
+// re-recorded for the picker that costs the engine's queue and KV use and remembers prefixes.
 import assert from "node:assert/strict";
 import { readFileSync, writeFileSync } from "node:fs";
 import { describe, it } from "node:test";
@@ -22,10 +24,10 @@ tuning affinity-blocks 4
 tuning lora-load-bytes 8192
 tuning lora-full-bytes 262144
 pool a
-endpoint 10.0.0.1:8000 1000
-endpoint 10.0.0.2:8000 900 loras=sql-lora lora-free=1
-endpoint 10.0.0.3:8000 600 loras=chat-lora lora-free=0
-endpoint 10.0.0.4:8000 1000
+endpoint 10.0.0.1:8000 1000 waiting=0 kv=420
+endpoint 10.0.0.2:8000 900 loras=sql-lora lora-free=1 waiting=1 kv=870
+endpoint 10.0.0.3:8000 600 loras=chat-lora lora-free=0 waiting=4 kv=990
+endpoint 10.0.0.4:8000 1000 waiting=0 kv=810
 saturation a 400
 pool b
 endpoint 10.0.1.1:8000 1000
@@ -90,8 +92,10 @@ describe("routing decisions (golden)", () => {
     assert.equal(a.length, e.length);
     for (let i = 0; i < e.length; i++) assert.equal(a[i], e[i], `request ${i + 1}`);
     // The sequence exercises every outcome.
-    for (const outcome of ["reply 404", "reply 429", "reply 503", "affinity=1", "route chat-v2", "route sql-lora 10.0.0.2"]) {
+    for (const outcome of ["reply 404", "reply 429", "reply 503", "affinity=1", "affinity=0", "route chat-v2", "route sql-lora 10.0.0.2", "route urgent-v1 10.0.1.2"]) {
       assert.ok(expected.includes(outcome), `the fixture covers ${outcome}`);
     }
+    // 10.0.0.3 reports 4 waiting and a 99% full cache: no load this proxy has elsewhere outweighs that.
+    assert.doesNotMatch(expected, /^route \S+ 10\.0\.0\.3:8000/m);
   });
 });

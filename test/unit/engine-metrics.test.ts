@@ -16,7 +16,7 @@ vllm:lora_requests_info{max_lora="4",running_lora_adapters="sql,chat",waiting_lo
 vllm:lora_requests_info{max_lora="4",running_lora_adapters="sql",waiting_lora_adapters="math"} 1.8e9
 vllm:prefix_cache_hits_total{model_name="qwq-32b"} 1200.0
 `);
-    assert.deepEqual(load, { engine: "vllm", waiting: 5, running: 7, kvUsage: 0.42, runningLoras: ["sql"], waitingLoras: ["math"], maxLoras: 4 });
+    assert.deepEqual(load, { engine: "vllm", waiting: 5, running: 7, kvUsage: 0.42, runningLoras: ["sql"], waitingLoras: ["math"], maxLoras: 4, reported: { waiting: true, kv: true } });
   });
 
   it("falls back to vLLM's pre-0.9 gpu_cache_usage_perc", () => {
@@ -26,7 +26,7 @@ vllm:prefix_cache_hits_total{model_name="qwq-32b"} 1200.0
 
   it("reads SGLang and trtllm-serve names", () => {
     assert.deepEqual(parseEngineLoad("sglang:num_queue_reqs 4\nsglang:num_running_reqs 9\nsglang:token_usage 0.5\n"),
-      { engine: "sglang", waiting: 4, running: 9, kvUsage: 0.5, runningLoras: [], waitingLoras: [], maxLoras: 0 });
+      { engine: "sglang", waiting: 4, running: 9, kvUsage: 0.5, runningLoras: [], waitingLoras: [], maxLoras: 0, reported: { waiting: true, kv: true } });
     const trt = parseEngineLoad("trtllm_num_requests_waiting 2\ntrtllm_num_requests_running 3\ntrtllm_kv_cache_utilization 0.25\n");
     assert.equal(trt.engine, "trtllm");
     assert.equal(trt.kvUsage, 0.25);

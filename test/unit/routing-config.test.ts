@@ -48,8 +48,9 @@ describe("standalone YAML", () => {
     const text = renderSnapshot(parseRoutingConfig(seed, "seed.yaml"), 7);
     assert.equal(text, [
       "infergate-snapshot 1", "version 7",
-      "tuning score-weight 40", "tuning inflight-weight 2048", "tuning near-best-bytes 2048", "tuning near-best-percent 5",
-      "tuning affinity-bound-bytes 16384", "tuning affinity-blocks 4", "tuning lora-load-bytes 8192", "tuning lora-full-bytes 262144",
+      "tuning score-weight 40", "tuning inflight-weight 2048", "tuning waiting-bytes 16384", "tuning kv-bytes 16384", "tuning kv-threshold 800",
+      "tuning near-best-bytes 2048", "tuning near-best-percent 5", "tuning affinity-bytes 16384", "tuning affinity-memory 32",
+      "tuning affinity-blocks 4", "tuning lora-load-bytes 8192", "tuning lora-full-bytes 262144",
       "pool default/reasoning-pool",
       "endpoint 127.0.0.11:8000 1000", "endpoint 127.0.0.12:8000 1000", "endpoint 127.0.0.13:8000 1000",
       "saturation default/reasoning-pool 0",

@@ -105,6 +105,26 @@ describe("schedule()", () => {
     assert.equal(s.saturation, 1);
   });
 
+  it("carries the engine's waiting count and KV use (thousandths) from fresh readings that report them, none from stale ones", () => {
+    const readings = new Map<string, Reading>([
+      ["a:1", at({ waiting: 7, kvUsage: 0.8126 })],
+      ["b:1", at({ waiting: 2, kvUsage: 0.5, reported: { waiting: true, kv: false } })],
+      ["c:1", at({ waiting: 3, kvUsage: 0.9 }, { lastSuccess: -10_000 })],
+      ["d:1", at({ waiting: 4, kvUsage: 1.7 })],
+    ]);
+    const p = schedule([{ pool: "p", endpoints: ["a:1", "b:1", "c:1", "d:1"] }], readings, 100, settings).get("p")!;
+    const fields = (a: string): unknown => { const e = p.endpoints.get(a)!; return [e.waiting, e.kvPermille]; };
+    assert.deepEqual(fields("a:1"), [7, 813]);
+    assert.deepEqual(fields("b:1"), [2, undefined], "KV use the engine did not report is not rendered as 0");
+    assert.deepEqual(fields("c:1"), [undefined, undefined], "stale: left out of the snapshot, no fields");
+    assert.deepEqual(fields("d:1"), [4, 1000], "KV use clamped to 1000");
+    // Every reading stale: the ready filter keeps them all, with scores but no engine fields.
+    const stale = schedule([{ pool: "p", endpoints: ["a:1"] }], readings, 100_000, settings).get("p")!;
+    assert.equal(stale.endpoints.get("a:1")!.ready, false);
+    assert.notEqual(stale.endpoints.get("a:1")!.score, undefined);
+    assert.deepEqual([stale.endpoints.get("a:1")!.waiting, stale.endpoints.get("a:1")!.kvPermille], [undefined, undefined]);
+  });
+
   it("reports LoRA adapters and a free slot when the endpoint reports LoRA", () => {
     const readings = new Map<string, Reading>([["a:1", at({ runningLoras: ["x", "y"], waitingLoras: ["y", "z"], maxLoras: 2 })], ["b:1", at({ runningLoras: ["x"], maxLoras: 2 })], ["c:1", at({})]]);
     const s = schedule([{ pool: "p", endpoints: ["a:1", "b:1", "c:1"] }], readings, 0, settings).get("p")!;

@@ -35,6 +35,43 @@ function render(c: RoutingConfig, endpoints: Array<[string, EndpointScore]>, sat
 }
 
 describe("snapshot renderer", () => {
+  it("renders the engine fields waiting= and kv= when the schedule has them, and the filter routes by them", () => {
+    const { text } = render(config, [
+      ["10.0.0.1:80", { ready: true, score: 1000, waiting: 40, kvPermille: 950 }],
+      ["10.0.0.2:80", { ready: true, score: 1000, waiting: 0, kvPermille: 300 }],
+      ["10.0.0.3:80", { ready: true, score: 1000 }],
+      ["10.0.0.4:80", { ready: true, score: 1000, waiting: 3 }],
+    ], 0.2);
+    assert.match(text, /^endpoint 10\.0\.0\.1:80 1000 waiting=40 kv=950$/m);
+    assert.match(text, /^endpoint 10\.0\.0\.2:80 1000 waiting=0 kv=300$/m);
+    assert.match(text, /^endpoint 10\.0\.0\.3:80 1000$/m, "no fields: none rendered");
+    assert.match(text, /^endpoint 10\.0\.0\.4:80 1000 waiting=3$/m, "only the fields the engine reported");
+    assert.match(core.checkSnapshot(text), /^ok 5 /, text);
+    // Equal scores: only the engine fields tell the endpoints apart. 40 requests waiting and a
+    // nearly full cache cost far more than any of the others, so the filter never picks it.
+    const requests = Array.from({ length: 40 }, (_, i) => `m|prompt ${i}|0,0;0,0;0,0;0,0`).join("\n");
+    const routed = (core.replayDecisions(text, requests, 7n) as string).trim().split("\n");
+    assert.equal(routed.length, 40);
+    assert.ok(routed.every((l) => l.startsWith("route t ") && !l.startsWith("route t 10.0.0.1:80")), routed.join("\n"));
+    // The same snapshot without the fields: the endpoints tie, and the first one gets its share.
+    const bare = text.replace(/ (waiting|kv)=\d+/g, "");
+    const spread = (core.replayDecisions(bare, requests, 7n) as string).trim().split("\n");
+    assert.ok(spread.some((l) => l.startsWith("route t 10.0.0.1:80")), spread.join("\n"));
+  });
+
+  it("drops an endpoint whose engine field is not an integer within the filter's range", () => {
+    const { text, dropped } = render(config, [
+      ["10.0.0.1:80", { ready: true, score: 900, waiting: 1.5 }],
+      ["10.0.0.2:80", { ready: true, score: 900, kvPermille: -1 }],
+      ["10.0.0.3:80", { ready: true, score: 900, waiting: 2e6, kvPermille: 1001 }],
+      ["10.0.0.4:80", { ready: true, score: 900, waiting: NaN }],
+    ], 0);
+    assert.doesNotMatch(text, /^endpoint /m, "every one has a bad field: all dropped");
+    assert.equal(dropped.length, 4, dropped.join("\n"));
+    assert.ok(dropped.some((d) => /endpoint 10\.0\.0\.3:80: waiting 2000000 is more than 1000000/.test(d)), dropped.join("\n"));
+    assert.match(core.checkSnapshot(text), /^ok 5 /, text);
+  });
+
   it("drops endpoint records with non-integer scores or unsafe LoRA names, and never writes NaN or Infinity", () => {
     const { text, dropped } = render(config, [
       ["10.0.0.1:80", { ready: true, score: NaN }],

@@ -61,11 +61,13 @@ export function parseEngineLoad(text: string): EngineLoad {
     if (waiting === undefined && running === undefined) continue;
     // vLLM's LoRA info is one series per update; its value is a timestamp and the newest wins.
     const lora = samples.get(LORA_INFO)?.reduce<Sample | undefined>((best, s) => (!best || s.value > best.value ? s : best), undefined);
+    const kv = max(samples, names.kv);
     return {
-      engine, waiting: waiting ?? 0, running: running ?? 0, kvUsage: max(samples, names.kv) ?? 0,
+      engine, waiting: waiting ?? 0, running: running ?? 0, kvUsage: kv ?? 0,
+      reported: { waiting: waiting !== undefined, kv: kv !== undefined },
       runningLoras: adapters(lora?.labels.running_lora_adapters), waitingLoras: adapters(lora?.labels.waiting_lora_adapters),
       maxLoras: Math.round(clamp(Number(lora?.labels.max_lora ?? 0), MAX_LORA_SLOTS)),
     };
   }
-  return { engine: "unknown", waiting: 0, running: 0, kvUsage: 0, runningLoras: [], waitingLoras: [], maxLoras: 0 };
+  return { engine: "unknown", waiting: 0, running: 0, kvUsage: 0, runningLoras: [], waitingLoras: [], maxLoras: 0, reported: { waiting: false, kv: false } };
 }

@@ -24,11 +24,20 @@ export const schedulerConfigSchema = z.object({
     kvThreshold: z.number().positive().max(1).default(0.8),
   }).prefault({}),
   picker: z.object({
+    /** Only for endpoints without `waiting`/`kv` (stale or unknown metrics): cost per score point below 1000. */
     scoreWeight: weight.default(40),
     inflightWeight: weight.default(2048),
+    /** Cost of one request the engine reports waiting (a typical prompt's bytes). */
+    waitingBytes: weight.default(16384),
+    /** KV pressure above kvThreshold (thousandths): kvBytes × (kv − threshold) / (1000 − kv + 20). */
+    kvBytes: weight.default(16384),
+    kvThreshold: z.number().int().min(0).max(1000).default(800),
     nearBestBytes: weight.default(2048),
     nearBestPercent: z.number().int().min(0).max(100).default(5),
-    affinityBoundBytes: weight.default(16384),
+    /** Preference for an endpoint this proxy recently sent the prompt's prefix to... */
+    affinityBytes: weight.default(16384),
+    /** ...within its last this-many requests to that endpoint. */
+    affinityMemory: weight.default(32),
     affinityBlocks: z.number().int().min(0).max(16).default(4),
     loraLoadBytes: weight.default(8192),
     loraFullBytes: weight.default(262144),

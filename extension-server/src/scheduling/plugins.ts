@@ -13,6 +13,9 @@ export interface EndpointLoad {
   runningLoras: string[];
   waitingLoras: string[];
   maxLoras: number;
+  /** Which of `waiting` and `kvUsage` the server really reported (a missing metric reads as 0
+   * above); absent: both were. */
+  reported?: { waiting: boolean; kv: boolean } | undefined;
 }
 
 /** What the scraper knows about one endpoint (load/scraper.ts keeps one per endpoint). */

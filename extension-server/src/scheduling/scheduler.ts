@@ -23,6 +23,11 @@ export interface EndpointScore {
   /** LoRA adapters running or waiting there, and whether a slot is free (when it reports LoRA). */
   loras?: string[];
   loraFree?: boolean;
+  /** The engine's waiting requests, as last scraped: only from a fresh reading that reported it
+   * (the filter then costs the endpoint by it; without it, by the score). */
+  waiting?: number;
+  /** Its KV-cache use in thousandths (0–1000), on the same terms. */
+  kvPermille?: number;
 }
 
 export interface PoolSchedule {
@@ -34,6 +39,21 @@ export interface PoolSchedule {
 
 /** By pool name. */
 export type Schedule = ReadonlyMap<string, PoolSchedule>;
+
+/** The most waiting requests rendered (the filter refuses more: MAX_WAITING in filter/src/core/snapshot.ts). */
+export const MAX_WAITING = 1_000_000;
+
+/** The raw engine readings the filter costs by, from a fresh reading only: a stale one (or one
+ * the ready filter kept only because nothing was fresh) renders none, so the filter falls back to
+ * the score and its own counts. */
+function engineFields(c: Candidate): Pick<EndpointScore, "waiting" | "kvPermille"> {
+  if (!c.ready) return {};
+  const reported = c.load.reported ?? { waiting: true, kv: true };
+  const out: Pick<EndpointScore, "waiting" | "kvPermille"> = {};
+  if (reported.waiting && Number.isFinite(c.load.waiting)) out.waiting = Math.min(MAX_WAITING, Math.max(0, Math.round(c.load.waiting)));
+  if (reported.kv && Number.isFinite(c.load.kvUsage)) out.kvPermille = Math.min(1000, Math.max(0, Math.round(c.load.kvUsage * 1000)));
+  return out;
+}
 
 export function schedule(pools: readonly PoolMembers[], readings: ReadonlyMap<string, Reading>, now: number, settings: SchedulingSettings): Schedule {
   const scorers = weightedScorers(settings.scorers);
@@ -53,6 +73,7 @@ export function schedule(pools: readonly PoolMembers[], readings: ReadonlyMap<st
         ready: c.ready,
         score: Math.round(score / SCORE_STEP) * SCORE_STEP,
         ...(c.load.maxLoras > 0 ? { loras, loraFree: c.load.runningLoras.length < c.load.maxLoras } : {}),
+        ...engineFields(c),
       });
     });
     out.set(pool, { saturation: Math.round(poolSaturation(candidates, settings.saturation) * 100) / 100, endpoints: scores });

@@ -8,13 +8,19 @@
 //   1. the model must be in the snapshot (404);
 //   2. a target model is drawn by weight (503 if every weight is 0);
 //   3. a request whose priority (core/request.ts) is below what the pool's saturation admits is shed (429);
-//   4. every endpoint of the pool gets a cost (pick.ts), and one is picked: the prefix-affinity
-//      endpoint while it is not overloaded, else one of the near-best at random (503 if none);
+//   4. every endpoint of the pool gets a cost (pick.ts): the work ahead of the request there, in
+//      bytes of prompt (queue, decode load, KV pressure), less a preference for endpoints that
+//      recently got the same prompt prefix; one of the near-best is picked (503 if none);
 //   5. up to FALLBACKS more endpoints follow it by rising cost, for Envoy to retry on.
+// The one state decide() keeps is the prefix memory it is given: it records every pick there. Envoy
+// passes none, so each worker's VM uses its own (VM_MEMORY); tests and the lab pass their own.
 import { ErrorReply, modelNotFound, noEndpoint, shed } from "./errors";
-import { chooseTarget, endpointCosts, LocalLoad, pickEndpoint, prefixHash, Random, withFallbacks } from "./pick";
+import { chooseTarget, endpointCosts, LocalLoad, pickEndpoint, prefixHash, PrefixMemory, Random, withFallbacks } from "./pick";
 import { NO_CONTEXT, RequestContext, requestPriority, shouldShed } from "./request";
 import { Pool, Snapshot } from "./snapshot";
+
+/** This VM's prefix memory (one per Envoy worker thread). */
+export const VM_MEMORY = new PrefixMemory();
 
 /** Endpoints after the chosen one in the destination list, for Envoy to retry on. */
 export const FALLBACKS: i32 = 2;
@@ -43,7 +49,7 @@ export class Decision {
   pool: Pool | null = null;
   /** Indexes into `pool.endpoints`: the chosen endpoint first, then fallbacks. */
   endpoints: Array<i32> = new Array<i32>();
-  /** The chosen endpoint is the prompt prefix's affinity endpoint. */
+  /** The chosen endpoint recently got the same prompt prefix from this proxy. */
   affinity: bool = false;
 
   static rejected(reply: ErrorReply): Decision {
@@ -69,7 +75,7 @@ export class Decision {
   }
 }
 
-export function decide(snapshot: Snapshot, requested: string, prompt: StaticArray<u8>, promptLength: i32, loads: LoadSource, random: Random, request: RequestContext = NO_CONTEXT): Decision {
+export function decide(snapshot: Snapshot, requested: string, prompt: StaticArray<u8>, promptLength: i32, loads: LoadSource, random: Random, request: RequestContext = NO_CONTEXT, memory: PrefixMemory = VM_MEMORY): Decision {
   const model = snapshot.model(requested);
   if (model === null) return Decision.rejected(modelNotFound(requested));
   const target = chooseTarget(model, random);
@@ -78,7 +84,7 @@ export function decide(snapshot: Snapshot, requested: string, prompt: StaticArra
   if (shouldShed(requestPriority(snapshot, model, pool, request.objective), pool)) return Decision.rejected(shed(requested, pool.name));
   const tuning = snapshot.tuning;
   const costs = endpointCosts(pool, loads.loadsOf(pool), tuning, target.name);
-  const pick = pickEndpoint(pool, costs, prefixHash(prompt, promptLength, tuning.affinityBlocks), tuning, random);
+  const pick = pickEndpoint(pool, costs, prefixHash(prompt, promptLength, tuning.affinityBlocks), tuning, random, memory);
   if (pick.index < 0) return Decision.rejected(noEndpoint(requested, "pool " + pool.name + " has no ready endpoint"));
   const d = new Decision();
   d.target = target.name;

@@ -1,13 +1,13 @@
 // Entry point that exposes the pure decision logic (no host imports) to Node, for unit tests and
 // simulations: the same code that runs in Envoy, compiled to build/core.wasm with JS bindings.
-import { decide, LoadSource, NoLoad } from "./decide";
+import { decide, Decision, LoadSource, NoLoad } from "./decide";
 import { jsonString } from "./errors";
 import { isInferencePath } from "./routes";
 import { ModelScanner, PROMPT_PREFIX_BYTES, ScanError, ScanResult } from "./json_scan";
-import { LocalLoad, Random } from "./pick";
-import { parseSnapshot, Pool, Route } from "./snapshot";
+import { LocalLoad, PrefixMemory, Random } from "./pick";
+import { parseSnapshot, Pool, Route, Snapshot } from "./snapshot";
 import { mirrorDestinations } from "./mirror";
-import { chooseRoutePool, RequestContext, shedThreshold } from "./request";
+import { chooseRoutePool, NO_CONTEXT, RequestContext, shedThreshold } from "./request";
 
 /**
  * Feeds `body` to the scanner in chunks of `chunkSize` bytes (the last call marks end of stream)
@@ -56,11 +56,12 @@ export function simulateRouting(text: string, model: string, n: i32, seed: u64):
   if (s === null) return "error";
   const random = new Random(seed);
   const none = new NoLoad();
+  const memory = new PrefixMemory();
   const empty = new StaticArray<u8>(0);
   const names = new Array<string>();
   const counts = new Map<string, i32>();
   for (let i = 0; i < n; i++) {
-    const d = decide(s, model, empty, 0, none, random);
+    const d = decide(s, model, empty, 0, none, random, NO_CONTEXT, memory);
     const reply = d.reply;
     if (reply !== null) { bump(names, counts, "reply " + reply.status.toString()); continue; }
     bump(names, counts, "target " + d.target);
@@ -111,12 +112,14 @@ class TextLoads extends LoadSource {
  * proves a refactor keeps routing unchanged. Each request line is
  * `model|prompt prefix|pending,inflight;pending,inflight;...` (this proxy's load on the model's
  * pool's endpoints, in snapshot order). Each output line is `reply <status>` or
- * `route <target> <endpoint>,<fallback>,... affinity=<0|1>`.
+ * `route <target> <endpoint>,<fallback>,... affinity=<0|1>`. The requests share one prefix memory,
+ * fresh for each replay, as the requests one Envoy worker routes share its VM's.
  */
 export function replayDecisions(snapshotText: string, requests: string, seed: u64): string {
   const s = parseSnapshot(snapshotText).snapshot;
   if (s === null) return "error";
   const random = new Random(seed);
+  const memory = new PrefixMemory();
   const lines = requests.split("\n");
   let out = "";
   for (let r = 0; r < lines.length; r++) {
@@ -126,7 +129,7 @@ export function replayDecisions(snapshotText: string, requests: string, seed: u6
     const prefix = new StaticArray<u8>(PROMPT_PREFIX_BYTES);
     const promptLength = min(prompt.byteLength, PROMPT_PREFIX_BYTES);
     for (let i = 0; i < promptLength; i++) prefix[i] = load<u8>(changetype<usize>(prompt) + <usize>i);
-    const d = decide(s, parts[0], prefix, promptLength, new TextLoads(parts[2]), random);
+    const d = decide(s, parts[0], prefix, promptLength, new TextLoads(parts[2]), random, NO_CONTEXT, memory);
     const reply = d.reply;
     if (reply !== null) { out += "reply " + reply.status.toString() + "\n"; continue; }
     out += "route " + d.target + " " + d.destinations() + " affinity=" + (d.affinity ? "1" : "0") + "\n";
@@ -167,6 +170,80 @@ export function describeTuning(text: string): string {
   return s === null ? "error " + parsed.error : s.tuning.describe();
 }
 
+// A stateful router for the policy lab (bench/lab/): one per Envoy worker, holding the snapshot
+// last pushed to it and its own random source, as a worker's VM does. Thin wrappers over the
+// scanner and decide(): the lab drives exactly the code Envoy runs, request body in, decision out.
+
+class LabRouter {
+  snapshot: Snapshot | null = null;
+  random: Random;
+  /** The worker VM's prefix memory. */
+  memory: PrefixMemory = new PrefixMemory();
+  /** The lab's endpoint order: its load arrays are given in this order. */
+  addresses: Array<string> = new Array<string>();
+  constructor(seed: u64) { this.random = new Random(seed); }
+}
+
+const labRouters = new Array<LabRouter>();
+
+/** A new router (a worker's VM); returns its handle. */
+export function routerCreate(seed: u64): i32 {
+  labRouters.push(new LabRouter(seed));
+  return labRouters.length - 1;
+}
+
+/** The endpoint addresses the load arrays of routerRoute refer to, comma-separated. */
+export function routerEndpoints(handle: i32, addresses: string): void {
+  labRouters[handle].addresses = addresses.length > 0 ? addresses.split(",") : new Array<string>();
+}
+
+/** A pushed snapshot, as proxy_on_configure takes it: "ok <version>", or "error <reason>" (the
+ * previous snapshot is kept, as Envoy keeps the last good configuration on a NACK). */
+export function routerConfigure(handle: i32, text: string): string {
+  const parsed = parseSnapshot(text);
+  const s = parsed.snapshot;
+  if (s === null) return "error " + parsed.error;
+  labRouters[handle].snapshot = s;
+  return "ok " + s.version;
+}
+
+/** Loads as the lab keeps them, by address in routerEndpoints order: [pending, inflight, ...]. */
+class ArrayLoads extends LoadSource {
+  constructor(private addresses: Array<string>, private values: Float64Array) { super(); }
+  loadsOf(pool: Pool): Array<LocalLoad> {
+    const out = new Array<LocalLoad>(pool.endpoints.length);
+    for (let i = 0; i < out.length; i++) {
+      out[i] = new LocalLoad();
+      const k = this.addresses.indexOf(pool.endpoints[i].address);
+      if (k < 0 || 2 * k + 1 >= this.values.length) continue;
+      out[i].pendingPromptBytes = <i64>this.values[2 * k];
+      out[i].inflight = <i64>this.values[2 * k + 1];
+    }
+    return out;
+  }
+}
+
+/**
+ * Routes one request body as the filter does (stream.ts): the whole body through the scanner, then
+ * decide() with this proxy's loads. "route <target> <endpoint>,<fallback>,... <affinity 0|1>
+ * <body bytes>" (body bytes: what the filter counts as pending prompt), "reply <status>", or
+ * "invalid <reason>" for a body the filter would refuse with 400.
+ */
+export function routerRoute(handle: i32, body: Uint8Array, loads: Float64Array): string {
+  const r = labRouters[handle];
+  const s = r.snapshot;
+  if (s === null) return "reply 503";
+  const scanner = new ModelScanner();
+  scanner.feed(body.dataStart, <usize>body.length);
+  const result = scanner.finish(); // the whole body, as stream.ts scans it before it routes
+  if (result == ScanResult.Invalid) return "invalid " + scanner.error;
+  if (result == ScanResult.Missing) return "invalid missing model";
+  const d: Decision = decide(s, scanner.model, scanner.promptPrefix, scanner.promptLength, new ArrayLoads(r.addresses, loads), r.random, NO_CONTEXT, r.memory);
+  const reply = d.reply;
+  if (reply !== null) return "reply " + reply.status.toString();
+  return "route " + d.target + " " + d.destinations() + " " + (d.affinity ? "1" : "0") + " " + body.length.toString();
+}
+
 /** The saturation (×1000) from which a request of `priority` is shed (-1 when never). */
 export function shedThresholdOf(priority: i32): i64 {
   const t = shedThreshold(priority);
@@ -184,6 +261,7 @@ export function simulateRequest(text: string, model: string, cluster: string, ob
   if (s === null) return "error";
   const random = new Random(seed);
   const none = new NoLoad();
+  const memory = new PrefixMemory();
   const empty = new StaticArray<u8>(0);
   const names = new Array<string>();
   const counts = new Map<string, i32>();
@@ -192,12 +270,12 @@ export function simulateRequest(text: string, model: string, cluster: string, ob
     const context = new RequestContext();
     context.objective = objective;
     if (route !== null) context.pool = chooseRoutePool(route, random);
-    const d = decide(s, model, empty, 0, none, random, context);
+    const d = decide(s, model, empty, 0, none, random, context, memory);
     const reply = d.reply;
     if (reply !== null) { bump(names, counts, "reply " + reply.status.toString()); continue; }
     bump(names, counts, "pool " + d.pool!.name);
     bump(names, counts, "target " + d.target);
-    if (route !== null && route.mirrors.length > 0) bump(names, counts, "mirror " + mirrorDestinations(s, route, d.target, empty, 0, none, random));
+    if (route !== null && route.mirrors.length > 0) bump(names, counts, "mirror " + mirrorDestinations(s, route, d.target, empty, 0, none, random, memory));
   }
   let out = "";
   for (let i = 0; i < names.length; i++) out += names[i] + " " + counts.get(names[i]).toString() + "\n";

@@ -40,16 +40,41 @@ export class LocalLoad {
   inflight: i64 = 0;
 }
 
+/** The cache does not fill to exactly 1000‰ before vLLM preempts; this keeps the KV term finite. */
+const KV_SLACK_PERMILLE: i64 = 20;
+
+/** KV pressure in bytes: 0 up to the threshold, then kvBytes × (kv − threshold) / (1000 − kv + 20):
+ * with the threshold at 800‰, 0.8 × kvBytes at 900‰, 2.1 × at 950‰, 10 × at 1000‰. A full cache
+ * means a new prompt waits for blocks and decodes preempt the newest request, so the cost keeps
+ * rising as the cache fills, with no cap short of saturation. */
+export function kvPressure(kvPermille: i64, t: Tuning): i64 {
+  const kv = min<i64>(1000, max<i64>(0, kvPermille));
+  const over = kv - t.kvThreshold;
+  if (over <= 0) return 0;
+  return saturatingMul(t.kvBytes, over) / (1000 - kv + KV_SLACK_PERMILLE);
+}
+
 /**
- * The expected wait for a new request, in bytes of prompt ahead of it: prompts this proxy sent
- * that are still in prefill, plus a charge per request decoding there, plus the pushed score's
- * shortfall (which carries the replica's own queue and KV pressure, including other proxies' load).
+ * The expected work ahead of a new request on `e`, in bytes of prompt waiting for prefill:
+ * - the queue: this proxy's prompts there without a first byte yet, or the engine's own waiting
+ *   requests at `waitingBytes` each, whichever is more (the engine's count is older but includes
+ *   other proxies' requests and preempted ones; this proxy's count is fresh; taking the larger one
+ *   never counts the same request twice);
+ * - `inflightWeight` per request of this proxy still running there;
+ * - KV pressure from the engine's cache use (kvPressure).
+ * An endpoint line without `waiting` and `kv` (an older server) is costed as before them: its
+ * pushed score's shortfall, plus the prompts pending and the requests in flight.
  */
 export function endpointCost(e: Endpoint, local: LocalLoad, t: Tuning): i64 {
-  // Saturating: no input (a client's body, a counter, a pushed weight) can wrap a cost negative.
-  const shortfall = saturatingMul(1000 - min<i64>(1000, max<i64>(0, e.score)), t.scoreWeight);
+  // Saturating: no input (a client's body, a counter, a pushed value) can wrap a cost negative.
+  const pending = max<i64>(0, local.pendingPromptBytes);
   const inflight = saturatingMul(max<i64>(0, local.inflight), t.inflightWeight);
-  return saturatingAdd(saturatingAdd(shortfall, max<i64>(0, local.pendingPromptBytes)), inflight);
+  if (e.waiting < 0 || e.kvPermille < 0) {
+    const shortfall = saturatingMul(1000 - min<i64>(1000, max<i64>(0, e.score)), t.scoreWeight);
+    return saturatingAdd(saturatingAdd(shortfall, pending), inflight);
+  }
+  const queue = max<i64>(pending, saturatingMul(e.waiting, t.waitingBytes));
+  return saturatingAdd(saturatingAdd(queue, inflight), kvPressure(e.kvPermille, t));
 }
 
 /** splitmix64's finalizer: a well-mixed 64-bit value from two hashes. */
@@ -60,49 +85,99 @@ export function mix64(a: u64, b: u64): u64 {
   return z ^ (z >> 31);
 }
 
-/** Rendezvous hashing: every proxy and worker maps the same prefix to the same endpoint. */
-export function affinityEndpoint(pool: Pool, prefixHash: u64): i32 {
-  let best = -1;
-  let bestWeight: u64 = 0;
-  for (let i = 0; i < pool.endpoints.length; i++) {
-    const w = mix64(prefixHash, pool.endpoints[i].hash);
-    if (best < 0 || w > bestWeight) { best = i; bestWeight = w; }
+/** Slots of the prefix memory (direct-mapped: a collision only forgets one placement). */
+const MEMORY_SLOTS: i32 = 8192;
+
+/**
+ * Where this proxy recently sent each prompt prefix. An endpoint "holds" a prefix if it got a
+ * request with that prefix within the endpoint's last `affinityMemory` requests from here: by then
+ * its prefix cache has likely turned over. One per Envoy worker in the filter (decide.ts), one per
+ * router in the lab; decide() records every pick in the memory it is given.
+ */
+export class PrefixMemory {
+  /** Per slot: mix64(prefix, endpoint) of the placement it holds (0: empty), and the endpoint's
+   * request count when it was made. */
+  private pairs: StaticArray<u64> = new StaticArray<u64>(MEMORY_SLOTS);
+  private stamps: StaticArray<i64> = new StaticArray<i64>(MEMORY_SLOTS);
+  /** Requests this proxy sent to each endpoint (by address hash). */
+  private sent: Map<u64, i64> = new Map<u64, i64>();
+
+  private sentTo(endpoint: u64): i64 { return this.sent.has(endpoint) ? this.sent.get(endpoint) : 0; }
+
+  /** Whether `endpoint` got `prefix` within its last `window` requests from here. */
+  holds(prefix: u64, endpoint: u64, window: i64): bool {
+    const pair = mix64(prefix, endpoint) | 1;
+    const slot = <i32>(pair % <u64>MEMORY_SLOTS);
+    // sent − stamp: the requests to that endpoint since this placement, the placement included.
+    return this.pairs[slot] == pair && this.sentTo(endpoint) - this.stamps[slot] <= window;
   }
-  return best;
+
+  /** `endpoint` was picked for a request with `prefix` (0: no prefix; only counted). */
+  record(prefix: u64, endpoint: u64): void {
+    const count = this.sentTo(endpoint);
+    if (prefix != 0) {
+      const pair = mix64(prefix, endpoint) | 1;
+      const slot = <i32>(pair % <u64>MEMORY_SLOTS);
+      this.pairs[slot] = pair;
+      this.stamps[slot] = count;
+    }
+    this.sent.set(endpoint, count + 1);
+  }
 }
 
-/** The picked endpoint's index (-1: none), and whether it is the prefix's affinity endpoint. */
+/** The picked endpoint's index (-1: none), and whether it was picked for its prefix. */
 export class Pick {
   constructor(public index: i32, public affinity: bool) {}
 }
 
 /**
- * Picks an endpoint: the prefix-affinity endpoint while it is not overloaded (its cost within
- * `affinityBoundBytes` of the cheapest), otherwise one of the near-best endpoints at random, so a
- * burst between two pushes spreads instead of piling onto the single best-looking endpoint.
- * `costs[i]` is the cost of `pool.endpoints[i]`; `prefixHash` 0 means no affinity.
+ * Picks an endpoint. With a prompt prefix, endpoints this proxy recently sent it to (still likely to
+ * hold it in their prefix cache) are preferred: the others cost up to `affinityBytes` more (less the
+ * more endpoints hold it; nothing when none or all do). Then
+ * the near-best endpoints (within `nearBestBytes` or `nearBestPercent` of the cheapest) are the
+ * candidates, so stale or tied costs do not pile a burst on one endpoint: with a prefix, the one
+ * ranked highest for it by rendezvous hashing (so every worker and proxy places a new prefix alike);
+ * without, one at random. `costs[i]` is the cost of `pool.endpoints[i]` before affinity.
  */
-export function pickEndpoint(pool: Pool, costs: StaticArray<i64>, prefixHash: u64, t: Tuning, random: Random): Pick {
+export function pickEndpoint(pool: Pool, costs: StaticArray<i64>, prefixHash: u64, t: Tuning, random: Random, memory: PrefixMemory): Pick {
   const n = pool.endpoints.length;
   if (n == 0) return new Pick(-1, false);
+  const held = new StaticArray<bool>(n);
+  let holders = 0;
+  if (prefixHash != 0 && t.affinityBytes > 0) {
+    for (let i = 0; i < n; i++) {
+      held[i] = memory.holds(prefixHash, pool.endpoints[i].hash, t.affinityMemory);
+      if (held[i]) holders++;
+    }
+  }
+  // The fewer endpoints hold the prefix, the more a miss elsewhere costs in the long run; a prefix
+  // most of the pool holds is cheap to add to one more, so an endpoint without it (a new one, say)
+  // is not shut out: its penalty shrinks to affinityBytes / (n − 1) when it is the only one.
+  const penalty = holders > 0 && holders < n ? saturatingMul(t.affinityBytes, <i64>(n - holders)) / <i64>(n - 1) : 0;
+  const adjusted = new StaticArray<i64>(n);
   let cheapest = i64.MAX_VALUE;
-  for (let i = 0; i < n; i++) if (costs[i] < cheapest) cheapest = costs[i];
-  let affine = -1;
-  if (prefixHash != 0) {
-    affine = affinityEndpoint(pool, prefixHash);
-    if (costs[affine] <= saturatingAdd(cheapest, t.affinityBoundBytes)) return new Pick(affine, true);
+  for (let i = 0; i < n; i++) {
+    adjusted[i] = held[i] ? costs[i] : saturatingAdd(costs[i], penalty);
+    if (adjusted[i] < cheapest) cheapest = adjusted[i];
   }
   const slack = max<i64>(t.nearBestBytes, saturatingMul(cheapest, t.nearBestPercent) / 100);
   const bound = saturatingAdd(cheapest, slack);
   let chosen = -1;
   let seen: u64 = 0;
+  let best: u64 = 0;
   for (let i = 0; i < n; i++) {
-    if (costs[i] > bound) continue;
-    seen++;
-    if (random.below(seen) == 0) chosen = i; // uniform among the near-best (reservoir sampling)
+    if (adjusted[i] > bound) continue;
+    if (prefixHash != 0) {
+      const w = mix64(prefixHash, pool.endpoints[i].hash);
+      if (chosen < 0 || w > best) { chosen = i; best = w; }
+    } else {
+      seen++;
+      if (random.below(seen) == 0) chosen = i; // uniform among the near-best (reservoir sampling)
+    }
   }
-  // The random near-best pick may still land on the affinity endpoint.
-  return new Pick(chosen, chosen >= 0 && chosen == affine);
+  const affinity = chosen >= 0 && held[chosen];
+  if (chosen >= 0) memory.record(prefixHash, pool.endpoints[chosen].hash);
+  return new Pick(chosen, affinity);
 }
 
 /**

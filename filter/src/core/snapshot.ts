@@ -12,8 +12,17 @@
 //   target qwq-32b 100
 //
 // `endpoint` lines belong to the pool above them, `target` lines to the model above them. Scores
-// are integers 0–1000, higher is better; an endpoint line may carry more fields after the score,
-// which this filter ignores. Also:
+// are integers 0–1000, higher is better. After the score an endpoint line may carry `key=value`
+// attributes; this filter reads these and ignores any other:
+//
+//   loras=<a,b,...>               LoRA adapters running or waiting there
+//   lora-free=<0|1>               whether an adapter slot is free
+//   waiting=<n>                   the engine's waiting requests as last scraped (vllm:num_requests_waiting)
+//   kv=<permille>                 its KV-cache use ×1000 as last scraped (vllm:kv_cache_usage_perc)
+//
+// With `waiting` and `kv` the picker costs an endpoint in absolute terms (pick.ts); without them (an
+// older server) it falls back to the score. A malformed value of these is ignored like an absent one.
+// Also:
 //
 //   saturation <pool> <milli>     pool saturation ×1000 (core/request.ts: which priorities it sheds)
 //   tuning <key> <value>          picker weights (see Tuning); an unknown key rejects the snapshot
@@ -45,6 +54,10 @@ export class Endpoint {
   loras: Array<string> = new Array<string>();
   /** 1: a LoRA slot is free; 0: full; -1: not reported. */
   loraFree: i32 = -1;
+  /** Requests waiting in the engine's queue, as last scraped; -1: not reported. */
+  waiting: i64 = -1;
+  /** KV-cache use in thousandths (0–1000), as last scraped; -1: not reported. */
+  kvPermille: i64 = -1;
   constructor(public address: string, public score: i64) {
     this.hash = fnv1a64(address);
   }
@@ -57,19 +70,31 @@ export class Pool {
   constructor(public name: string) {}
 }
 
-/** How the picker weighs its signals. Costs are in bytes of pending prompt. */
+/**
+ * How the picker weighs its signals (pick.ts). Costs are in bytes of prompt waiting ahead of the
+ * request: a byte of prompt queued for prefill is the unit every other signal is converted to.
+ */
 export class Tuning {
-  /** Cost of one point of pushed score below 1000. */
+  /** Old servers only (no `waiting`/`kv` on endpoint lines): cost of one point of score below 1000. */
   scoreWeight: i64 = 40;
-  /** Cost of one request in flight on the endpoint (decoding). */
+  /** Cost of one request of this proxy in flight on the endpoint (its decode load). */
   inflightWeight: i64 = 2048;
+  /** Cost of one request the engine reports waiting: a typical prompt's bytes. */
+  waitingBytes: i64 = 16384;
+  /** KV pressure: above `kvThreshold` (thousandths), an endpoint costs
+   * kvBytes × (kv − threshold) / (1000 − kv + 20), which grows without bound as the cache fills. */
+  kvBytes: i64 = 16384;
+  kvThreshold: i64 = 800;
   /** Endpoints within this much of the cheapest are near-best. */
   nearBestBytes: i64 = 2048;
   /** ...or within this percentage of the cheapest cost. */
   nearBestPercent: i64 = 5;
-  /** The prefix-affinity endpoint is kept while its cost is within this much of the cheapest. */
-  affinityBoundBytes: i64 = 16384;
-  /** Prefix blocks (64 bytes of the raw prompt JSON each) that define affinity. */
+  /** Prefix affinity: endpoints this proxy recently sent the prompt's prefix to are preferred by
+   * this many bytes over those it did not. */
+  affinityBytes: i64 = 16384;
+  /** ...where "recently" means within its last this-many requests to that endpoint. */
+  affinityMemory: i64 = 32;
+  /** Prefix blocks (64 bytes of the raw prompt JSON each) that identify a prefix. */
   affinityBlocks: i32 = 4;
   /** Cost of sending a LoRA request where its adapter must be loaded into a free slot... */
   loraLoadBytes: i64 = 8192;
@@ -81,22 +106,29 @@ export class Tuning {
   set(key: string, value: i64): bool {
     if (key == "score-weight") this.scoreWeight = value;
     else if (key == "inflight-weight") this.inflightWeight = value;
+    else if (key == "waiting-bytes") this.waitingBytes = value;
+    else if (key == "kv-bytes") this.kvBytes = value;
+    else if (key == "kv-threshold") this.kvThreshold = min<i64>(value, 1000);
     else if (key == "near-best-bytes") this.nearBestBytes = value;
     else if (key == "near-best-percent") this.nearBestPercent = value;
-    else if (key == "affinity-bound-bytes") this.affinityBoundBytes = value;
+    else if (key == "affinity-bytes") this.affinityBytes = value;
+    else if (key == "affinity-memory") this.affinityMemory = value;
     else if (key == "affinity-blocks") this.affinityBlocks = <i32>min<i64>(value, 16);
     else if (key == "lora-load-bytes") this.loraLoadBytes = value;
     else if (key == "lora-full-bytes") this.loraFullBytes = value;
+    // The earlier picker's hard affinity bound; servers still send it. Accepted, no longer used.
+    else if (key == "affinity-bound-bytes") {}
     else return false;
     return true;
   }
 
-  /** Every key and value, one `key value` line each (the contract test compares them with the
-   * extension server's). */
+  /** Every key and value, one `key value` line each. */
   describe(): string {
     return "score-weight " + this.scoreWeight.toString() + "\ninflight-weight " + this.inflightWeight.toString() +
+      "\nwaiting-bytes " + this.waitingBytes.toString() + "\nkv-bytes " + this.kvBytes.toString() + "\nkv-threshold " + this.kvThreshold.toString() +
       "\nnear-best-bytes " + this.nearBestBytes.toString() + "\nnear-best-percent " + this.nearBestPercent.toString() +
-      "\naffinity-bound-bytes " + this.affinityBoundBytes.toString() + "\naffinity-blocks " + this.affinityBlocks.toString() +
+      "\naffinity-bytes " + this.affinityBytes.toString() + "\naffinity-memory " + this.affinityMemory.toString() +
+      "\naffinity-blocks " + this.affinityBlocks.toString() +
       "\nlora-load-bytes " + this.loraLoadBytes.toString() + "\nlora-full-bytes " + this.loraFullBytes.toString() + "\n";
   }
 }
@@ -161,6 +193,15 @@ function parseCriticality(word: string): i32 {
   if (word == "standard") return Criticality.Standard;
   if (word == "sheddable") return Criticality.Sheddable;
   return -1;
+}
+
+/** More waiting requests than this on one engine are not believed (a hostile or broken reading). */
+export const MAX_WAITING: i64 = 1_000_000;
+
+/** A non-negative integer no larger than `bound`, or -1 (absent) for anything else. */
+function boundedOrAbsent(word: string, bound: i64): i64 {
+  const v = parseNonNegative(word);
+  return v < 0 || v > bound ? -1 : v;
 }
 
 function parseNonNegative(word: string): i64 {
@@ -262,6 +303,8 @@ class Parser {
       const value = fields[i].substring(eq + 1);
       if (key == "loras") endpoint.loras = value.split(",");
       else if (key == "lora-free") endpoint.loraFree = value == "1" ? 1 : 0;
+      else if (key == "waiting") endpoint.waiting = boundedOrAbsent(value, MAX_WAITING);
+      else if (key == "kv") endpoint.kvPermille = boundedOrAbsent(value, 1000);
     }
     pool.endpoints.push(endpoint);
     return true;

@@ -1,0 +1,78 @@
+// Lab against real Envoy: the ratios to round robin that the policy lab predicts for a shape
+// (its `--json` output) next to the ones real-Envoy benchmark runs measured (their result.json),
+// per figure, with the relative difference. The lab's infergate is Envoy's infergate; the lab's
+// epp is compared with Envoy's gie-epp mode when a run has one.
+//
+//   npx tsx bench/agreement.ts --lab lab.json --shape seed --envoy out/run1,out/run2,... [--skip 0]
+//
+// `--skip N` leaves out the first N requests of every Envoy run (the after-burst view); the lab's
+// ratios are always whole-run.
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { distribution } from "./summary.ts";
+
+interface LabRun { shape: string; policy: string; seed: number; ttft: { mean: number; median: number; p99: number }; outputThroughput: number }
+interface EnvoyMode { name: string; summary: { ttft: { mean: number; median: number; p99: number }; outputThroughput: number }; records: Array<{ ok: boolean; index: number; ttftMs: number }> }
+
+export interface Spread { median: number; min: number; max: number }
+const median = (v: number[]): number => { const s = [...v].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2; };
+const spread = (v: number[]): Spread => ({ median: median(v), min: Math.min(...v), max: Math.max(...v) });
+const cell = (s: Spread): string => (s.min === s.max ? s.median.toFixed(2) : `${s.median.toFixed(2)} [${s.min.toFixed(2)}–${s.max.toFixed(2)}]`);
+
+type Fig = "mean" | "median" | "p99" | "throughput";
+const FIGS: Array<[Fig, string]> = [["mean", "mean TTFT"], ["median", "median TTFT"], ["p99", "P99 TTFT"], ["throughput", "output throughput"]];
+/** Envoy's mode names for the lab's policies. */
+const ENVOY_NAME: Record<string, string> = { "least-request": "least-request", infergate: "infergate", epp: "gie-epp" };
+
+function labFigure(r: LabRun, f: Fig): number { return f === "throughput" ? r.outputThroughput : r.ttft[f]; }
+
+function envoyFigure(m: EnvoyMode, f: Fig, skip: number): number {
+  if (f === "throughput") return m.summary.outputThroughput;
+  if (skip === 0) return m.summary.ttft[f];
+  return distribution(m.records.filter((r) => r.ok && r.index >= skip).map((r) => r.ttftMs))[f];
+}
+
+export interface EnvoyRun { seed: number; modes: EnvoyMode[] }
+
+/** Per policy and figure: the lab's ratio over the seeds the Envoy runs used (each Envoy run sends
+ * the same requests as the lab's run of that seed), the lab's over all its seeds, Envoy's, and
+ * Envoy's median over the lab's median on the same seeds. */
+export function agreementTable(lab: LabRun[], shape: string, envoyRuns: EnvoyRun[], skip = 0): string {
+  const runs = lab.filter((r) => r.shape === shape);
+  const rr = new Map(runs.filter((r) => r.policy === "round-robin").map((r) => [r.seed, r]));
+  const seeds = [...new Set(envoyRuns.map((e) => e.seed))].sort((a, b) => a - b);
+  const lines = [
+    `| policy | figure | lab, seed${seeds.length === 1 ? "" : "s"} ${seeds.join(", ")} | lab, all ${rr.size} seeds | Envoy, ${envoyRuns.length} run${envoyRuns.length === 1 ? "" : "s"} | Envoy ÷ lab (same seeds) | within 10% |`,
+    "|---|---|---|---|---|---|---|",
+  ];
+  for (const [policy, envoyName] of Object.entries(ENVOY_NAME)) {
+    const withMode = envoyRuns.filter((e) => e.modes.some((m) => m.name === envoyName) && e.modes.some((m) => m.name === "round-robin"));
+    const mine = runs.filter((r) => r.policy === policy && rr.has(r.seed));
+    const same = mine.filter((r) => withMode.some((e) => e.seed === r.seed));
+    if (withMode.length === 0 || same.length === 0) continue;
+    for (const [f, label] of FIGS) {
+      const ratio = (r: LabRun): number => labFigure(r, f) / labFigure(rr.get(r.seed)!, f);
+      const labSame = spread(same.map(ratio));
+      const envoyRatio = spread(withMode.map((e) => envoyFigure(e.modes.find((m) => m.name === envoyName)!, f, skip) / envoyFigure(e.modes.find((m) => m.name === "round-robin")!, f, skip)));
+      const rel = envoyRatio.median / labSame.median;
+      lines.push(`| ${policy === "epp" ? "epp (Envoy: gie-epp)" : policy} | ${label} | ${cell(labSame)} | ${cell(spread(mine.map(ratio)))} | ${cell(envoyRatio)} | ${rel.toFixed(2)} | ${Math.abs(rel - 1) <= 0.1 ? "✓" : "✗"} |`);
+    }
+  }
+  return lines.join("\n");
+}
+
+function main(): void {
+  const { values } = parseArgs({ options: {
+    lab: { type: "string" }, shape: { type: "string", default: "seed" }, envoy: { type: "string" }, skip: { type: "string", default: "0" },
+  } });
+  if (!values.lab || !values.envoy) throw new Error("usage: npx tsx bench/agreement.ts --lab lab.json --shape seed --envoy dir1,dir2,... [--skip N]");
+  const lab = values.lab.split(",").flatMap((p) => JSON.parse(readFileSync(p, "utf8")) as LabRun[]);
+  const envoy = values.envoy.split(",").map((d) => {
+    const r = JSON.parse(readFileSync(join(d, "result.json"), "utf8")) as { options: { seed: number }; modes: EnvoyMode[] };
+    return { seed: Number(r.options.seed), modes: r.modes };
+  });
+  console.log(agreementTable(lab, values.shape, envoy, Number(values.skip)));
+}
+
+if (process.argv[1]?.endsWith("agreement.ts")) main();
