@@ -139,7 +139,7 @@ ${pods}`;
 
 /** Starts the replicas in a child process (a core of their own) and waits for "ready". */
 async function startReplicas(ips: string[], o: BenchOptions): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ["--import", "tsx", join(repo, "bench", "lab", "replicas.ts"), "--ips", ips.join(","), "--slowdown", o.slowdown.join(","),
+  const child = spawn(process.execPath, ["--import", "tsx", join(repo, "bench", "replicas.ts"), "--ips", ips.join(","), "--slowdown", o.slowdown.join(","),
     "--profile", o.profile, "--time-scale", String(o.timeScale), "--models", "qwq-32b,qwq"], { cwd: repo, stdio: ["ignore", "pipe", "inherit"] });
   await new Promise<void>((resolve, reject) => {
     let out = "";
