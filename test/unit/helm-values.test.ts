@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { readdirSync, readFileSync } from "node:fs";
 import { describe, it } from "node:test";
 import { parse } from "yaml";
+import { valuesSchema } from "../../scripts/render-manifests.ts";
 
 const repo = new URL("../..", import.meta.url).pathname;
 const values = parse(readFileSync(`${repo}charts/infergate/values.yaml`, "utf8")) as Record<string, unknown>;
@@ -31,6 +32,10 @@ describe("Helm chart values", () => {
     const schema = JSON.parse(readFileSync(`${repo}charts/infergate/values.schema.json`, "utf8"));
     assert.equal(schema.additionalProperties, false);
     for (const key of Object.keys(values)) assert.ok(key in schema.properties, key);
+  });
+
+  it("values.schema.json is the one scripts/render-manifests.ts derives from the server's schema (a new tuning key needs a re-render)", () => {
+    assert.equal(readFileSync(`${repo}charts/infergate/values.schema.json`, "utf8"), valuesSchema());
   });
 
   it("the chart's copy of the alerting rules is manifests/prometheus/infergate-alerts.yaml (npx tsx scripts/render-manifests.ts copies it)", () => {
