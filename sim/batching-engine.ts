@@ -23,7 +23,8 @@ import { stepTimeMs, type StepProfile } from "./step-model.ts";
 
 const enum State { Arriving, Waiting, Running, Done }
 
-interface Seq {
+/** A request's state inside the engine (exported as a type for the lab's what-if copies, bench/lab/fork.ts). */
+export interface Seq {
   request: EngineRequest;
   sink: TokenSink;
   /** Distinguishes the hashes of this request's generated blocks from everyone else's. */

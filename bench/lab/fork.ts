@@ -8,25 +8,11 @@
 // name. test/unit/lab.test.ts pins the copy: a fork's prediction equals the TTFT the real engine
 // then gives the request when nothing else arrives, so a change in the engine that this copy does
 // not follow fails that test rather than skewing the oracle.
-import { BatchingEngine } from "../../sim/batching-engine.ts";
+import { BatchingEngine, type Seq as SeqState } from "../../sim/batching-engine.ts";
 import { BlockPool } from "../../sim/kv-cache.ts";
 import type { Clock } from "../../sim/clock.ts";
 import type { EngineRequest, TokenSink } from "../../sim/engine.ts";
 import type { StepProfile } from "../../sim/step-model.ts";
-
-interface SeqState {
-  request: EngineRequest;
-  sink: TokenSink;
-  nonce: number;
-  promptLen: number;
-  hashes: number[];
-  blocks: number[];
-  cachedBlocks: number;
-  computed: number;
-  generated: number;
-  state: number;
-  preemptions: number;
-}
 
 interface EngineState {
   profile: StepProfile;
