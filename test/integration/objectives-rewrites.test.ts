@@ -95,8 +95,11 @@ describe("InferenceObjective and InferenceModelRewrite", () => {
     const saturate = async (kv: number, milli: number) => {
       await Promise.all(IPS.map((ip) => setReplicaLoad(`${ip}:8000`, { kvUsage: kv })));
       await waitFor(async () => stack.server.snapshot.includes(`saturation default/pool ${milli}\n`), 3000);
-      // The push reaches Envoy within milliseconds; a request of each kind shows it has.
-      await waitFor(async () => (await status("chat", milli >= 800 ? "scavenger" : "bulk")) === (milli >= 800 ? 429 : 200), 3000);
+      // The push reaches Envoy within milliseconds; wait for the request that only this
+      // saturation sheds (priority -3 from 0.8, priority -1 only at 1.0), so a stale snapshot
+      // from the previous step cannot satisfy the wait.
+      const probe = milli >= 1000 ? "bulk" : "scavenger";
+      await waitFor(async () => (await status("chat", probe)) === 429, 3000);
     };
     try {
       // Saturation 0.85 (KV 0.68 of the 0.8 threshold): priority -3 is shed from 0.8, -1 only from 1.0.
