@@ -1,18 +1,19 @@
-// Keeps Envoy in step: renders the routing snapshot for the filter (ECDS) and the pools'
-// endpoints (EDS), and pushes them when they change. Score changes are rate-limited (at most one
-// push per `minIntervalMs`, later changes coalescing into a trailing push) so Envoy is never
-// flooded; configuration changes push at once.
+// Keeps Envoy in step: renders the routing snapshot for the filter and its load for the load
+// filter (both ECDS), and the pools' endpoints (EDS), and pushes them when they change. Score
+// changes are rate-limited (at most one push per `minIntervalMs`, later changes coalescing into a
+// trailing push) so Envoy is never flooded; configuration changes push at once.
 import type { RoutingConfig } from "./config/routing-config.ts";
-import { FILTER_NAME } from "./contract.ts";
+import { randomBytes } from "node:crypto";
+import { FILTER_NAME, LOAD_FILTER_NAME } from "./contract.ts";
 import { pickerClusterName, pickerLoadAssignment } from "./envoy/endpoint-picker.ts";
 import type { PoolEndpoint } from "./config/routing-config.ts";
 import {
-  loadAssignment, poolClusterName, poolsEdsName, routeEdsName, typedExtensionConfig, WASM_TYPE_URL, wasmFilter, type WasmFilterOptions,
+  loadAssignment, loadFilter, poolClusterName, poolsEdsName, routeEdsName, typedExtensionConfig, WASM_TYPE_URL, wasmFilter, type WasmFilterOptions,
 } from "./envoy/resources.ts";
 import { policyWasmFilter } from "./gateway/policy-filter.ts";
 import type { ServerMetrics } from "./metrics.ts";
 import type { Schedule } from "./scheduling/scheduler.ts";
-import { renderSnapshot } from "./snapshot.ts";
+import { renderLoad, renderSnapshot } from "./snapshot.ts";
 import { encodeAny, encodeJson } from "./xds/encode.ts";
 import { protoRoot, typeUrl } from "./xds/protos.ts";
 import { TYPE_EXTENSION_CONFIG, TYPE_LOAD_ASSIGNMENT, type EncodedResource, type XdsServer } from "./xds/server.ts";
@@ -42,7 +43,13 @@ const MAX_POOL_UNIONS = 1024;
 
 export class Publisher {
   private snapshotVersion = 0;
+  /** The routing snapshot without the load, as the Wasm filter's configuration carries it. */
+  private routing = "";
   private lastBody = "";
+  private lastLoad = "";
+  private loadVersion = 0;
+  /** Load versions are `<epoch>-<n>`: a restarted server never repeats one a filter has applied. */
+  private readonly loadEpoch = randomBytes(4).toString("hex");
   private lastEndpoints = "";
   private current = "";
   private config?: RoutingConfig;
@@ -58,7 +65,7 @@ export class Publisher {
 
   constructor(private readonly xds: XdsServer, private readonly opts: PublisherOptions) {}
 
-  /** The snapshot text most recently published. */
+  /** The snapshot most recently published, with its load in place (what the filters route on). */
   get snapshot(): string { return this.current; }
 
   /** A new configuration (and the schedule for it): endpoints and snapshot are pushed at once. */
@@ -117,18 +124,28 @@ export class Publisher {
 
   private pushSnapshot(): void {
     if (!this.config) return;
-    // Only a change of content makes a new version.
     const dropped = new Set<string>();
-    const body = renderSnapshot(this.config, 0, this.schedule, (record, why) => dropped.add(`${record}: ${why}`));
+    const onDropped = (record: string, why: string): void => { dropped.add(`${record}: ${why}`); };
+    // Only a change of content makes a new version: of the routing part (a configuration change),
+    // of the load (a scrape that changed a score), or both.
+    const body = renderSnapshot(this.config, 0, undefined, onDropped);
+    const load = renderLoad(this.config, this.schedule, onDropped);
     for (const d of dropped) {
       if (this.dropped.has(d)) continue;
       this.opts.log?.(`left out of the snapshot: ${d}`);
       this.opts.metrics?.snapshotRecordsDropped.inc();
     }
     this.dropped = dropped;
-    if (body === this.lastBody) return;
-    this.lastBody = body;
-    this.snapshotVersion++;
+    if (body === this.lastBody && load === this.lastLoad) return;
+    if (body !== this.lastBody) {
+      this.lastBody = body;
+      this.snapshotVersion++;
+      this.routing = renderSnapshot(this.config, this.snapshotVersion);
+    }
+    if (load !== this.lastLoad) {
+      this.lastLoad = load;
+      this.loadVersion++;
+    }
     this.lastPushAt = performance.now();
     this.current = renderSnapshot(this.config, this.snapshotVersion, this.schedule);
     this.publishFilters();
@@ -136,11 +153,13 @@ export class Publisher {
     this.opts.metrics?.snapshotPushes.inc();
   }
 
-  /** The filter's configuration with the current snapshot (ECDS): under the filter's own name, and
-   * under the name of each EnvoyExtensionPolicy filter, with that policy's module. */
+  /** The filter's configuration with the routing snapshot (ECDS): under the filter's own name, and
+   * under the name of each EnvoyExtensionPolicy filter, with that policy's module; and the load
+   * filter's, with the load. A push that changes only the load leaves the Wasm filters' resources
+   * as they were, so Envoy keeps their plugins (it skips a resource whose content is unchanged). */
   private publishFilters(): void {
-    if (!this.current) return; // no snapshot yet: pushSnapshot publishes
-    const filter = wasmFilter({ wasmPath: this.opts.wasmPath, remote: this.opts.wasmRemote, snapshot: this.current });
+    if (!this.routing) return; // no snapshot yet: pushSnapshot publishes
+    const filter = wasmFilter({ wasmPath: this.opts.wasmPath, remote: this.opts.wasmRemote, snapshot: this.routing });
     const ours = encodeAny(filter).value;
     const extensionConfig = protoRoot().lookupType(TYPED_EXTENSION_CONFIG);
     const policyFilter = (name: string, wasm: Uint8Array): EncodedResource => ({
@@ -152,6 +171,7 @@ export class Publisher {
     });
     this.xds.setResources(TYPE_EXTENSION_CONFIG, [
       resource(FILTER_NAME, TYPED_EXTENSION_CONFIG, typedExtensionConfig(FILTER_NAME, filter)),
+      resource(LOAD_FILTER_NAME, TYPED_EXTENSION_CONFIG, typedExtensionConfig(LOAD_FILTER_NAME, loadFilter({ version: `${this.loadEpoch}-${this.loadVersion}`, text: this.lastLoad }))),
       ...[...this.policyFilters].map(([name, wasm]) => policyFilter(name, wasm)),
     ]);
   }

@@ -1,5 +1,6 @@
 // Renders the routing snapshot the filter decodes (format documented in filter/src/core/snapshot.ts)
-// from the configuration and the scheduler's latest schedule.
+// from the configuration and the scheduler's latest schedule, and its live part, the load text,
+// which Envoy receives on its own on every scrape that changes it (publisher.ts).
 //
 // The renderer is the last gate before every Envoy: a record the filter would reject makes Envoy
 // NACK the whole snapshot, and every later one. So every field is checked here, whatever checked
@@ -7,7 +8,7 @@
 // bad field is dropped and reported through `onDropped`, with what depends on it (a pool's
 // endpoints and models, a model's targets); everything else is written.
 import { ANY_MODEL, type PoolConfig, type RoutingConfig } from "./config/routing-config.ts";
-import { SNAPSHOT_FORMAT_HEADER, SNAPSHOT_NAME } from "./contract.ts";
+import { LOAD_FORMAT_HEADER, SNAPSHOT_FORMAT_HEADER, SNAPSHOT_NAME } from "./contract.ts";
 import { MAX_WAITING, type EndpointScore, type PoolSchedule, type Schedule } from "./scheduling/scheduler.ts";
 
 /** Score of an endpoint with no schedule yet: every endpoint ties, so the filter spreads at random. */
@@ -142,6 +143,20 @@ function routeLines(config: RoutingConfig, pools: ReadonlySet<string>, onDropped
   }));
 }
 
+/**
+ * The live part of the snapshot: every pool's endpoints (scores, queue, KV, adapters) and
+ * saturation. The filter puts it in place of those records of the snapshot it has
+ * (`renderSnapshot(config, version)` + `renderLoad(config, schedule)` routes as
+ * `renderSnapshot(config, version, schedule)` does).
+ */
+export function renderLoad(config: RoutingConfig, schedule: Schedule | undefined, onDropped: DroppedRecord = () => undefined): string {
+  return [LOAD_FORMAT_HEADER, ...config.pools.flatMap((p) => poolLines(p, schedule?.get(p.id), onDropped)), ""].join("\n");
+}
+
+/**
+ * The routing snapshot. Without a schedule, every endpoint of every pool is routable at a neutral
+ * score and no pool is saturated: what the filter uses until a load text arrives.
+ */
 export function renderSnapshot(config: RoutingConfig, version: number, schedule?: Schedule, onDropped: DroppedRecord = () => undefined): string {
   const pools = config.pools.map((p) => poolLines(p, schedule?.get(p.id), onDropped));
   const written = new Set(config.pools.filter((_, i) => pools[i]!.length > 0).map((p) => p.id));

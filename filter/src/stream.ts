@@ -21,6 +21,7 @@ import { fnv1a64, Route, Snapshot } from "./core/snapshot";
 import { isInferencePath } from "./core/routes";
 import { CONTENT_ENCODING, CONTENT_LENGTH, DESTINATION, METHOD, MIRROR, MODEL_REWRITE, OBJECTIVE, PATH, POOL, ROUTE_CLUSTER, SERVED } from "./headers";
 import { BufferType, getBufferBytes, getHeaderMapValue, getProperty, log, LogLevel, MapType, removeHeaderMapValue, replaceHeaderMapValue, sendLocalResponse, setBufferBytes, Status } from "./host/api";
+import { refreshLoad } from "./live_load";
 import { SharedLoad } from "./shared_load";
 
 export const enum HeadersAction { Continue = 0, StopIteration = 1 }
@@ -30,6 +31,8 @@ const enum Phase { Start, Passthrough, ReadingBody, Routed, Rejected }
 
 /** Settings shared by every stream of one plugin configuration (one ECDS version). */
 export class RootConfig {
+  /** Version of the load (live_load.ts) applied to the snapshot; "" before the first. */
+  loadVersion: string = "";
   constructor(public snapshot: Snapshot, public maxBodyBytes: i64) {}
 }
 
@@ -152,6 +155,7 @@ export class Stream {
 
   private route(): void {
     const config = this.config!;
+    config.loadVersion = refreshLoad(config.snapshot, config.loadVersion);
     const requested = this.scanner.model;
     const route = this.routeOf(config.snapshot);
     const context = this.contextOf(route);

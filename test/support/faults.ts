@@ -11,6 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Agent, request } from "undici";
 import { parseRoutingConfig } from "../../extension-server/src/config/routing-config.ts";
+import { FILTER_NAME, LOAD_FILTER_NAME } from "../../extension-server/src/contract.ts";
 import { buildBootstrap } from "../../extension-server/src/envoy/bootstrap.ts";
 import { EnvoyProcess } from "../../extension-server/src/envoy/process.ts";
 import { DEFAULT_WASM_PATH } from "../../extension-server/src/server.ts";
@@ -227,6 +228,8 @@ export interface PushStormResult {
   /** Configurations Envoy accepted and rejected over the storm (its ECDS stats). */
   accepted: number;
   rejected: number;
+  /** New Wasm filter configurations among them (a push that changes only the load makes none). */
+  wasmReloads: number;
   rssBeforeMiB: number;
   rssAfterMiB: number;
   /** Envoy's RSS, its own heap (admin /memory: tcmalloc's heap_size) and what of it is in use
@@ -255,7 +258,10 @@ spec: {scrape: {intervalMs: 5}, push: {minIntervalMs: 0}}
 `, ips.map((ip) => ({ ip, models: ["llm"] })));
   const envoy = stack.server.envoy!;
   const pushed = async (): Promise<number> => metricSamples(await stack.server.metricsText(), "infergate_snapshot_pushes_total")[0]?.value ?? 0;
-  const ecds = async (stat: string): Promise<number> => Number(new RegExp(`^extension_config_discovery\\.http_filter\\.infergate\\.${stat}: (\\d+)$`, "m").exec(await envoy.admin("stats?filter=extension_config_discovery"))?.[1] ?? 0);
+  // A push reaches Envoy as a new configuration of the load filter, of the Wasm filter, or both.
+  const ecdsOf = async (filter: string, stat: string): Promise<number> =>
+    Number(new RegExp(`^extension_config_discovery\\.http_filter\\.${filter}\\.${stat}: (\\d+)$`, "m").exec(await envoy.admin("stats?filter=extension_config_discovery"))?.[1] ?? 0);
+  const ecds = async (stat: string): Promise<number> => (await ecdsOf(FILTER_NAME, stat)) + (await ecdsOf(LOAD_FILTER_NAME, stat));
   let flipping = true;
   const flipper = (async () => {
     for (let i = 0; flipping; i++) {
@@ -269,7 +275,7 @@ spec: {scrape: {intervalMs: 5}, push: {minIntervalMs: 0}}
     const base = await pushed();
     await waitFor(async () => (await pushed()) - base >= opts.warmup, 600_000, 50);
     const rssBeforeMiB = rssMiB(envoy.pid!);
-    const [acceptedBefore, rejectedBefore] = [await ecds("config_reload"), await ecds("config_fail")];
+    const [acceptedBefore, rejectedBefore, wasmBefore] = [await ecds("config_reload"), await ecds("config_fail"), await ecdsOf(FILTER_NAME, "config_reload")];
     const samples: PushStormResult["samples"] = [];
     const sample = async (n: number): Promise<void> => {
       const memory = JSON.parse(await envoy.admin("memory")) as { heap_size?: string; allocated?: string };
@@ -290,6 +296,7 @@ spec: {scrape: {intervalMs: 5}, push: {minIntervalMs: 0}}
     return {
       load: report, pushes: (await pushed()) - base,
       accepted: (await ecds("config_reload")) - acceptedBefore, rejected: (await ecds("config_fail")) - rejectedBefore,
+      wasmReloads: (await ecdsOf(FILTER_NAME, "config_reload")) - wasmBefore,
       rssBeforeMiB, rssAfterMiB: rssMiB(envoy.pid!), samples: (await sample((await pushed()) - base), samples), seconds: (performance.now() - started) / 1000,
     };
   } finally {

@@ -82,13 +82,19 @@ describe("Envoy Gateway extension hooks", () => {
 
   it("inserts the ECDS-fed filter before the router on the listener attach-to names, keeping unknown fields", async () => {
     const out = await listenerCall(listenerBytes("default/inference-gateway/llm-gw", 8081, hcmBytes()));
-    assert.deepEqual(httpFilterNames(out), ["infergate", "envoy.filters.http.router"]);
+    assert.deepEqual(httpFilterNames(out), ["infergate-load", "infergate", "envoy.filters.http.router"]);
     assert.equal(WireMessage.decode(out).string(9000), "listener-future-field");
     const decoded = Listener.toObject(Listener.decode(out)) as any;
     const hcm = HCM.toObject(HCM.decode(decoded.filter_chains[0].filters[0].typed_config.value)) as any;
-    assert.deepEqual(hcm.http_filters[0].config_discovery.type_urls, [typeUrl("envoy.extensions.filters.http.wasm.v3.Wasm")]);
-    assert.equal(hcm.http_filters[0].config_discovery.config_source.api_config_source.grpc_services[0].google_grpc.target_uri, "infergate.infergate-system.svc.cluster.local:18000");
-    assert.deepEqual(httpFilterNames(await listenerCall(out)), ["infergate", "envoy.filters.http.router"], "idempotent");
+    assert.deepEqual(hcm.http_filters[1].config_discovery.type_urls, [typeUrl("envoy.extensions.filters.http.wasm.v3.Wasm")]);
+    assert.equal(hcm.http_filters[1].config_discovery.config_source.api_config_source.grpc_services[0].google_grpc.target_uri, "infergate.infergate-system.svc.cluster.local:18000");
+    // The load filter before it: fed over ECDS from the same server, setting nothing until then.
+    const load = hcm.http_filters[0].config_discovery;
+    assert.deepEqual(load.type_urls, [typeUrl("envoy.extensions.filters.http.set_filter_state.v3.Config")]);
+    assert.equal(load.config_source.api_config_source.grpc_services[0].google_grpc.target_uri, "infergate.infergate-system.svc.cluster.local:18000");
+    assert.equal(load.apply_default_config_without_warming, true);
+    assert.equal(load.default_config.type_url, typeUrl("envoy.extensions.filters.http.set_filter_state.v3.Config"));
+    assert.deepEqual(httpFilterNames(await listenerCall(out)), ["infergate-load", "infergate", "envoy.filters.http.router"], "idempotent");
   });
 
   it("gives other listeners no filter, only the early removal of a client-sent destination header", async () => {
@@ -113,7 +119,7 @@ describe("Envoy Gateway extension hooks", () => {
       { name: "envoy.http.early_header_mutation.header_mutation", remove: ["x-debug"] },
       { name: "infergate.strip-client-destination", remove: ["x-gateway-destination-endpoint", "x-infergate-mirror-endpoint"] },
     ]);
-    assert.deepEqual(httpFilterNames(out), ["infergate", "envoy.filters.http.router"], "the filter still sets the header afterwards");
+    assert.deepEqual(httpFilterNames(out), ["infergate-load", "infergate", "envoy.filters.http.router"], "the filter still sets the header afterwards");
   });
 
   it("attaches to a Gateway in another namespace only with that namespace's ReferenceGrant", async () => {
@@ -137,7 +143,7 @@ spec: {from: [{group: inference.networking.x-k8s.io, kind: InferencePool, namesp
         const request = new WireMessage([{ field: 1, wireType: 2, bytes: listenerBytes("prod/shared-gw/http", 80, hcmBytes()) }]);
         const out: WireMessage = await new Promise((resolve, reject) => c.makeUnaryRequest(`/${SERVICE}/PostHTTPListenerModify`, (m: WireMessage) => Buffer.from(m.encode()),
           (b: Buffer) => WireMessage.decode(new Uint8Array(b)), request, (err, res) => (err ? reject(err) : resolve(res!))));
-        assert.deepEqual(httpFilterNames(out.first(1)!.bytes), attached ? ["infergate", "envoy.filters.http.router"] : ["envoy.filters.http.router"], attached ? "granted" : "not granted");
+        assert.deepEqual(httpFilterNames(out.first(1)!.bytes), attached ? ["infergate-load", "infergate", "envoy.filters.http.router"] : ["envoy.filters.http.router"], attached ? "granted" : "not granted");
       } finally {
         c.close();
         h.close();
@@ -149,9 +155,9 @@ spec: {from: [{group: inference.networking.x-k8s.io, kind: InferencePool, namesp
     const wasm = Wasm.encode(Wasm.fromObject({ config: { name: "infergate", root_id: "infergate", vm_config: { runtime: "envoy.wasm.runtime.v8", code: { remote: { http_uri: { uri: "https://eg:18002/x", cluster: "wasm_cluster", timeout: { seconds: 10 } }, sha256: "ab" } } } } })).finish();
     const eep = { name: "envoy.filters.http.wasm/default/infergate-policy/0", disabled: true, typed_config: { type_url: typeUrl("envoy.extensions.filters.http.wasm.v3.Wasm"), value: wasm } };
     const out = await listenerCall(listenerBytes("default/plain-gateway/http", 80, hcmBytes([eep])));
-    assert.deepEqual(httpFilterNames(out), ["envoy.filters.http.wasm/default/infergate-policy/0", "envoy.filters.http.router"]);
+    assert.deepEqual(httpFilterNames(out), ["infergate-load", "envoy.filters.http.wasm/default/infergate-policy/0", "envoy.filters.http.router"]);
     const decoded = Listener.toObject(Listener.decode(out)) as any;
-    const filter = (HCM.toObject(HCM.decode(decoded.filter_chains[0].filters[0].typed_config.value)) as any).http_filters[0];
+    const filter = (HCM.toObject(HCM.decode(decoded.filter_chains[0].filters[0].typed_config.value)) as any).http_filters[1];
     assert.equal(filter.disabled, true, "still enabled per route by Envoy Gateway");
     assert.equal(filter.typed_config, undefined);
     assert.ok(filter.config_discovery, "now fed over ECDS");
@@ -217,7 +223,7 @@ spec: {from: [{group: inference.networking.x-k8s.io, kind: InferencePool, namesp
     assert.deepEqual(Buffer.from(out.all(1)[0]!.bytes), Buffer.from(other));
     assert.equal(out.all(1).length, 1);
     assert.equal(out.all(2).length, 1);
-    assert.deepEqual(httpFilterNames(out.all(3)[0]!.bytes), ["infergate", "envoy.filters.http.router"]);
+    assert.deepEqual(httpFilterNames(out.all(3)[0]!.bytes), ["infergate-load", "infergate", "envoy.filters.http.router"]);
   });
 });
 
@@ -268,8 +274,8 @@ spec: {clusterIP: 10.96.0.20, ports: [{port: 9002}]}
   it("puts the picker's ext_proc filter between the infergate filter and the router, once", async () => {
     const listener = async (bytes: Uint8Array) => (await call("PostHTTPListenerModify", new WireMessage([{ field: 1, wireType: 2, bytes }]))).first(1)!.bytes;
     const out = await listener(listenerBytes("default/inference-gateway/llm-gw", 8081, hcmBytes()));
-    assert.deepEqual(httpFilterNames(out), ["infergate", "infergate-endpoint-picker", "envoy.filters.http.router"]);
-    assert.deepEqual(httpFilterNames(await listener(out)), ["infergate", "infergate-endpoint-picker", "envoy.filters.http.router"], "idempotent");
+    assert.deepEqual(httpFilterNames(out), ["infergate-load", "infergate", "infergate-endpoint-picker", "envoy.filters.http.router"]);
+    assert.deepEqual(httpFilterNames(await listener(out)), ["infergate-load", "infergate", "infergate-endpoint-picker", "envoy.filters.http.router"], "idempotent");
     // A listener without the infergate filter gets no picker either (only the early header
     // mutation every HTTP listener gets).
     const plain = listenerBytes("default/inference-gateway/http", 8080, hcmBytes());

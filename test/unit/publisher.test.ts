@@ -6,7 +6,9 @@ import { describe, it } from "node:test";
 import { parseRoutingConfig } from "../../extension-server/src/config/routing-config.ts";
 import { Publisher } from "../../extension-server/src/publisher.ts";
 import type { Schedule } from "../../extension-server/src/scheduling/scheduler.ts";
-import { TYPE_EXTENSION_CONFIG, TYPE_LOAD_ASSIGNMENT, XdsServer } from "../../extension-server/src/xds/server.ts";
+import { TYPE_EXTENSION_CONFIG, TYPE_LOAD_ASSIGNMENT, XdsServer, type EncodedResource } from "../../extension-server/src/xds/server.ts";
+import { protoRoot } from "../../extension-server/src/xds/protos.ts";
+import { FILTER_NAME, LOAD_FILTER_NAME, LOAD_TEXT_KEY, LOAD_VERSION_KEY } from "../../extension-server/src/contract.ts";
 
 const MIN_INTERVAL_MS = 200;
 
@@ -68,6 +70,39 @@ describe("publisher", () => {
       assert.equal(pushes(), 4);
       assert.match(publisher.snapshot, /^target t 2$/m);
       assert.equal(xds.version(TYPE_LOAD_ASSIGNMENT), 1, "same endpoints: no EDS push");
+    } finally {
+      publisher.stop();
+      await xds.close();
+    }
+  });
+
+  it("a score change changes only the load filter's resource; the Wasm filter's stays byte for byte the same", async () => {
+    const xds = new XdsServer();
+    const published: EncodedResource[][] = [];
+    const set = xds.setResources.bind(xds);
+    xds.setResources = (type, resources) => { if (type === TYPE_EXTENSION_CONFIG) published.push(resources); return set(type, resources); };
+    const publisher = new Publisher(xds, { wasmPath: "/m.wasm" });
+    const byName = (i: number) => new Map(published[i]!.map((r) => [r.name, Buffer.from(r.any.value)]));
+    const loadOf = (i: number) => {
+      const ext = protoRoot().lookupType("envoy.config.core.v3.TypedExtensionConfig");
+      const decoded = ext.toObject(ext.decode(byName(i).get(LOAD_FILTER_NAME)!)) as any;
+      const config = protoRoot().lookupType("envoy.extensions.filters.http.set_filter_state.v3.Config");
+      const values = (config.toObject(config.decode(decoded.typed_config.value)) as any).on_request_headers;
+      return Object.fromEntries(values.map((v: any) => [v.object_key, v.format_string.text_format_source.inline_string]));
+    };
+    try {
+      publisher.setConfig(config(1), scored(1000));
+      await sleep(MIN_INTERVAL_MS + 50);
+      publisher.setSchedule(scored(640));
+      assert.equal(published.length, 2);
+      assert.deepEqual(byName(1).get(FILTER_NAME), byName(0).get(FILTER_NAME), "the Wasm filter's configuration is unchanged");
+      const [before, after] = [loadOf(0), loadOf(1)];
+      assert.notEqual(after[LOAD_VERSION_KEY], before[LOAD_VERSION_KEY]);
+      assert.match(before[LOAD_TEXT_KEY], /^endpoint 10\.0\.0\.1:80 1000$/m);
+      assert.match(after[LOAD_TEXT_KEY], /^infergate-load 1\npool default\/p\nendpoint 10\.0\.0\.1:80 640\nsaturation default\/p 0\n$/);
+      publisher.setConfig(config(2), scored(640)); // a configuration change: a new Wasm configuration, the same load
+      assert.notDeepEqual(byName(2).get(FILTER_NAME), byName(1).get(FILTER_NAME));
+      assert.deepEqual(loadOf(2), after);
     } finally {
       publisher.stop();
       await xds.close();

@@ -6,7 +6,9 @@
 // bootstrap file needs verbatim, so each builder reads like Envoy's documentation. Going from JSON
 // to protobuf is mechanical given the types (and the encoder refuses anything the types do not
 // know); going the other way would mean decoding every nested Any back out of its bytes.
-import { DESTINATION_HEADER, FILTER_NAME, LB_METADATA_NAMESPACE, MIRROR_HEADER, SERVED_ENDPOINT_KEY } from "../contract.ts";
+import {
+  DESTINATION_HEADER, FILTER_NAME, LB_METADATA_NAMESPACE, LOAD_FILTER_NAME, LOAD_TEXT_KEY, LOAD_VERSION_KEY, MIRROR_HEADER, SERVED_ENDPOINT_KEY,
+} from "../contract.ts";
 import type { Json } from "../xds/encode.ts";
 import { typeUrl } from "../xds/protos.ts";
 
@@ -252,6 +254,30 @@ export function filterConfigDiscovery(xds: XdsTransport, defaultConfig?: Json): 
     ...(defaultConfig ? { default_config: defaultConfig, apply_default_config_without_warming: true } : {}),
     type_urls: [WASM_TYPE_URL],
   };
+}
+
+export const SET_FILTER_STATE_TYPE_URL = typeUrl("envoy.extensions.filters.http.set_filter_state.v3.Config");
+
+/**
+ * The `set_filter_state` configuration that hands the load text (snapshot.ts: renderLoad) to the
+ * Wasm filter on every request, under LOAD_TEXT_KEY, with its version under LOAD_VERSION_KEY
+ * (filter/src/live_load.ts reads both). Without a load it sets nothing, and the filter routes on
+ * its snapshot alone.
+ */
+export function loadFilter(load?: { version: string; text: string }): Json {
+  if (!load) return typed("envoy.extensions.filters.http.set_filter_state.v3.Config", { on_request_headers: [] });
+  // The value is an Envoy format string: `%` would start a command. No name in the load can hold one
+  // (SNAPSHOT_NAME), nor can a number or an address.
+  if (load.text.includes("%") || load.version.includes("%")) throw new Error("a load text cannot contain '%'");
+  const value = (key: string, text: string): Json => ({ object_key: key, factory_key: "envoy.string", format_string: { text_format_source: { inline_string: text } } });
+  return typed("envoy.extensions.filters.http.set_filter_state.v3.Config", {
+    on_request_headers: [value(LOAD_VERSION_KEY, load.version), value(LOAD_TEXT_KEY, load.text)],
+  });
+}
+
+/** The load filter as an HTTP filter: its configuration arrives over ECDS; until then it sets nothing. */
+export function loadHttpFilter(xds: XdsTransport): Json {
+  return { name: LOAD_FILTER_NAME, config_discovery: { ...filterConfigDiscovery(xds, loadFilter()), type_urls: [SET_FILTER_STATE_TYPE_URL] } };
 }
 
 /** The ECDS resource: a named filter configuration. */

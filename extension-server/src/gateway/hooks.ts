@@ -23,9 +23,9 @@
 // and every Envoy keeps its last good configuration; a half-edited resource is never sent.
 import * as grpc from "@grpc/grpc-js";
 import { poolId, type PoolConfig, type RoutingConfig } from "../config/routing-config.ts";
-import { FILTER_NAME } from "../contract.ts";
+import { FILTER_NAME, LOAD_FILTER_NAME } from "../contract.ts";
 import {
-  ecdsHttpFilter, edsClusterConfig, filterConfigDiscovery, hostCluster, mirrorCluster, overrideHostPolicy, poolCircuitBreakers, poolsEdsName, routeEdsName,
+  ecdsHttpFilter, edsClusterConfig, filterConfigDiscovery, hostCluster, loadHttpFilter, mirrorCluster, overrideHostPolicy, poolCircuitBreakers, poolsEdsName, routeEdsName,
   STRIP_DESTINATION_NAME, stripClientDestination, WASM_TYPE_URL, type XdsClientTls, type XdsTransport,
 } from "../envoy/resources.ts";
 import { editPickerRoute, insertPickerFilter, missingPickerClusters, poolOf } from "./endpoint-picker-hooks.ts";
@@ -119,9 +119,11 @@ export type PolicyFilterSeen = (name: string, wasm: Uint8Array) => void;
 function editHttpFilters(hcm: WireMessage, attach: boolean, xds: XdsTransport, seen: PolicyFilterSeen): boolean {
   let changed = false;
   const filters = hcm.all(HCM.http_filters);
+  const infergate = new Set([FILTER_NAME]);
   for (const f of filters) {
     const filter = WireMessage.decode(f.bytes);
     if (!isOurWasm(filter)) continue;
+    infergate.add(filter.string(HTTP_FILTER.name) ?? "");
     // An EnvoyExtensionPolicy put our module here inline; keep its name and flags, feed it over ECDS
     // (with the policy's own module: policy-filter.ts).
     const wasm = WireMessage.decode(filter.first(HTTP_FILTER.typed_config)!.bytes).first(ANY.value)?.bytes ?? new Uint8Array();
@@ -139,7 +141,17 @@ function editHttpFilters(hcm: WireMessage, attach: boolean, xds: XdsTransport, s
     else hcm.fields.push(entry);
     changed = true;
   }
-  return changed;
+  return insertLoadFilter(hcm, infergate, xds) || changed;
+}
+
+/** Puts the load filter (live load for filter/src/live_load.ts) before the first infergate filter, once. */
+function insertLoadFilter(hcm: WireMessage, infergate: ReadonlySet<string>, xds: XdsTransport): boolean {
+  const names = hcm.fields.map((f) => (f.field === HCM.http_filters ? WireMessage.decode(f.bytes).string(HTTP_FILTER.name) : undefined));
+  if (names.includes(LOAD_FILTER_NAME)) return false;
+  const first = names.findIndex((n) => n !== undefined && infergate.has(n));
+  if (first < 0) return false;
+  hcm.fields.splice(first, 0, { field: HCM.http_filters, wireType: WIRE_LENGTH_DELIMITED, bytes: encodeJson(T.httpFilter, loadHttpFilter(xds)) });
+  return true;
 }
 
 /** Removes client-sent destination and mirror headers before any filter (once per HCM; Envoy

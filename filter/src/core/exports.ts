@@ -5,7 +5,7 @@ import { jsonString } from "./errors";
 import { isInferencePath } from "./routes";
 import { ModelScanner, PROMPT_PREFIX_BYTES, ScanError, ScanResult } from "./json_scan";
 import { LocalLoad, PrefixMemory, Random } from "./pick";
-import { parseSnapshot, Pool, Route, Snapshot } from "./snapshot";
+import { parseLoad, parseSnapshot, Pool, Route, Snapshot } from "./snapshot";
 import { mirrorDestinations } from "./mirror";
 import { chooseRoutePool, NO_CONTEXT, RequestContext, shedThreshold } from "./request";
 
@@ -45,6 +45,34 @@ export function checkSnapshot(text: string): string {
   const s = parsed.snapshot;
   if (s === null) return "error " + parsed.error;
   return "ok " + s.version + " " + s.models.size.toString() + " " + s.pools.size.toString();
+}
+
+/**
+ * Every pool of a snapshot, after applying a load text to it ("" for none): per pool a line
+ * "pool <name> <saturation>", then "endpoint <address> <score> <waiting> <kv> <lora-free> <loras>"
+ * lines; or "error <reason>".
+ */
+export function describePools(snapshotText: string, loadText: string): string {
+  const parsed = parseSnapshot(snapshotText);
+  const s = parsed.snapshot;
+  if (s === null) return "error " + parsed.error;
+  if (loadText.length > 0) {
+    const load = parseLoad(loadText);
+    if (load.snapshot === null) return "error " + load.error;
+    s.applyLoad(load.snapshot!);
+  }
+  let out = "";
+  const pools = s.pools.values();
+  for (let i = 0; i < pools.length; i++) {
+    const p = pools[i];
+    out += "pool " + p.name + " " + p.saturation.toString() + "\n";
+    for (let j = 0; j < p.endpoints.length; j++) {
+      const e = p.endpoints[j];
+      out += "endpoint " + e.address + " " + e.score.toString() + " " + e.waiting.toString() + " " + e.kvPermille.toString() +
+        " " + e.loraFree.toString() + " " + e.loras.join(",") + "\n";
+    }
+  }
+  return out;
 }
 
 /**

@@ -35,12 +35,29 @@
 //                                 model's own pool is
 //   mirror <cluster> <pool>       the route also mirrors to <pool>: the filter picks an endpoint there too
 //
+// The live part of those records (each pool's `endpoint` lines and `saturation`) also arrives on
+// its own, as the load text, on every scrape that changes it; the rest arrives only when the
+// configuration changes. The load text has the header `infergate-load 1` and then `pool` blocks
+// of `endpoint` lines and `saturation` records, in the format above:
+//
+//   infergate-load 1
+//   pool reasoning-pool
+//   endpoint 10.0.0.5:8000 870 waiting=3 kv=412
+//   saturation reasoning-pool 120
+//
+// It replaces, for each pool it names that the snapshot has, that pool's endpoints and saturation
+// (applyLoad). Why two texts: Envoy builds a new Wasm plugin for every new plugin configuration and
+// keeps a few hundred bytes of each for good (proxy-wasm-cpp-host's per-VM fail callbacks and
+// canary cache hold its key, which holds the configuration), so the load travels outside it
+// (the `set_filter_state` filter the extension server configures: stream.ts reads it).
+//
 // A model named `*` applies to every model name no other record declares (an InferenceModelRewrite
 // rule without matches).
 //
 // Pure module: no host imports.
 
 export const FORMAT_HEADER = "infergate-snapshot 1";
+export const LOAD_FORMAT_HEADER = "infergate-load 1";
 
 /** The largest tuning value accepted (costs are saturating anyway; this keeps them meaningful). */
 export const MAX_TUNING: i64 = 1_000_000_000_000;
@@ -174,6 +191,21 @@ export class Snapshot {
   /** Routes, by cluster name. */
   routes: Map<string, Route> = new Map<string, Route>();
 
+  /**
+   * Applies a load text's pools (parseLoad): each pool of this snapshot that the load names gets
+   * the load's endpoints and saturation; pools the load does not name keep theirs.
+   */
+  applyLoad(load: Snapshot): void {
+    const names = load.pools.keys();
+    for (let i = 0; i < names.length; i++) {
+      if (!this.pools.has(names[i])) continue;
+      const from = load.pools.get(names[i]);
+      const to = this.pools.get(names[i]);
+      to.endpoints = from.endpoints;
+      to.saturation = from.saturation;
+    }
+  }
+
   /** The model a requested name resolves to: its own record, else the `*` record; null if neither. */
   model(name: string): Model | null {
     if (this.models.has(name)) return this.models.get(name);
@@ -232,8 +264,13 @@ class Parser {
   model: Model | null = null;
   error: string = "";
 
+  /** A load text: records other than pools, endpoints and saturation are ignored (as unknown
+   * kinds are: a newer server may add some). */
+  loadOnly: bool = false;
+
   line(fields: string[], lineNo: i32): bool {
     const kind = fields[0];
+    if (this.loadOnly && kind != "pool" && kind != "endpoint" && kind != "saturation") return true;
     if (kind == "version") return this.expect(fields, 2, lineNo) && this.setVersion(fields[1]);
     if (kind == "pool") return this.expect(fields, 2, lineNo) && this.addPool(fields[1], lineNo);
     if (kind == "endpoint") return this.expectAtLeast(fields, 3, lineNo) && this.addEndpoint(fields, lineNo);
@@ -368,13 +405,23 @@ class Parser {
 }
 
 export function parseSnapshot(text: string): ParseResult {
+  return parse(text, FORMAT_HEADER, false);
+}
+
+/** Parses a load text (see the top of this file): only its `pool`, `endpoint` and `saturation` records are read. */
+export function parseLoad(text: string): ParseResult {
+  return parse(text, LOAD_FORMAT_HEADER, true);
+}
+
+function parse(text: string, header: string, loadOnly: bool): ParseResult {
   const result = new ParseResult();
   const lines = text.split("\n");
-  if (lines.length == 0 || lines[0].trim() != FORMAT_HEADER) {
-    result.error = "snapshot must start with '" + FORMAT_HEADER + "'";
+  if (lines.length == 0 || lines[0].trim() != header) {
+    result.error = (loadOnly ? "load" : "snapshot") + " must start with '" + header + "'";
     return result;
   }
   const parser = new Parser();
+  parser.loadOnly = loadOnly;
   for (let i = 1; i < lines.length; i++) {
     const line = lines[i].trim();
     if (line.length == 0 || line.charCodeAt(0) == 0x23 /* # */) continue;
