@@ -20,6 +20,7 @@ import { shapeNamed } from "./lab/shapes.ts";
 import { formatSideMeasurements, runSideMeasurements } from "./overhead.ts";
 import { GIE_EPP_MODEL, gieEppUnavailable, startGieEppMode, type PeerMode } from "./peers/gie-epp-mode.ts";
 import { writeReport, type ModeResult } from "./report.ts";
+import { TUNING_KEYS } from "../extension-server/src/snapshot.ts";
 import { formatSummary, summarize } from "./summary.ts";
 import { buildWorkload, SEED_WORKLOAD, type WorkloadOptions, type WorkloadRequest } from "./workload.ts";
 
@@ -36,7 +37,21 @@ interface BenchOptions extends WorkloadOptions {
   /** Step-time factor per replica (1: the calibrated profile). */
   slowdown: number[];
   modes: string[];
+  /** InfergateConfig picker settings (field: value) the run gives infergate; empty: the defaults. */
+  tuning: Record<string, number>;
   out: string;
+}
+
+/** `kv-threshold=0,waiting-bytes=8192`: snapshot tuning keys (the lab's --tuning), as picker fields. */
+function parseTuning(text: string | undefined): Record<string, number> {
+  if (!text) return {};
+  const fields = new Map(TUNING_KEYS);
+  return Object.fromEntries(text.split(",").map((kv) => {
+    const [key, value] = kv.split("=");
+    const field = fields.get(key!);
+    if (!field || !Number.isFinite(Number(value))) throw new Error(`--tuning: ${kv} is not <key>=<number> with a key of ${[...fields.keys()].join(", ")}`);
+    return [field, Number(value)];
+  }));
 }
 
 const MODES: Record<string, { listener: string; description: string; model?: string; peer?: { start: (ips: string[]) => Promise<PeerMode>; unavailable: () => string | undefined } }> = {
@@ -77,6 +92,8 @@ export function parseBenchOptions(argv: string[]): BenchOptions {
     profile: { type: "string", default: "qwq-32b-4xa10" },
     replicas: { type: "string", default: "5" },
     modes: { type: "string", default: defaultModes() },
+    // Picker tuning for infergate, as the lab's --tuning takes it: snapshot keys (kv-threshold=0,...).
+    tuning: { type: "string" },
     out: { type: "string" },
   } });
   if (values.quick && values.full) throw new Error("--quick and --full are exclusive");
@@ -100,7 +117,7 @@ export function parseBenchOptions(argv: string[]): BenchOptions {
     numPrompts, prefixLen: Number(pick("prefix-len")), inputLen: Number(pick("input-len")),
     outputLen: Number(pick("output-len")), rangeRatio: Number(pick("range-ratio")), rangeMode: "legacy", seed: Number(pick("seed")), model: "qwq",
     concurrency, requestRate: rate === "inf" ? Infinity : Number(rate),
-    timeScale: Number(pick("time-scale")), profile: pick("profile")!, replicas, slowdown, modes,
+    timeScale: Number(pick("time-scale")), profile: pick("profile")!, replicas, slowdown, modes, tuning: parseTuning(values.tuning),
     out: values.out ?? join(repo, "bench", "out", new Date().toISOString().replace(/[:.]/g, "-")),
   };
 }
@@ -114,7 +131,7 @@ export function benchRequests(o: BenchOptions): WorkloadRequest[] {
   return shapeNamed(o.workload).build(o.seed, o.numPrompts);
 }
 
-function poolYaml(ips: string[]): string {
+function poolYaml(ips: string[], tuning: Record<string, number> = {}): string {
   const pods = ips.map((ip, i) => `---
 apiVersion: v1
 kind: Pod
@@ -134,7 +151,12 @@ spec:
   criticality: Critical
   poolRef: {name: reasoning-pool}
   targetModels: [{name: qwq-32b, weight: 100}]
-${pods}`;
+${pods}${Object.keys(tuning).length === 0 ? "" : `---
+apiVersion: infergate.io/v1alpha1
+kind: InfergateConfig
+metadata: {name: bench}
+spec: {picker: ${JSON.stringify(tuning)}}
+`}`;
 }
 
 /** Starts the replicas in a child process (a core of their own) and waits for "ready". */
@@ -193,7 +215,7 @@ export async function runBench(o: BenchOptions, hooks: BenchHooks = {}): Promise
   try {
     for (const m of o.modes) if (MODES[m]!.peer) peers.set(m, await MODES[m]!.peer!.start(ips));
   } catch (err) { await Promise.all([...peers.values()].map((p) => p.stop())); await stopChild(replicas); throw err; }
-  writeFileSync(configPath, poolYaml(ips) + [...peers.values()].map((p) => p.yaml).join(""));
+  writeFileSync(configPath, poolYaml(ips, o.tuning) + [...peers.values()].map((p) => p.yaml).join(""));
   const server = new InfergateServer({ source: { file: configPath }, xdsPort: 0, log: () => undefined,
     envoy: { adminPort: 0, plainPort: 0, inferencePort: 0, leastRequestPort: 0, concurrency: 2, logLevel: "error" } });
   const results: ModeResult[] = [];
@@ -236,7 +258,8 @@ export function describeBench(o: BenchOptions): string {
     ? `prefix ${o.prefixLen}, input prefix + U[${Math.floor(o.inputLen * o.rangeRatio)}, ${o.inputLen}], output U[${Math.floor(o.outputLen * o.rangeRatio)}, ${o.outputLen}]`
     : shapeNamed(o.workload).description;
   const speeds = o.slowdown.some((f) => f !== 1) ? ` (step time ×${o.slowdown.join(", ×")})` : "";
-  return `workload ${o.workload}: ${o.numPrompts} prompts, ${arrivals}; ${lengths}; ${o.replicas} replicas (${o.profile})${speeds}, time scale ${o.timeScale}`;
+  const tuning = Object.keys(o.tuning).length > 0 ? `; infergate picker ${JSON.stringify(o.tuning)}` : "";
+  return `workload ${o.workload}: ${o.numPrompts} prompts, ${arrivals}; ${lengths}; ${o.replicas} replicas (${o.profile})${speeds}, time scale ${o.timeScale}${tuning}`;
 }
 
 async function main(): Promise<void> {

@@ -66,7 +66,9 @@ function googleGrpc(target: string, tls: XdsClientTls | undefined): Json {
 
 export function xdsConfigSource(xds: XdsTransport): Json {
   const service = "cluster" in xds
-    ? { envoy_grpc: { cluster_name: xds.cluster } }
+    // A restarted server is reached within 2 s: Envoy's default xDS backoff grows to 30 s while the
+    // server is down, so a configuration edit made after it returns could wait that long.
+    ? { envoy_grpc: { cluster_name: xds.cluster, retry_policy: { retry_back_off: { base_interval: "0.25s", max_interval: "2s" } } } }
     : { google_grpc: googleGrpc(xds.target, xds.tls) };
   return {
     api_config_source: { api_type: "GRPC", transport_api_version: "V3", grpc_services: [service], set_node_on_first_message_only: true },
