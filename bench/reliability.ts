@@ -79,7 +79,9 @@ configuration edit.
 |---|---|---|---|
 | ${sum(cp.map((r) => r.load.sent))} (${runs} runs) | ${sum(cp.map((r) => r.load.failed))} | ${fmt(cp.map((r) => r.servedWhileDown))} | ${fmt(cp.map((r) => r.resumeMs))} ms |
 
-The edit waits for Envoy's own xDS reconnection backoff, not for the server.
+The edit waits for Envoy's xDS reconnection backoff, not for the server: the generated bootstrap
+sets it to 0.25–2 s (Envoy's default grows to 30 s while the server is down; with it, this figure
+was 536, 7291 and 4920 ms in three runs).
 
 ## A replica SIGKILLed under load
 
