@@ -216,6 +216,23 @@ describe("endpoint picker protocol (ext_proc) through real Envoy, standalone", (
     await waitFor(async () => (await postJson(url(), completion("open"))).servedBy === at(OPEN[1]!) && openPicker.requests.length > seen, 5000, 100);
   });
 
+  it("FailOpen holds on the picker's later deaths as on its first: each time it comes back, is used, and dies again", async () => {
+    answer = () => ({ endpoints: [at(OPEN[1]!)] });
+    for (let death = 1; death <= 3; death++) {
+      const seen = openPicker.requests.length;
+      await waitFor(async () => (await postJson(url(), completion("open"))).servedBy === at(OPEN[1]!) && openPicker.requests.length > seen, 5000, 100);
+      // Right away, as an orchestrator's restart loop does: Envoy's health update for the picker's
+      // return is still fresh. (With Envoy's default 1 s update merge window, the death's update
+      // waited for that window, and every request until then went to the dead picker: 10 of 10
+      // failed from the second death on.)
+      await openPicker.stop();
+      const early: number[] = [];
+      for (let i = 0; i < 10; i++) early.push((await postJson(url(), completion("open"))).status);
+      assert.ok(early.filter((s) => s !== 200).length <= 2, `death ${death}, the first requests after it: ${early.join(" ")}`);
+      await openPicker.start();
+    }
+  });
+
   it("FailClose: with the picker killed, 503 and nothing reaches a replica", async () => {
     await closePicker.stop();
     const before = stack.replicas.map((s) => s.stats().requests);

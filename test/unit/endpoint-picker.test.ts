@@ -133,6 +133,8 @@ describe("Envoy resources for a picker", () => {
     assert.equal(c.eds_cluster_config.service_name, "infergate-picker/team/llm");
     assert.ok(c.common_lb_config.healthy_panic_threshold, "a panic threshold is set");
     assert.equal(c.common_lb_config.healthy_panic_threshold.value ?? 0, 0);
+    assert.ok(c.common_lb_config.update_merge_window, "a merge window is set (Envoy's default is 1 s)");
+    assert.equal(Number(c.common_lb_config.update_merge_window.seconds ?? 0) + Number(c.common_lb_config.update_merge_window.nanos ?? 0), 0, "health changes are not held back");
     assert.ok(c.health_checks[0].tcp_health_check);
     assert.deepEqual([c.outlier_detection.consecutive_local_origin_failure.value, c.outlier_detection.split_external_local_origin_errors], [1, true]);
     assert.equal(c.transport_socket.name, "envoy.transport_sockets.tls");

@@ -27,7 +27,9 @@
 //   the picker speaks TLS), the first connection refused ejects the host at once (outlier
 //   detection on local-origin failures), and the panic threshold is 0, so an unhealthy picker is
 //   never tried: FailOpen then continues with the infergate filter's pick, FailClose answers 503
-//   (status_on_error). A reference that does not resolve gives an empty cluster: the same.
+//   (status_on_error). Health changes reach the workers with no merge window (below), so this
+//   holds on every death of the picker, not only its first. A reference that does not resolve
+//   gives an empty cluster: the same.
 import type { EndpointPicker } from "../config/endpoint-picker.ts";
 import { LB_METADATA_NAMESPACE, SERVED_ENDPOINT_KEY } from "../contract.ts";
 import type { Json } from "../xds/encode.ts";
@@ -134,7 +136,11 @@ export function pickerCluster(pool: string, xds: XdsTransport, tls: boolean): Js
       split_external_local_origin_errors: true, consecutive_local_origin_failure: 1, enforcing_consecutive_local_origin_failure: 100,
       base_ejection_time: "1s", max_ejection_percent: 100,
     },
-    common_lb_config: { healthy_panic_threshold: { value: 0 } },
+    // update_merge_window 0: a health change reaches the workers' load balancers at once. Envoy's
+    // default (1 s) applies the first change at once but holds the next ones until the window ends,
+    // so a picker that died soon after it came back kept being chosen, and every FailOpen request
+    // in that second failed (bench/peers/EPP.md, "picker failover").
+    common_lb_config: { healthy_panic_threshold: { value: 0 }, update_merge_window: "0s" },
     circuit_breakers: { thresholds: [{ priority: "DEFAULT", max_connections: PICKER_MAX_STREAMS, max_pending_requests: PICKER_MAX_STREAMS, max_requests: PICKER_MAX_STREAMS }] },
   };
 }
