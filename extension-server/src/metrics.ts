@@ -24,13 +24,13 @@ export class ServerMetrics {
 
   readonly configReloads = new Counter({ name: "infergate_config_reloads_total", help: "Configuration loads by result (ok, rejected).", labelNames: ["result"], registers: [this.registry] });
   readonly configLastReloadSuccessful = new Gauge({ name: "infergate_config_last_reload_successful", help: "1 if the last configuration load was accepted, 0 if it was rejected (the previous configuration keeps serving).", registers: [this.registry] });
-  readonly snapshotVersion = new Gauge({ name: "infergate_snapshot_version", help: "Version of the routing snapshot being served.", registers: [this.registry] });
+  readonly snapshotVersion = new Gauge({ name: "infergate_snapshot_version", help: "Version of the routing snapshot being served (a new load does not change it).", registers: [this.registry] });
   readonly poolEndpoints = new Gauge({ name: "infergate_pool_endpoints", help: "Endpoints known per pool.", labelNames: ["pool"], registers: [this.registry] });
   readonly poolReadyEndpoints = new Gauge({ name: "infergate_pool_ready_endpoints", help: "Endpoints of the pool whose metrics are fresh. At 0 the filter balances over every endpoint blind (or answers 503 if the pool has none).", labelNames: ["pool"], registers: [this.registry] });
   readonly podsSkipped = new Gauge({ name: "infergate_pool_pods_skipped", help: "Pods the pool selects that are not endpoints, by reason (no-ip, invalid-ip, not-ready).", labelNames: ["pool", "reason"], registers: [this.registry] });
   readonly configProblems = new Gauge({ name: "infergate_config_problems", help: "Objects (or documents) left out of the current configuration; each is named in the log, and in its status in Kubernetes.", registers: [this.registry] });
   readonly snapshotRecordsDropped = new Counter({ name: "infergate_snapshot_records_dropped_total", help: "Snapshot records left out because a field was unsafe (a name with whitespace, a number that is not an integer); counted when a record starts being left out.", registers: [this.registry] });
-  readonly snapshotPushes = new Counter({ name: "infergate_snapshot_pushes_total", help: "Routing snapshots pushed to Envoy over ECDS.", registers: [this.registry] });
+  readonly snapshotPushes = new Counter({ name: "infergate_snapshot_pushes_total", help: "Pushes to Envoy over ECDS: a new routing snapshot, a new load (the live part), or both.", registers: [this.registry] });
   readonly endpointScore = new Gauge({ name: "infergate_endpoint_score", help: "Score (0-1000) pushed for each endpoint; absent when not routable.", labelNames: ["pool", "endpoint"], registers: [this.registry] });
   readonly endpointReady = new Gauge({ name: "infergate_endpoint_ready", help: "1 when the endpoint's metrics are fresh, else 0.", labelNames: ["pool", "endpoint"], registers: [this.registry] });
   readonly endpointWaiting = new Gauge({ name: "infergate_endpoint_waiting_requests", help: "Waiting requests the endpoint last reported.", labelNames: ["pool", "endpoint"], registers: [this.registry] });
