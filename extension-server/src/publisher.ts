@@ -51,7 +51,10 @@ export class Publisher {
   /** Load versions are `<epoch>-<n>`: a restarted server never repeats one a filter has applied. */
   private readonly loadEpoch = randomBytes(4).toString("hex");
   private lastEndpoints = "";
-  private current = "";
+  /** The combined view (`snapshot`), rendered when first asked for after a push, not on every push. */
+  private current?: string;
+  /** The schedule of the last push: what the combined view shows. */
+  private pushedSchedule?: Schedule;
   private config?: RoutingConfig;
   private schedule?: Schedule;
   private lastPushAt = -Infinity;
@@ -66,7 +69,10 @@ export class Publisher {
   constructor(private readonly xds: XdsServer, private readonly opts: PublisherOptions) {}
 
   /** The snapshot most recently published, with its load in place (what the filters route on). */
-  get snapshot(): string { return this.current; }
+  get snapshot(): string {
+    if (this.current === undefined) this.current = this.config && this.routing ? renderSnapshot(this.config, this.snapshotVersion, this.pushedSchedule) : "";
+    return this.current;
+  }
 
   /** A new configuration (and the schedule for it): endpoints and snapshot are pushed at once. */
   setConfig(config: RoutingConfig, schedule?: Schedule): void {
@@ -147,7 +153,8 @@ export class Publisher {
       this.loadVersion++;
     }
     this.lastPushAt = performance.now();
-    this.current = renderSnapshot(this.config, this.snapshotVersion, this.schedule);
+    this.pushedSchedule = this.schedule;
+    this.current = undefined;
     this.publishFilters();
     this.opts.metrics?.snapshotVersion.set(this.snapshotVersion);
     this.opts.metrics?.snapshotPushes.inc();

@@ -49,7 +49,7 @@
 // (applyLoad). Why two texts: Envoy builds a new Wasm plugin for every new plugin configuration and
 // keeps a few hundred bytes of each for good (proxy-wasm-cpp-host's per-VM fail callbacks and
 // canary cache hold its key, which holds the configuration), so the load travels outside it
-// (the `set_filter_state` filter the extension server configures: stream.ts reads it).
+// (the `set_filter_state` filter the extension server configures: live_load.ts reads it).
 //
 // A model named `*` applies to every model name no other record declares (an InferenceModelRewrite
 // rule without matches).
