@@ -10,15 +10,12 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { distribution } from "./summary.ts";
+import { distribution, spread, spreadCell, type Spread } from "./summary.ts";
 
 interface LabRun { shape: string; policy: string; seed: number; ttft: { mean: number; median: number; p99: number }; outputThroughput: number }
 interface EnvoyMode { name: string; summary: { ttft: { mean: number; median: number; p99: number }; outputThroughput: number }; records: Array<{ ok: boolean; index: number; ttftMs: number }> }
 
-export interface Spread { median: number; min: number; max: number }
-const median = (v: number[]): number => { const s = [...v].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2; };
-const spread = (v: number[]): Spread => ({ median: median(v), min: Math.min(...v), max: Math.max(...v) });
-const cell = (s: Spread): string => (s.min === s.max ? s.median.toFixed(2) : `${s.median.toFixed(2)} [${s.min.toFixed(2)}–${s.max.toFixed(2)}]`);
+const cell = (s: Spread): string => spreadCell(s, 2);
 
 type Fig = "mean" | "median" | "p99" | "throughput";
 const FIGS: Array<[Fig, string]> = [["mean", "mean TTFT"], ["median", "median TTFT"], ["p99", "P99 TTFT"], ["throughput", "output throughput"]];

@@ -11,7 +11,7 @@
 //       [--kv-step N]            (the server renders kv= in steps of N thousandths)
 import { writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { formatSummary, type Summary } from "../summary.ts";
+import { formatSummary, median, spread, spreadCell as cell, type Spread, type Summary } from "../summary.ts";
 import { loadCore, loadCoreAt } from "./core.ts";
 import { controlTiming, runLab, type LabResult, type PolicyFactory } from "./lab.ts";
 import { epp, infergate, leastRequest, oracle, roundRobin } from "./policies.ts";
@@ -35,15 +35,6 @@ export async function policyFactories(baselineCore?: string, tuning?: Record<str
   return out;
 }
 
-export function median(values: number[]): number {
-  const s = [...values].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length === 0 ? NaN : s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
-
-export interface Spread { median: number; min: number; max: number }
-export const spread = (values: number[]): Spread => ({ median: median(values), min: Math.min(...values), max: Math.max(...values) });
-
 /** The figures the tables carry, per run. */
 export const FIGURES = {
   meanTtft: (r: LabResult) => r.summary.ttft.mean,
@@ -57,7 +48,7 @@ export const FIGURES = {
 type Figure = keyof typeof FIGURES;
 
 const num = (x: number): string => (Math.abs(x) >= 100 ? x.toFixed(0) : Math.abs(x) >= 10 ? x.toFixed(1) : x.toFixed(2));
-const cell = (s: Spread, digits?: number): string => digits === undefined ? `${num(s.median)} [${num(s.min)}–${num(s.max)}]` : `${s.median.toFixed(digits)} [${s.min.toFixed(digits)}–${s.max.toFixed(digits)}]`;
+
 
 /** Per-seed ratio of `policy` to `base` on a figure, over the seeds both ran. */
 export function ratios(runs: LabResult[], policy: string, base: string, f: (r: LabResult) => number): number[] {
