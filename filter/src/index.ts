@@ -98,7 +98,7 @@ export function proxy_on_done(contextId: u32): bool {
   return true;
 }
 
-export function proxy_on_log(contextId: u32): void {}
+// No proxy_on_log: Envoy skips a callback the module does not export, and there is nothing to log.
 
 export function proxy_on_delete(contextId: u32): void {
   if (streams.has(contextId)) {

@@ -30,6 +30,35 @@ function found(body: string): { model: string; value: string } {
   return { model: m[3]!, value: bytes.subarray(Number(m[1]), Number(m[2])).toString() };
 }
 
+describe("body scanner: the eight-byte fast path through plain text", () => {
+  // A long prompt is skipped eight bytes at a time until a byte needs a look. Each special byte,
+  // at every offset against that stride, must get the verdict the byte-at-a-time path gives.
+  const specials: Array<[string, number[], RegExp]> = [
+    ["an escaped quote", [0x5c, 0x22], /^found /],
+    ["a \\u escape", [0x5c, 0x75, 0x30, 0x30, 0x65, 0x39], /^found /],
+    ["a bad escape", [0x5c, 0x71], /^invalid /],
+    ["a raw control byte", [0x01], /^invalid /],
+    ["DEL (allowed raw)", [0x7f], /^found /],
+    ["two-byte UTF-8", [0xc3, 0xa9], /^found /],
+    ["four-byte UTF-8", [0xf0, 0x9f, 0x98, 0x80], /^found /],
+    ["a stray continuation byte", [0x80], /^invalid /],
+    ["0xff", [0xff], /^invalid /],
+    ["a quote that ends the string early", [0x22], /^invalid /],
+  ];
+  for (const [name, bytes, verdict] of specials) {
+    it(`${name}, at offsets 0 to 17`, () => {
+      for (let offset = 0; offset < 18; offset++) {
+        const body = Uint8Array.from([
+          ...Buffer.from('{"prompt": "' + "a".repeat(offset)), ...bytes, ...Buffer.from("b".repeat(21) + '", "model": "m"}'),
+        ]);
+        const whole = core.scanModel(body, body.length);
+        assert.equal(whole, core.scanModel(body, 1), `offset ${offset}`);
+        assert.match(whole, verdict, `offset ${offset}`);
+      }
+    });
+  }
+});
+
 describe("body scanner", () => {
   it("finds the top-level model in any key order, after nested values, with its exact byte span", () => {
     assert.deepEqual(found('{"model":"qwq","messages":[]}'), { model: "qwq", value: '"qwq"' });

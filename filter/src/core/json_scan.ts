@@ -170,6 +170,23 @@ function isContinuation(c: u32): bool {
   return (c & 0xc0) == 0x80;
 }
 
+const ONES: u64 = 0x0101010101010101;
+const HIGHS: u64 = 0x8080808080808080;
+
+/** Whether some byte of `x` is zero (exact: no false negatives, and a false positive only above a
+ * byte that really is zero, which answers the same). */
+@inline function hasZeroByte(x: u64): bool {
+  return ((x - ONES) & ~x & HIGHS) != 0;
+}
+
+/** Whether all eight bytes of `x` are printable ASCII other than the quote and the backslash. */
+@inline function plainAscii8(x: u64): bool {
+  if ((x & HIGHS) != 0) return false; // a byte above 0x7f
+  // With every byte below 0x80, a byte below 0x20 is one whose subtraction borrows into bit 7.
+  if (((x - 0x20 * ONES) & HIGHS) != 0) return false;
+  return !hasZeroByte(x ^ (0x22 * ONES)) && !hasZeroByte(x ^ (0x5c * ONES));
+}
+
 /**
  * The fast path through a string nobody needs: skips, from `i`, plain ASCII, valid escapes and
  * valid UTF-8 sequences that lie wholly inside this chunk, and returns the offset of the first byte
@@ -179,6 +196,10 @@ function isContinuation(c: u32): bool {
 function skipStringRun(ptr: usize, from: usize, len: usize): usize {
   let i = from;
   while (i < len) {
+    // Eight bytes at a time while none of them needs a look: no quote, no backslash, no control
+    // byte and no byte above 0x7f (a prompt is mostly such runs).
+    while (i + 8 <= len && plainAscii8(load<u64>(ptr + i))) i += 8;
+    if (i >= len) break;
     const c = <u32>load<u8>(ptr + i);
     if (c >= 0x20 && c < 0x80 && c != 0x22 && c != 0x5c) { i++; continue; }
     if (c == 0x5c) {

@@ -218,11 +218,11 @@ export function withFallbacks(costs: StaticArray<i64>, chosen: i32, extra: i32):
 
 /** Chained hash of the first `blocks` 64-byte blocks of the prompt prefix; 0 if not one block. */
 export function prefixHash(bytes: StaticArray<u8>, length: i32, blocks: i32): u64 {
-  const full = min(length / 64, blocks);
+  const full = min(min(length, bytes.length) / 64, blocks);
   if (full == 0) return 0;
   let h: u64 = 0xcbf29ce484222325;
   for (let i = 0; i < full * 64; i++) {
-    h ^= <u64>bytes[i];
+    h ^= <u64>unchecked(bytes[i]); // i < full * 64 <= bytes.length
     h *= 0x100000001b3;
   }
   return h == 0 ? 1 : h;
