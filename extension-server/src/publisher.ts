@@ -61,6 +61,10 @@ export class Publisher {
   private trailing?: NodeJS.Timeout;
   /** Records the renderer dropped last time, so each is logged when it starts being dropped. */
   private dropped = new Set<string>();
+  /** Whether the configuration changed since the routing part was last rendered. */
+  private routingStale = false;
+  /** Records the routing part's render dropped (kept between configuration changes). */
+  private routingDropped = new Set<string>();
   /** EnvoyExtensionPolicy Wasm filters fed over ECDS, by filter name: their Wasm as Envoy Gateway built it. */
   private readonly policyFilters = new Map<string, Uint8Array>();
   /** EDS names of pool unions the Cluster hook gave Envoy Gateway's clusters (setPoolUnion). */
@@ -78,6 +82,7 @@ export class Publisher {
   setConfig(config: RoutingConfig, schedule?: Schedule): void {
     this.config = config;
     this.schedule = schedule;
+    this.routingStale = true;
     this.publishEndpoints(config);
     this.pushSnapshot();
   }
@@ -130,24 +135,32 @@ export class Publisher {
 
   private pushSnapshot(): void {
     if (!this.config) return;
-    const dropped = new Set<string>();
-    const onDropped = (record: string, why: string): void => { dropped.add(`${record}: ${why}`); };
-    // Only a change of content makes a new version: of the routing part (a configuration change),
-    // of the load (a scrape that changed a score), or both.
-    const body = renderSnapshot(this.config, 0, undefined, onDropped);
-    const load = renderLoad(this.config, this.schedule, onDropped);
+    const collect = (into: Set<string>) => (record: string, why: string): void => { into.add(`${record}: ${why}`); };
+    // Only a change of content makes a new version: of the routing part (only a configuration
+    // change can make one, so it is rendered then and not on every scrape), of the load (a scrape
+    // that changed a score), or both.
+    let routingChanged = false;
+    if (this.routingStale) {
+      this.routingStale = false;
+      const routingDropped = new Set<string>();
+      const body = renderSnapshot(this.config, 0, undefined, collect(routingDropped));
+      this.routingDropped = routingDropped;
+      if (body !== this.lastBody) {
+        this.lastBody = body;
+        this.snapshotVersion++;
+        this.routing = renderSnapshot(this.config, this.snapshotVersion);
+        routingChanged = true;
+      }
+    }
+    const dropped = new Set(this.routingDropped);
+    const load = renderLoad(this.config, this.schedule, collect(dropped));
     for (const d of dropped) {
       if (this.dropped.has(d)) continue;
       this.opts.log?.(`left out of the snapshot: ${d}`);
       this.opts.metrics?.snapshotRecordsDropped.inc();
     }
     this.dropped = dropped;
-    if (body === this.lastBody && load === this.lastLoad) return;
-    if (body !== this.lastBody) {
-      this.lastBody = body;
-      this.snapshotVersion++;
-      this.routing = renderSnapshot(this.config, this.snapshotVersion);
-    }
+    if (!routingChanged && load === this.lastLoad) return;
     if (load !== this.lastLoad) {
       this.lastLoad = load;
       this.loadVersion++;

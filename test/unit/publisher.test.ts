@@ -108,4 +108,29 @@ describe("publisher", () => {
       await xds.close();
     }
   });
+
+  it("logs a record left out of the snapshot once, while it stays left out, and again when it returns to being left out", async () => {
+    const xds = new XdsServer();
+    const logs: string[] = [];
+    const publisher = new Publisher(xds, { wasmPath: "/m.wasm", log: (m) => logs.push(m) });
+    const broken = (score: number): Schedule => new Map([["default/p", { saturation: Number.NaN, endpoints: new Map([["10.0.0.1:80", { ready: true, score }]]) }]]);
+    const leftOut = () => logs.filter((l) => l.startsWith("left out of the snapshot: saturation default/p")).length;
+    try {
+      publisher.setConfig(config(1), broken(1000));
+      assert.equal(leftOut(), 1);
+      assert.doesNotMatch(publisher.snapshot, /^saturation /m, "the bad record is left out, the rest is published");
+      assert.match(publisher.snapshot, /^endpoint 10\.0\.0\.1:80 1000$/m);
+      for (const score of [900, 800]) { publisher.setSchedule(broken(score)); await sleep(MIN_INTERVAL_MS + 20); }
+      publisher.setConfig(config(2), broken(700)); // a configuration change renders the routing part again
+      assert.equal(leftOut(), 1, "still the same record: not logged again");
+      publisher.setSchedule(scored(600));
+      await sleep(MIN_INTERVAL_MS + 20);
+      publisher.setSchedule(broken(500));
+      await sleep(MIN_INTERVAL_MS + 20);
+      assert.equal(leftOut(), 2, "left out again after it was published");
+    } finally {
+      publisher.stop();
+      await xds.close();
+    }
+  });
 });
