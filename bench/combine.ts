@@ -4,6 +4,7 @@
 //
 //   npx tsx bench/combine.ts --runs out/s0,out/s1,out/s2 [--base round-robin] [--vs gie-epp] [--skip 60]
 //
+// Directories of the same seed are joined (a mode run later on its own, with --modes).
 // `--vs M` adds a table of every mode's ratios to mode M (infergate against the EPP, say);
 // `--skip N` adds the after-burst view (TTFT over the requests after the first N).
 import { readFileSync } from "node:fs";
@@ -64,12 +65,24 @@ export function readRun(dir: string): Run {
   return { seed: Number(r.options.seed), modes: r.modes };
 }
 
+/** Runs of the same seed as one (the same requests; every mode starts on fresh replicas anyway, so
+ * a mode run later on its own joins the others): a mode both have is taken from the first. */
+export function mergeBySeed(runs: Run[]): Run[] {
+  const bySeed = new Map<number, Run>();
+  for (const run of runs) {
+    const known = bySeed.get(run.seed);
+    if (!known) { bySeed.set(run.seed, { seed: run.seed, modes: [...run.modes] }); continue; }
+    for (const m of run.modes) if (!known.modes.some((k) => k.name === m.name)) known.modes.push(m);
+  }
+  return [...bySeed.values()];
+}
+
 function main(): void {
   const { values } = parseArgs({ options: {
     runs: { type: "string" }, base: { type: "string", default: "round-robin" }, vs: { type: "string" }, skip: { type: "string" },
   } });
   if (!values.runs) throw new Error("usage: npx tsx bench/combine.ts --runs dir1,dir2,... [--base round-robin] [--vs gie-epp] [--skip 60]");
-  const runs = values.runs.split(",").map(readRun);
+  const runs = mergeBySeed(values.runs.split(",").map(readRun));
   const seeds = runs.map((r) => r.seed).join(", ");
   const out = [
     `${runs.length} run${runs.length === 1 ? "" : "s"} (seeds ${seeds}); every figure is the median over the runs [min–max]; ratios are taken per run, then the median [min–max].`,

@@ -1,7 +1,7 @@
 // bench/combine.ts: several benchmark runs into medians and per-run ratios.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { absoluteTable, afterBurst, ratioTable, type Run, type RunMode } from "../../bench/combine.ts";
+import { absoluteTable, afterBurst, mergeBySeed, ratioTable, type Run, type RunMode } from "../../bench/combine.ts";
 import { summarize, type RequestRecord } from "../../bench/summary.ts";
 
 /** A mode whose requests have the given TTFTs (one output token per second of a 1 s run). */
@@ -34,4 +34,14 @@ test("the after-burst view leaves out the first requests of every run", () => {
   assert.match(ratioTable(late, "round-robin", afterBurst(1)), /\| infergate \| 0\.50 \| 0\.50 \| 0\.50 \|/);
   // The whole run keeps the first request: mean 36.7 against 400.
   assert.match(ratioTable(late, "round-robin"), /\| infergate \| 0\.09 \|/);
+});
+
+test("runs of the same seed join: a mode run on its own is compared with the other run's base", () => {
+  const joined = mergeBySeed([
+    { seed: 0, modes: [mode("round-robin", [100]), mode("infergate", [50])] },
+    { seed: 0, modes: [mode("least-request", [80]), mode("round-robin", [999])] },
+  ]);
+  assert.equal(joined.length, 1);
+  assert.deepEqual(joined[0]!.modes.map((m) => m.name), ["round-robin", "infergate", "least-request"]);
+  assert.match(ratioTable(joined, "round-robin"), /\| least-request \| 0\.80 \|/, "against the first run's round robin");
 });
