@@ -16,35 +16,15 @@ import { parseArgs } from "node:util";
 import { Agent, request } from "undici";
 import { InfergateServer } from "../extension-server/src/server.ts";
 import { startSimServer } from "../sim/server.ts";
+import { instantPoolYaml } from "./overhead.ts";
+import { pickerPoolYaml } from "./peers/epp-latency.ts";
 import { median } from "./summary.ts";
 
 const IPS = ["127.0.6.31", "127.0.6.32"];
 
 /** The pool the filter routes (model m); with `picker`, also a v1 pool whose endpointPickerRef
  * names a picker (nothing listens there: only its filter's presence on the listener is measured). */
-const poolYaml = (ips: string[], picker: boolean): string => `apiVersion: inference.networking.x-k8s.io/v1alpha2
-kind: InferencePool
-metadata: {name: instant}
-spec: {targetPortNumber: 8000, selector: {app: instant}}
----${picker ? `
-apiVersion: inference.networking.k8s.io/v1
-kind: InferencePool
-metadata: {name: instant-epp}
-spec:
-  selector: {matchLabels: {app: instant}}
-  targetPorts: [{number: 8000}]
-  endpointPickerRef: {name: epp, port: {number: 9002}, failureMode: FailOpen}
----
-apiVersion: v1
-kind: Service
-metadata: {name: epp}
-spec: {clusterIP: 127.0.0.1, ports: [{port: 9002}]}
----` : ""}
-apiVersion: inference.networking.x-k8s.io/v1alpha2
-kind: InferenceModel
-metadata: {name: m}
-spec: {modelName: m, criticality: Critical, poolRef: {name: instant}}
-${ips.map((ip, i) => `---\napiVersion: v1\nkind: Pod\nmetadata: {name: p${i}, labels: {app: instant}}\nstatus: {podIP: ${ip}}\n`).join("")}`;
+const poolYaml = (ips: string[], picker: boolean): string => instantPoolYaml(ips) + (picker ? `---\n${pickerPoolYaml(9002, "FailOpen", false)}\n` : "");
 
 /** CPU time of every thread of `pid` so far, in nanoseconds. */
 export function processCpuNs(pid: number): number {

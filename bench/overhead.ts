@@ -15,7 +15,8 @@ export interface FreshnessResult { trials: number; medianMs: number; maxMs: numb
 
 const IPS = ["127.0.6.11", "127.0.6.12"];
 
-function config(ips: string[]): string {
+/** A pool `instant` over Pods labelled app: instant at `ips`, and the model m on it. */
+export function instantPoolYaml(ips: string[]): string {
   return `apiVersion: inference.networking.x-k8s.io/v1alpha2
 kind: InferencePool
 metadata: {name: instant}
@@ -82,7 +83,7 @@ async function measureFreshness(inferenceUrl: string, sims: SimServer[], trials:
 export async function runSideMeasurements(n = 400): Promise<{ overhead: OverheadResult[]; freshness: FreshnessResult }> {
   const sims = await Promise.all(IPS.map((host) => startSimServer({ host, port: 8000, servedModels: ["m"], ttftMs: 0, itlMs: 0 })));
   const configPath = join(mkdtempSync(join(tmpdir(), "infergate-overhead-")), "pool.yaml");
-  writeFileSync(configPath, config(IPS));
+  writeFileSync(configPath, instantPoolYaml(IPS));
   const server = new InfergateServer({ source: { file: configPath }, xdsPort: 0, log: () => undefined, envoy: { adminPort: 0, plainPort: 0, inferencePort: 0, concurrency: 2, logLevel: "error" } });
   try {
     await server.start();

@@ -47,6 +47,23 @@ const BASELINE: Partial<Record<Route, Route>> = { "gie-epp": "gie plain", inferg
  * paired differences with its plain route. */
 export interface RouteLatencies { bodyBytes: number; routes: Record<Route, Distribution>; pairedAddedMs: Partial<Record<Route, number>> }
 
+/** A v1 pool `instant-epp` over the Pods labelled app: instant, whose endpointPickerRef names the
+ * Service `epp` at 127.0.0.1:`port` (h2c unless `tls`). */
+export function pickerPoolYaml(port: number, failureMode: "FailOpen" | "FailClose", tls: boolean): string {
+  return `apiVersion: inference.networking.k8s.io/v1
+kind: InferencePool
+metadata: {name: instant-epp}
+spec:
+  selector: {matchLabels: {app: instant}}
+  targetPorts: [{number: 8000}]
+  endpointPickerRef: {name: epp, port: {number: ${port}}, failureMode: ${failureMode}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: epp}
+spec: {clusterIP: 127.0.0.1, ports: [{port: ${port}${tls ? "" : ", appProtocol: kubernetes.io/h2c"}}]}`;
+}
+
 /** infergate's configuration: a pool the filter alone routes (model m), and a v1 pool over the same
  * Pods whose endpointPickerRef names the EPP (model m-epp). */
 function infergateYaml(eppPort: number, tls: boolean): string {
@@ -55,18 +72,7 @@ kind: InferencePool
 metadata: {name: instant}
 spec: {targetPortNumber: 8000, selector: {app: instant}}
 ---
-apiVersion: inference.networking.k8s.io/v1
-kind: InferencePool
-metadata: {name: instant-epp}
-spec:
-  selector: {matchLabels: {app: instant}}
-  targetPorts: [{number: 8000}]
-  endpointPickerRef: {name: epp, port: {number: ${eppPort}}, failureMode: FailClose}
----
-apiVersion: v1
-kind: Service
-metadata: {name: epp}
-spec: {clusterIP: 127.0.0.1, ports: [{port: ${eppPort}${tls ? "" : ", appProtocol: kubernetes.io/h2c"}}]}
+${pickerPoolYaml(eppPort, "FailClose", tls)}
 ---
 apiVersion: inference.networking.x-k8s.io/v1alpha2
 kind: InferenceModel
