@@ -79,6 +79,8 @@ function encodeInstances(list: Array<Instance>): ArrayBuffer {
 export class SharedLoad extends LoadSource {
   /** This instance's id; 0 until registered. */
   private id: u32 = 0;
+  /** The shared data key of this instance's record (set with the id: written on every count). */
+  private ownKey: ArrayBuffer = EMPTY;
   private own: Map<u64, Counts> = new Map<u64, Counts>();
   /** Other live instances, as of the last heartbeat. */
   private others: Array<u32> = new Array<u32>();
@@ -175,6 +177,7 @@ export class SharedLoad extends LoadSource {
         return false;
       }
       this.id = next;
+      this.ownKey = recordKey(next);
       return true;
     }
     log(LogLevel.Error, "infergate: instance registration lost " + MAX_CAS_ATTEMPTS.toString() + " compare-and-swap races");
@@ -194,7 +197,7 @@ export class SharedLoad extends LoadSource {
       store<i64>(at + 8, c.pending);
       store<i64>(at + 16, c.inflight);
     }
-    const status = setSharedData(recordKey(this.id), record, 0);
+    const status = setSharedData(this.ownKey, record, 0);
     if (status != Status.Ok) log(LogLevel.Warn, "infergate: cannot write load record: status " + status.toString());
   }
 
