@@ -5,11 +5,13 @@
 //
 //   npx tsx bench/agreement.ts --lab lab.json --shape seed --envoy out/run1,out/run2,... [--skip 0]
 //
+// Runs of the same seed are joined (bench/combine.ts). Without --skip it also prints the figures
+// themselves, round robin's included, so a ratio that disagrees shows which of its sides moved.
 // `--skip N` leaves out the first N requests of every Envoy run (the after-burst view); the lab's
 // ratios are always whole-run.
 import { readFileSync } from "node:fs";
-import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { mergeBySeed, readRun } from "./combine.ts";
 import { distribution, spread, spreadCell, type Spread } from "./summary.ts";
 
 interface LabRun { shape: string; policy: string; seed: number; ttft: { mean: number; median: number; p99: number }; outputThroughput: number }
@@ -59,17 +61,39 @@ export function agreementTable(lab: LabRun[], shape: string, envoyRuns: EnvoyRun
   return lines.join("\n");
 }
 
+/** The figures themselves (not ratios), every policy including round robin: the lab's median over
+ * the seeds the Envoy runs used, Envoy's median over its runs, and Envoy's over the lab's. Where a
+ * ratio disagrees, this says which side of it moved. */
+export function absoluteAgreementTable(lab: LabRun[], shape: string, envoyRuns: EnvoyRun[]): string {
+  const runs = lab.filter((r) => r.shape === shape);
+  const seeds = new Set(envoyRuns.map((e) => e.seed));
+  const lines = [
+    `| policy | figure | lab, seed${seeds.size === 1 ? "" : "s"} ${[...seeds].sort((a, b) => a - b).join(", ")} | Envoy, ${envoyRuns.length} run${envoyRuns.length === 1 ? "" : "s"} | Envoy ÷ lab | within 10% |`,
+    "|---|---|---|---|---|---|",
+  ];
+  for (const [policy, envoyName] of Object.entries({ "round-robin": "round-robin", ...ENVOY_NAME })) {
+    const mine = runs.filter((r) => r.policy === policy && seeds.has(r.seed));
+    const measured = envoyRuns.flatMap((e) => e.modes.filter((m) => m.name === envoyName));
+    if (mine.length === 0 || measured.length === 0) continue;
+    for (const [f, label] of FIGS) {
+      const l = spread(mine.map((r) => labFigure(r, f)));
+      const e = spread(measured.map((m) => envoyFigure(m, f, 0)));
+      const rel = e.median / l.median;
+      lines.push(`| ${policy === "epp" ? "epp (Envoy: gie-epp)" : policy} | ${label} | ${spreadCell(l, 0)} | ${spreadCell(e, 0)} | ${rel.toFixed(2)} | ${Math.abs(rel - 1) <= 0.1 ? "✓" : "✗"} |`);
+    }
+  }
+  return lines.join("\n");
+}
+
 function main(): void {
   const { values } = parseArgs({ options: {
     lab: { type: "string" }, shape: { type: "string", default: "seed" }, envoy: { type: "string" }, skip: { type: "string", default: "0" },
   } });
   if (!values.lab || !values.envoy) throw new Error("usage: npx tsx bench/agreement.ts --lab lab.json --shape seed --envoy dir1,dir2,... [--skip N]");
   const lab = values.lab.split(",").flatMap((p) => JSON.parse(readFileSync(p, "utf8")) as LabRun[]);
-  const envoy = values.envoy.split(",").map((d) => {
-    const r = JSON.parse(readFileSync(join(d, "result.json"), "utf8")) as { options: { seed: number }; modes: EnvoyMode[] };
-    return { seed: Number(r.options.seed), modes: r.modes };
-  });
+  const envoy = mergeBySeed(values.envoy.split(",").map(readRun));
   console.log(agreementTable(lab, values.shape, envoy, Number(values.skip)));
+  if (Number(values.skip) === 0) console.log(`\nThe figures themselves (model time, ms; tok/s):\n\n${absoluteAgreementTable(lab, values.shape, envoy)}`);
 }
 
 if (process.argv[1]?.endsWith("agreement.ts")) main();
