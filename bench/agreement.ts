@@ -11,11 +11,10 @@
 // ratios are always whole-run.
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { mergeBySeed, readRun } from "./combine.ts";
+import { mergeBySeed, readRun, type Run, type RunMode } from "./combine.ts";
 import { distribution, spread, spreadCell, type Spread } from "./summary.ts";
 
 interface LabRun { shape: string; policy: string; seed: number; ttft: { mean: number; median: number; p99: number }; outputThroughput: number }
-interface EnvoyMode { name: string; summary: { ttft: { mean: number; median: number; p99: number }; outputThroughput: number }; records: Array<{ ok: boolean; index: number; ttftMs: number }> }
 
 const cell = (s: Spread): string => spreadCell(s, 2);
 
@@ -26,18 +25,17 @@ const ENVOY_NAME: Record<string, string> = { "least-request": "least-request", i
 
 function labFigure(r: LabRun, f: Fig): number { return f === "throughput" ? r.outputThroughput : r.ttft[f]; }
 
-function envoyFigure(m: EnvoyMode, f: Fig, skip: number): number {
+function envoyFigure(m: RunMode, f: Fig, skip: number): number {
   if (f === "throughput") return m.summary.outputThroughput;
   if (skip === 0) return m.summary.ttft[f];
   return distribution(m.records.filter((r) => r.ok && r.index >= skip).map((r) => r.ttftMs))[f];
 }
 
-export interface EnvoyRun { seed: number; modes: EnvoyMode[] }
 
 /** Per policy and figure: the lab's ratio over the seeds the Envoy runs used (each Envoy run sends
  * the same requests as the lab's run of that seed), the lab's over all its seeds, Envoy's, and
  * Envoy's median over the lab's median on the same seeds. */
-export function agreementTable(lab: LabRun[], shape: string, envoyRuns: EnvoyRun[], skip = 0): string {
+export function agreementTable(lab: LabRun[], shape: string, envoyRuns: Run[], skip = 0): string {
   const runs = lab.filter((r) => r.shape === shape);
   const rr = new Map(runs.filter((r) => r.policy === "round-robin").map((r) => [r.seed, r]));
   const seeds = [...new Set(envoyRuns.map((e) => e.seed))].sort((a, b) => a - b);
@@ -64,7 +62,7 @@ export function agreementTable(lab: LabRun[], shape: string, envoyRuns: EnvoyRun
 /** The figures themselves (not ratios), every policy including round robin: the lab's median over
  * the seeds the Envoy runs used, Envoy's median over its runs, and Envoy's over the lab's. Where a
  * ratio disagrees, this says which side of it moved. */
-export function absoluteAgreementTable(lab: LabRun[], shape: string, envoyRuns: EnvoyRun[]): string {
+export function absoluteAgreementTable(lab: LabRun[], shape: string, envoyRuns: Run[]): string {
   const runs = lab.filter((r) => r.shape === shape);
   const seeds = new Set(envoyRuns.map((e) => e.seed));
   const lines = [

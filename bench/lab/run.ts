@@ -49,7 +49,6 @@ type Figure = keyof typeof FIGURES;
 
 const num = (x: number): string => (Math.abs(x) >= 100 ? x.toFixed(0) : Math.abs(x) >= 10 ? x.toFixed(1) : x.toFixed(2));
 
-
 /** Per-seed ratio of `policy` to `base` on a figure, over the seeds both ran. */
 export function ratios(runs: LabResult[], policy: string, base: string, f: (r: LabResult) => number): number[] {
   const bySeed = new Map(runs.filter((r) => r.policy === base).map((r) => [r.seed, r]));

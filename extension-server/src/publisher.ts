@@ -32,6 +32,9 @@ function resource(name: string, type: string, json: Record<string, unknown>): En
 
 const TYPED_EXTENSION_CONFIG = "envoy.config.core.v3.TypedExtensionConfig";
 
+/** A renderer's onDropped that adds "record: why" to `into`. */
+const collectInto = (into: Set<string>) => (record: string, why: string): void => { into.add(`${record}: ${why}`); };
+
 /** EnvoyExtensionPolicy filters remembered at most; the least recently seen goes first. Envoy
  * Gateway shows every current one to the hooks on each translation, so a deleted policy's filter
  * ages out. */
@@ -61,8 +64,6 @@ export class Publisher {
   private trailing?: NodeJS.Timeout;
   /** Records the renderer dropped last time, so each is logged when it starts being dropped. */
   private dropped = new Set<string>();
-  /** Whether the configuration changed since the routing part was last rendered. */
-  private routingStale = false;
   /** Records the routing part's render dropped (kept between configuration changes). */
   private routingDropped = new Set<string>();
   /** EnvoyExtensionPolicy Wasm filters fed over ECDS, by filter name: their Wasm as Envoy Gateway built it. */
@@ -82,9 +83,8 @@ export class Publisher {
   setConfig(config: RoutingConfig, schedule?: Schedule): void {
     this.config = config;
     this.schedule = schedule;
-    this.routingStale = true;
     this.publishEndpoints(config);
-    this.pushSnapshot();
+    this.pushSnapshot(this.renderRouting(config));
   }
 
   /** New scores: pushed if the snapshot changes, no more often than the configured rate. */
@@ -133,27 +133,26 @@ export class Publisher {
     this.trailing = undefined;
   }
 
-  private pushSnapshot(): void {
+  /**
+   * The routing part of the snapshot, rendered here and only here: no scrape can change it, only a
+   * configuration. Returns whether it changed (then it has a new version).
+   */
+  private renderRouting(config: RoutingConfig): boolean {
+    const routingDropped = new Set<string>();
+    const body = renderSnapshot(config, 0, undefined, collectInto(routingDropped));
+    this.routingDropped = routingDropped;
+    if (body === this.lastBody) return false;
+    this.lastBody = body;
+    this.snapshotVersion++;
+    this.routing = renderSnapshot(config, this.snapshotVersion);
+    return true;
+  }
+
+  /** Publishes the snapshot if its routing part changed (`routingChanged`) or the load did. */
+  private pushSnapshot(routingChanged = false): void {
     if (!this.config) return;
-    const collect = (into: Set<string>) => (record: string, why: string): void => { into.add(`${record}: ${why}`); };
-    // Only a change of content makes a new version: of the routing part (only a configuration
-    // change can make one, so it is rendered then and not on every scrape), of the load (a scrape
-    // that changed a score), or both.
-    let routingChanged = false;
-    if (this.routingStale) {
-      this.routingStale = false;
-      const routingDropped = new Set<string>();
-      const body = renderSnapshot(this.config, 0, undefined, collect(routingDropped));
-      this.routingDropped = routingDropped;
-      if (body !== this.lastBody) {
-        this.lastBody = body;
-        this.snapshotVersion++;
-        this.routing = renderSnapshot(this.config, this.snapshotVersion);
-        routingChanged = true;
-      }
-    }
     const dropped = new Set(this.routingDropped);
-    const load = renderLoad(this.config, this.schedule, collect(dropped));
+    const load = renderLoad(this.config, this.schedule, collectInto(dropped));
     for (const d of dropped) {
       if (this.dropped.has(d)) continue;
       this.opts.log?.(`left out of the snapshot: ${d}`);
