@@ -18,7 +18,7 @@
 // repetitions, with the range over repetitions; the ratio is gie-epp added / infergate added, of
 // those medians.
 //
-//   npx tsx bench/peers/epp-latency.ts [--n 400] [--reps 3] [--secure-serving true|false]
+//   npx tsx bench/peers/epp-latency.ts [--n 400] [--reps 3] [--secure-serving true|false] [--wasm build/infergate.wasm]
 //
 // Run it in a private network namespace (the EPP binds its ports on every interface):
 //   unshare --net bash -c 'ip link set lo up && npx tsx bench/peers/epp-latency.ts'
@@ -121,10 +121,10 @@ export async function measureRoutes(urls: Record<Route, string>, bodyBytes: numb
 }
 
 /** The infergate standalone stack, waiting until its EPP route is served through the EPP. */
-async function startInfergate(eppPort: number, tls: boolean): Promise<{ server: InfergateServer; urls: { plain: string; inference: string }; stop: () => Promise<void> }> {
+async function startInfergate(eppPort: number, tls: boolean, wasmPath?: string): Promise<{ server: InfergateServer; urls: { plain: string; inference: string }; stop: () => Promise<void> }> {
   const dir = mkdtempSync(join(tmpdir(), "infergate-epp-latency-"));
   writeFileSync(join(dir, "pools.yaml"), infergateYaml(eppPort, tls));
-  const server = new InfergateServer({ source: { file: join(dir, "pools.yaml") }, xdsPort: 0, log: () => undefined, envoy: { adminPort: 0, plainPort: 0, inferencePort: 0, concurrency: 2, logLevel: "error" } });
+  const server = new InfergateServer({ source: { file: join(dir, "pools.yaml") }, xdsPort: 0, log: () => undefined, wasmPath, envoy: { adminPort: 0, plainPort: 0, inferencePort: 0, concurrency: 2, logLevel: "error" } });
   const stop = async (): Promise<void> => { await server.stop(); rmSync(dir, { recursive: true, force: true }); };
   try {
     await server.start();
@@ -148,12 +148,12 @@ async function startInfergate(eppPort: number, tls: boolean): Promise<{ server: 
 }
 
 /** One repetition: fresh replicas, API server, EPP, reference Envoy and infergate stack. */
-export async function runRepetition(n: number, secureServing: boolean): Promise<RouteLatencies[]> {
+export async function runRepetition(n: number, secureServing: boolean, wasmPath?: string): Promise<RouteLatencies[]> {
   const sims = await Promise.all(IPS.map((host) => startSimServer({ host, port: 8000, servedModels: ["m", "m-epp"], ttftMs: 0, itlMs: 0 })));
   try {
     const peer = await startGieEpp({ replicas: sims.map((s) => s.address), secureServing });
     try {
-      const ig = await startInfergate(peer.grpcPort, secureServing);
+      const ig = await startInfergate(peer.grpcPort, secureServing, wasmPath);
       try {
         const urls: Record<Route, string> = {
           "gie plain": `${peer.plainUrl}/v1/completions`, "gie-epp": `${peer.url}/v1/completions`,
@@ -218,6 +218,7 @@ if (process.argv[1]?.endsWith("epp-latency.ts")) {
     n: { type: "string", default: "400" },
     reps: { type: "string", default: "3" },
     "secure-serving": { type: "string", default: "true" },
+    wasm: { type: "string" },
   } });
   const n = Number(values.n);
   const reps = Number(values.reps);
@@ -227,7 +228,7 @@ if (process.argv[1]?.endsWith("epp-latency.ts")) {
   const started = Date.now();
   for (let k = 0; k < reps; k++) {
     load.push(loadavg()[0]!);
-    results.push(await runRepetition(n, secureServing));
+    results.push(await runRepetition(n, secureServing, values.wasm));
     console.error(`rep ${k + 1}/${reps}: added median ${results.at(-1)!.map((r) => `${(r.bodyBytes / 1024).toFixed(0)} KB gie-epp ${f(added(r, "gie-epp", "median"))}, infergate ${f(added(r, "infergate", "median"))}, infergate + EPP ${f(added(r, "infergate + EPP", "median"))}`).join("; ")} ms`);
   }
   console.log(`## EPP ${EPP_VERSION} callout vs the infergate filter (ext_proc TLS ${secureServing ? "on" : "off"}), n=${n} per route and size, ${reps} repetitions`);

@@ -6,6 +6,7 @@ import { Random } from "./core/pick";
 import { parseSnapshot } from "./core/snapshot";
 import { defineCounters } from "./counters";
 import { SharedLoad } from "./shared_load";
+import { collectIfDue } from "./collect";
 import { RootConfig, Stream } from "./stream";
 // Included so asconfig.json can point `abort` at it (see host/abort.ts).
 import "./host/abort";
@@ -64,37 +65,45 @@ export function proxy_on_context_create(contextId: u32, parentId: u32): void {
   // A root that was never configured still gets a stream: it strips the client's routing headers
   // and answers inference requests with 503 instead of letting them through unrouted.
   streams.set(contextId, new Stream(roots.has(parentId) ? roots.get(parentId) : null, randomSource(), sharedLoad));
+  collectIfDue();
 }
 
 export function proxy_on_request_headers(contextId: u32, headerCount: u32, endOfStream: bool): i32 {
-  if (!streams.has(contextId)) return 0;
-  return streams.get(contextId).onRequestHeaders(endOfStream);
+  const action = streams.has(contextId) ? streams.get(contextId).onRequestHeaders(endOfStream) : 0;
+  collectIfDue();
+  return action;
 }
 
 export function proxy_on_request_body(contextId: u32, bodySize: usize, endOfStream: bool): i32 {
-  if (!streams.has(contextId)) return 0;
-  return streams.get(contextId).onRequestBody(bodySize, endOfStream);
+  const action = streams.has(contextId) ? streams.get(contextId).onRequestBody(bodySize, endOfStream) : 0;
+  collectIfDue();
+  return action;
 }
 
 export function proxy_on_request_trailers(contextId: u32, trailerCount: u32): i32 {
-  if (!streams.has(contextId)) return 0;
-  return streams.get(contextId).onRequestTrailers();
+  const action = streams.has(contextId) ? streams.get(contextId).onRequestTrailers() : 0;
+  collectIfDue();
+  return action;
 }
 
 export function proxy_on_response_headers(contextId: u32, headerCount: u32, endOfStream: bool): i32 {
   if (streams.has(contextId)) streams.get(contextId).onResponseHeaders();
+  collectIfDue();
   return 0;
 }
 
 export function proxy_on_response_body(contextId: u32, bodySize: usize, endOfStream: bool): i32 {
   // A streamed answer keeps this VM's load record fresh while no new request arrives.
-  sharedLoad.maybeHeartbeat();
-  if (streams.has(contextId)) streams.get(contextId).onResponseBody();
+  if (streams.has(contextId)) {
+    if (streams.get(contextId).onResponseBody()) sharedLoad.maybeHeartbeat();
+  } else sharedLoad.maybeHeartbeat();
+  collectIfDue();
   return 0;
 }
 
 export function proxy_on_done(contextId: u32): bool {
   if (streams.has(contextId)) streams.get(contextId).onDone();
+  collectIfDue();
   return true;
 }
 
@@ -106,4 +115,5 @@ export function proxy_on_delete(contextId: u32): void {
     streams.delete(contextId);
   }
   else if (roots.has(contextId)) roots.delete(contextId);
+  collectIfDue();
 }

@@ -6,7 +6,7 @@
 // crash) owns one record and is its only writer, so an update never races and never gives up:
 //   infergate/load/<id>     u32 n, then n × (u64 endpoint address hash, i64 pending prompt bytes, i64 in flight)
 // Instances announce themselves in a registry, refreshed at most every HEARTBEAT_MS by traffic
-// (each request's pick and count, each chunk of a streamed answer):
+// (each request's pick, every 16th chunk of a streamed answer):
 //   infergate/instances     u32 n, then n × (u32 id, u32 0, u64 last seen, ms)
 //   infergate/next-instance u32 the next id to hand out
 // Readers sum the records of instances seen within STALE_MS. An instance that stops (a crashed
@@ -86,9 +86,10 @@ export class SharedLoad extends LoadSource {
   private others: Array<u32> = new Array<u32>();
   private lastHeartbeat: u64 = 0;
 
-  /** Adds to this instance's counts for an endpoint (by address hash); counts never go below 0. */
+  /** Adds to this instance's counts for an endpoint (by address hash); counts never go below 0.
+   * No heartbeat here (a clock read is a host call): every add follows a pick (loadsOf) or a
+   * response chunk, which heartbeat, in the same stream. */
   add(endpointHash: u64, pendingDelta: i64, inflightDelta: i64): void {
-    this.maybeHeartbeat();
     let c: Counts;
     if (this.own.has(endpointHash)) c = this.own.get(endpointHash);
     else { c = new Counts(); this.own.set(endpointHash, c); }

@@ -20,7 +20,9 @@ import { Random } from "./core/pick";
 import { fnv1a64, Route, Snapshot } from "./core/snapshot";
 import { isInferencePath } from "./core/routes";
 import { CONTENT_ENCODING, CONTENT_LENGTH, DESTINATION, METHOD, MIRROR, MODEL_REWRITE, OBJECTIVE, PATH, POOL, ROUTE_CLUSTER, SERVED } from "./headers";
-import { BufferType, getBufferBytes, getHeaderMapValue, getProperty, log, LogLevel, MapType, removeHeaderMapValue, replaceHeaderMapValue, sendLocalResponse, setBufferBytes, Status } from "./host/api";
+import { HeaderPairs } from "./core/header_pairs";
+import { BufferType, getBufferBytes, getHeaderMapPairs, getHeaderMapValue, getProperty, log, LogLevel, MapType, removeHeaderMapValue, replaceHeaderMapValue, sendLocalResponse, setBufferBytes, Status } from "./host/api";
+import { noteBytes } from "./collect";
 import { refreshLoad } from "./live_load";
 import { SharedLoad } from "./shared_load";
 
@@ -47,6 +49,9 @@ export class Stream {
   /** Prompt bytes this request added to its endpoint's pending count. */
   private pendingBytes: i64 = 0;
   private firstByteSeen: bool = false;
+  private responseChunks: u32 = 0;
+  /** The request's objective header (core/request.ts), read with the other request headers. */
+  private objective: string | null = null;
 
   /** `config` is null when the plugin was never configured: then nothing is routed. */
   constructor(private config: RootConfig | null, private random: Random, private load: SharedLoad) {}
@@ -69,11 +74,17 @@ export class Stream {
     this.load.add(hash, pending, 1);
   }
 
-  /** The upstream answered: the prompt is no longer waiting for prefill. */
-  onResponseBody(): void {
-    if (this.endpointHash == 0 || this.firstByteSeen) return;
-    this.firstByteSeen = true;
-    this.load.add(this.endpointHash, -this.pendingBytes, 0);
+  /** A chunk of the answer; the first means the prompt is no longer waiting for prefill. Returns
+   * whether this chunk should refresh the VM's heartbeat: every 16th (a clock read is a host call,
+   * a streamed answer has a chunk per token, and the heartbeat is needed about once a second; the
+   * request's pick refreshed it already). */
+  onResponseBody(): bool {
+    const chunk = this.responseChunks++;
+    if (this.endpointHash != 0 && !this.firstByteSeen) {
+      this.firstByteSeen = true;
+      this.load.add(this.endpointHash, -this.pendingBytes, 0);
+    }
+    return (chunk & 15) == 15;
   }
 
   /** The stream is over: it no longer loads its endpoint. Idempotent. */
@@ -85,12 +96,18 @@ export class Stream {
   }
 
   onRequestHeaders(endOfStream: bool): HeadersAction {
+    // One host call for the whole header map; the headers are looked up here (core/header_pairs.ts).
+    const got = getHeaderMapPairs(MapType.RequestHeaders);
+    const headers = new HeaderPairs(got.status == Status.Ok ? got.data! : new ArrayBuffer(0));
+    if (got.status != Status.Ok || !headers.valid) {
+      this.reject(internalError("Could not read the request headers (status " + got.status.toString() + ")."));
+      return HeadersAction.StopIteration;
+    }
     // A client must never choose the upstream (or the model past the model check): drop any
     // destination, pool, mirror endpoint or model override it sent, on every route.
-    if (!this.strip(DESTINATION) || !this.strip(POOL) || !this.strip(MIRROR) || !this.strip(MODEL_REWRITE)) return HeadersAction.StopIteration;
-    const method = this.header(METHOD);
-    const path = this.header(PATH);
-    if (this.phase == Phase.Rejected) return HeadersAction.StopIteration;
+    if (!this.strip(headers, DESTINATION) || !this.strip(headers, POOL) || !this.strip(headers, MIRROR) || !this.strip(headers, MODEL_REWRITE)) return HeadersAction.StopIteration;
+    const method = headers.get(METHOD);
+    const path = headers.get(PATH);
     if (method === null || method != "POST" || path === null || !isInferencePath(path)) {
       this.phase = Phase.Passthrough;
       return HeadersAction.Continue;
@@ -99,7 +116,7 @@ export class Stream {
       this.reject(noEndpoint("", "the routing configuration has not arrived yet"));
       return HeadersAction.StopIteration;
     }
-    const encoding = this.header(CONTENT_ENCODING);
+    const encoding = headers.get(CONTENT_ENCODING);
     if (encoding !== null && encoding.toLowerCase() != "identity") {
       this.reject(unsupportedEncoding(encoding));
       return HeadersAction.StopIteration;
@@ -109,8 +126,8 @@ export class Stream {
       return HeadersAction.StopIteration;
     }
     // Only whether it is there matters: the body itself is measured, never the declared length.
-    this.hasContentLength = this.header(CONTENT_LENGTH) !== null;
-    if (this.phase == Phase.Rejected) return HeadersAction.StopIteration;
+    this.hasContentLength = headers.has(CONTENT_LENGTH);
+    this.objective = headers.get(OBJECTIVE);
     this.phase = Phase.ReadingBody;
     return HeadersAction.StopIteration;
   }
@@ -147,6 +164,7 @@ export class Stream {
     const chunk = getBufferBytes(BufferType.RequestBody, start, bodySize - start);
     if (chunk.status == Status.Ok) {
       const data = chunk.data!;
+      noteBytes(<usize>data.byteLength);
       this.scanner.feed(changetype<usize>(data), <usize>data.byteLength);
     } else if (chunk.status != Status.NotFound && chunk.status != Status.Empty) {
       this.reject(internalError("Could not read the request body (status " + chunk.status.toString() + ")."));
@@ -193,7 +211,7 @@ export class Stream {
   private contextOf(route: Route | null): RequestContext {
     const context = new RequestContext();
     if (route !== null) context.pool = chooseRoutePool(route, this.random);
-    const objective = this.header(OBJECTIVE);
+    const objective = this.objective;
     if (objective !== null) context.objective = objective;
     return context;
   }
@@ -236,16 +254,10 @@ export class Stream {
     return true;
   }
 
-  /** A request header's value; null when absent. Any other host failure rejects the request. */
-  private header(name: ArrayBuffer): string | null {
-    const got = getHeaderMapValue(MapType.RequestHeaders, name);
-    if (got.status == Status.Ok) return got.text();
-    if (got.status != Status.NotFound) this.reject(internalError("Could not read a request header (status " + got.status.toString() + ")."));
-    return null;
-  }
-
-  /** Removes a request header; a request whose routing headers cannot be stripped is rejected. */
-  private strip(name: ArrayBuffer): bool {
+  /** Removes a request header the client sent; a request whose routing headers cannot be stripped
+   * is rejected. */
+  private strip(headers: HeaderPairs, name: ArrayBuffer): bool {
+    if (!headers.has(name)) return true;
     const status = removeHeaderMapValue(MapType.RequestHeaders, name);
     if (status == Status.Ok || status == Status.NotFound) return true;
     this.reject(internalError("Could not remove a routing header (status " + status.toString() + ")."));

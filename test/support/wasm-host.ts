@@ -23,6 +23,15 @@ export class SharedData {
   }
 }
 
+/** The ABI's serialized header map: count, (name length, value length)*, then NUL-terminated bytes. */
+export function serializePairs(pairs: Array<[string, string]>): Uint8Array {
+  const parts = pairs.flatMap(([k, v]) => [Buffer.from(k, "utf8"), Buffer.from(v, "utf8")]);
+  const head = Buffer.alloc(4 + pairs.length * 8);
+  head.writeUInt32LE(pairs.length, 0);
+  parts.forEach((p, i) => head.writeUInt32LE(p.length, 4 + i * 4));
+  return Buffer.concat([head, ...parts.flatMap((p) => [p, Buffer.from([0])])]);
+}
+
 export class Clock { nowMs = 1_700_000_000_000; }
 
 export interface LocalReply { status: number; body: string; details: string; headers: Array<[string, string]> }
@@ -70,6 +79,8 @@ export class WasmVm {
     this.exports._initialize?.();
   }
 
+  /** Size of the module's linear memory, in bytes (it only grows). */
+  get memoryBytes(): number { return (this.exports.memory as WebAssembly.Memory).buffer.byteLength; }
   private get memory(): Uint8Array { return new Uint8Array((this.exports.memory as WebAssembly.Memory).buffer); }
   private get view(): DataView { return new DataView((this.exports.memory as WebAssembly.Memory).buffer); }
   private read(ptr: number, len: number): Uint8Array { return this.memory.slice(ptr, ptr + len); }
@@ -126,6 +137,13 @@ export class WasmVm {
         const value = map === 0 ? stream().header(name) : map === 2 ? stream().response.find(([k]) => k === name)?.[1] : undefined;
         if (value === undefined) return Status.NotFound;
         this.give(Buffer.from(value, "utf8"), ptrOut, lenOut);
+        return Status.Ok;
+      },
+      proxy_get_header_map_pairs: (map: number, ptrOut: number, lenOut: number) => {
+        const f = this.fail("proxy_get_header_map_pairs");
+        if (f !== undefined) return f;
+        const pairs = map === 0 ? stream().headers : map === 2 ? stream().response : [];
+        this.give(serializePairs(pairs), ptrOut, lenOut);
         return Status.Ok;
       },
       proxy_replace_header_map_value: (_map: number, kPtr: number, kLen: number, vPtr: number, vLen: number) => {

@@ -2,6 +2,7 @@
 // simulations: the same code that runs in Envoy, compiled to build/core.wasm with JS bindings.
 import { decide, Decision, LoadSource, NoLoad } from "./decide";
 import { jsonString } from "./errors";
+import { HeaderPairs } from "./header_pairs";
 import { isInferencePath } from "./routes";
 import { ModelScanner, PROMPT_PREFIX_BYTES, ScanError, ScanResult } from "./json_scan";
 import { LocalLoad, PrefixMemory, Random } from "./pick";
@@ -308,4 +309,20 @@ export function simulateRequest(text: string, model: string, cluster: string, ob
   let out = "";
   for (let i = 0; i < names.length; i++) out += names[i] + " " + counts.get(names[i]).toString() + "\n";
   return out;
+}
+
+/** Reads a serialized header map (core/header_pairs.ts): "invalid", or the first value of each
+ * name in `names` (NUL-separated), one per line, "-" when absent. */
+export function lookupHeaderPairs(data: Uint8Array, names: string): string {
+  const copy = new ArrayBuffer(data.length);
+  memory.copy(changetype<usize>(copy), data.dataStart, <usize>data.length);
+  const headers = new HeaderPairs(copy);
+  if (!headers.valid) return "invalid";
+  const wanted = names.split("\0");
+  const out = new Array<string>();
+  for (let i = 0; i < wanted.length; i++) {
+    const value = headers.get(String.UTF8.encode(wanted[i]));
+    out.push(value === null ? "-" : value);
+  }
+  return out.join("\n");
 }

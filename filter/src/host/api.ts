@@ -3,7 +3,7 @@
 // host returned (and frees the host's allocation), and returns the host's Status. No application
 // logic lives here: callers decide what every status means for them.
 import {
-  proxy_define_metric, proxy_get_buffer_bytes, proxy_get_current_time_nanoseconds, proxy_get_header_map_value,
+  proxy_define_metric, proxy_get_buffer_bytes, proxy_get_current_time_nanoseconds, proxy_get_header_map_pairs, proxy_get_header_map_value,
   proxy_get_property, proxy_get_shared_data, proxy_increment_metric, proxy_log, proxy_remove_header_map_value, proxy_replace_header_map_value,
   proxy_send_local_response, proxy_set_buffer_bytes, proxy_set_shared_data,
 } from "./imports";
@@ -78,6 +78,13 @@ export function setBufferBytes(type: BufferType, start: usize, length: usize, da
 export function getHeaderMapValue(map: MapType, name: ArrayBuffer): Bytes {
   resetOut();
   const status = <Status>proxy_get_header_map_value(map, changetype<usize>(name), name.byteLength, OUT_PTR, OUT_LEN);
+  return new Bytes(status, status == Status.Ok ? takeOut() : null);
+}
+
+/** The whole header map, serialized (core/header_pairs.ts reads it). */
+export function getHeaderMapPairs(map: MapType): Bytes {
+  resetOut();
+  const status = <Status>proxy_get_header_map_pairs(map, OUT_PTR, OUT_LEN);
   return new Bytes(status, status == Status.Ok ? takeOut() : null);
 }
 

@@ -14,6 +14,9 @@ export declare function proxy_set_buffer_bytes(bufferType: i32, start: usize, le
 @external("env", "proxy_get_header_map_value")
 export declare function proxy_get_header_map_value(mapType: i32, keyPtr: usize, keyLen: usize, outPtrPtr: usize, outLenPtr: usize): i32;
 
+@external("env", "proxy_get_header_map_pairs")
+export declare function proxy_get_header_map_pairs(mapType: i32, outPtrPtr: usize, outLenPtr: usize): i32;
+
 @external("env", "proxy_replace_header_map_value")
 export declare function proxy_replace_header_map_value(mapType: i32, keyPtr: usize, keyLen: usize, valuePtr: usize, valueLen: usize): i32;
 
