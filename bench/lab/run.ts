@@ -11,7 +11,7 @@
 //       [--kv-step N]            (the server renders kv= in steps of N thousandths)
 import { writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { formatSummary, median, spread, spreadCell as cell, type Spread, type Summary } from "../summary.ts";
+import { distribution, formatSummary, median, spread, spreadCell as cell, type Spread, type Summary } from "../summary.ts";
 import { loadCore, loadCoreAt } from "./core.ts";
 import { controlTiming, runLab, type LabResult, type PolicyFactory } from "./lab.ts";
 import { epp, infergate, leastRequest, oracle, roundRobin } from "./policies.ts";
@@ -123,6 +123,38 @@ export function targetTable(runs: LabResult[]): string {
   return lines.join("\n");
 }
 
+/** Where a run's slowest requests come from, in a closed loop whose first `burst` requests start
+ * together: how many of the slowest 1% (the requests at or above the P99) are from that start-up
+ * burst, the P99 of the burst's own requests, and the P99 of every later request. */
+export function burstTail(r: LabResult, burst: number): { slowestFromBurst: number; slowest: number; burstP99: number; afterP99: number } {
+  const ok = r.records.filter((x) => x.ok);
+  const slowest = [...ok].sort((a, b) => b.ttftMs - a.ttftMs).slice(0, Math.ceil(ok.length / 100));
+  const ttfts = (xs: typeof ok): number[] => xs.map((x) => x.ttftMs);
+  return {
+    slowestFromBurst: slowest.filter((x) => x.index < burst).length, slowest: slowest.length,
+    burstP99: distribution(ttfts(ok.filter((x) => x.index < burst))).p99,
+    afterP99: distribution(ttfts(ok.filter((x) => x.index >= burst))).p99,
+  };
+}
+
+/** burstTail per policy, median [min–max] over the seeds, with the after-burst P99 against round
+ * robin's (per seed). */
+export function burstTable(runs: LabResult[], policies: string[], burst: number): string {
+  const lines = [
+    `| policy | of the slowest 1%, from the first ${burst} requests | P99 TTFT of those ${burst} | P99 TTFT of the requests after them | that P99 ÷ round robin's |`,
+    "|---|---|---|---|---|",
+  ];
+  const rrAfter = new Map(runs.filter((r) => r.policy === "round-robin").map((r) => [r.seed, burstTail(r, burst).afterP99]));
+  for (const p of policies) {
+    const mine = runs.filter((r) => r.policy === p);
+    if (mine.length === 0) continue;
+    const tails = mine.map((r) => burstTail(r, burst));
+    const vsRr = mine.filter((r) => rrAfter.has(r.seed)).map((r) => burstTail(r, burst).afterP99 / rrAfter.get(r.seed)!);
+    lines.push(`| ${p} | ${cell(spread(tails.map((t) => t.slowestFromBurst)))} of ${tails[0]!.slowest} | ${cell(spread(tails.map((t) => t.burstP99)))} | ${cell(spread(tails.map((t) => t.afterP99)))} | ${vsRr.length > 0 && p !== "round-robin" ? cell(spread(vsRr), 2) : "–"} |`);
+  }
+  return lines.join("\n");
+}
+
 /** Whether infergate is worse than round robin beyond the seed-to-seed spread, per figure. */
 export function noWorseTable(shapes: Array<[Shape, LabResult[]]>): string {
   const lines = ["| shape | mean TTFT ratio | median TTFT ratio | P99 TTFT ratio | verdict |", "|---|---|---|---|---|"];
@@ -185,6 +217,9 @@ async function main(): Promise<void> {
     all.push([shape, runs]);
     const section = [shapeTables(shape, runs, policies)];
     if (shape.name === "seed" && ["infergate", "round-robin", "oracle"].every((p) => policies.includes(p))) section.push("", "Targets (issue 12 §3):", "", targetTable(runs));
+    if (shape.arrival.kind === "closed") {
+      section.push("", `Where the slowest requests come from (the first ${shape.arrival.concurrency} requests start together):`, "", burstTable(runs, policies, shape.arrival.concurrency));
+    }
     sections.push(section.join("\n"));
     console.log(`\n${summaryBlocks(runs, policies)}\n\n${section.join("\n")}\n`);
   }

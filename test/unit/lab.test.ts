@@ -9,9 +9,10 @@ import type { EngineRequest } from "../../sim/engine.ts";
 import { profileNamed } from "../../sim/step-model.ts";
 import { buildWorkload, SEED_WORKLOAD } from "../../bench/workload.ts";
 import { loadCore } from "../../bench/lab/core.ts";
+import { burstTable, burstTail } from "../../bench/lab/run.ts";
 import { ExtensionServer } from "../../bench/lab/control-plane.ts";
 import { predictFirstToken, type Arriving } from "../../bench/lab/fork.ts";
-import { controlTiming, Lab, runLab, WARMUP_MS, type LabOptions } from "../../bench/lab/lab.ts";
+import { controlTiming, Lab, runLab, WARMUP_MS, type LabOptions, type LabResult } from "../../bench/lab/lab.ts";
 import { epp, infergate, leastRequest, oracle, PrefixIndex, roundRobin } from "../../bench/lab/policies.ts";
 import { SHAPES, type Shape } from "../../bench/lab/shapes.ts";
 
@@ -181,5 +182,33 @@ describe("lab infergate", () => {
     const core = await loadCore();
     const off = runLab(infergate(core, { engineFields: true, tuning: { "affinity-bytes": 0 } }), options(tinyShape()));
     assert.equal(off.stats.affinityShare, 0);
+  });
+});
+
+describe("lab report: where the slowest requests come from", () => {
+  const result = (policy: string, seed: number, ttft: (index: number) => number): LabResult => ({
+    policy, shape: "s", seed, wallS: 0, preemptions: 0, recomputedTokens: 0, prefixHitRate: 0, perEngine: [], stats: {},
+    summary: undefined as never,
+    records: Array.from({ length: 200 }, (_, index) => ({ index, ok: true, shed: false, status: 200, startMs: 0, ttftMs: ttft(index), itlMs: [], e2eMs: 0, inputTokens: 1, outputTokens: 1, engine: 0, affinity: false })),
+  });
+
+  it("counts the slowest 1% that belong to the start-up burst and takes the P99 after it", () => {
+    // 200 requests, a burst of 10: three burst requests at 5 s, one later request at 6 s.
+    const r = result("infergate", 0, (i) => (i < 3 ? 5000 : i === 50 ? 6000 : 100));
+    const t = burstTail(r, 10);
+    assert.deepEqual({ from: t.slowestFromBurst, of: t.slowest }, { from: 1, of: 2 });
+    assert.equal(t.burstP99, 5000);
+    assert.equal(t.afterP99, 100, "one slow request in 190 is below their P99");
+    assert.ok(burstTail(result("infergate", 0, (i) => (i >= 50 && i < 55 ? 6000 : 100)), 10).afterP99 > 1000);
+    const all = burstTail(result("oracle", 0, (i) => (i < 10 ? 9000 : 100)), 10);
+    assert.equal(all.slowestFromBurst, 2);
+    assert.equal(all.afterP99, 100);
+  });
+
+  it("tabulates it per policy, with the after-burst P99 against round robin's of the same seed", () => {
+    const table = burstTable([result("round-robin", 0, (i) => (i % 20 === 0 ? 4000 : 200)), result("infergate", 0, (i) => (i < 10 ? 9000 : 100))], ["round-robin", "infergate"], 10);
+    const row = table.split("\n").find((l) => l.startsWith("| infergate"))!;
+    assert.match(row, /\| 2\.00 .*of 2 \|/);
+    assert.match(row, /\| 0\.0\d+ \|$/, row); // 100 ms against round robin's 4000 ms P99 after the burst
   });
 });
