@@ -10,6 +10,8 @@ const repo = new URL("../..", import.meta.url).pathname;
 export interface Core {
   routerCreate(seed: bigint): number;
   routerEndpoints(handle: number, addresses: string): void;
+  /** Absent from cores built before the workers shared their picks (--baseline). */
+  routerShareMemory?(handle: number, other: number): void;
   routerConfigure(handle: number, text: string): string;
   routerRoute(handle: number, body: Uint8Array, loads: Float64Array): string;
 }

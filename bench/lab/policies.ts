@@ -141,8 +141,8 @@ export interface InfergateOptions {
 /**
  * infergate: the extension server (its own scoring, through adapter.ts) pushes snapshots; each Envoy
  * worker is one router of the compiled filter core (build/core.wasm), holding the last snapshot
- * that reached it, and routes the request body with its Envoy's own counts, exactly as
- * filter/src/stream.ts calls decide().
+ * that reached it, and routes the request body with its Envoy's own counts and prefix memory
+ * (the workers of one Envoy share both), exactly as filter/src/stream.ts calls decide().
  */
 export function infergate(core: Core, opts: InfergateOptions = {}, name = "infergate"): PolicyFactory {
   return (lab, seed) => {
@@ -151,6 +151,8 @@ export function infergate(core: Core, opts: InfergateOptions = {}, name = "infer
       for (let w = 0; w < lab.workers; w++) {
         const h = core.routerCreate(BigInt(seed * 1000 + p * 10 + w + 1) * 0x9e3779b1n);
         core.routerEndpoints(h, lab.addresses.join(","));
+        // One prefix memory per Envoy: its workers copy each other's picks (shared_load.ts).
+        if (w > 0) core.routerShareMemory?.(h, routers[p * lab.workers]!);
         routers.push(h);
       }
     }

@@ -4,7 +4,15 @@
 //
 // Each VM instance (one per worker thread, and a new one whenever Envoy reloads a VM after a
 // crash) owns one record and is its only writer, so an update never races and never gives up:
-//   infergate/load/<id>     u32 n, then n × (u64 endpoint address hash, i64 pending prompt bytes, i64 in flight)
+//   infergate/load/<id>     u32 n, then n × (u64 endpoint address hash, i64 pending prompt bytes, i64 in flight),
+//                           then u64 picks made so far, u32 m, then the last m picks, oldest first,
+//                           m × (u64 prompt prefix hash, u64 endpoint address hash)
+// The picks let every worker know where the others sent a prefix: before a decision, a VM copies
+// the picks the others made since it last looked into its own prefix memory (core/pick.ts), as if
+// it had made them, so the proxy's workers keep one prefix memory between them rather than one each
+// (with one each, a tenant's prompts spread over more replicas and hit their caches less often:
+// bench/results/workloads.md). A VM that falls more than PICKS_KEPT picks behind another loses the
+// older ones. Mirror picks (core/mirror.ts) stay in their own VM's memory.
 // Instances announce themselves in a registry, refreshed at most every HEARTBEAT_MS by traffic
 // (each request's pick, every 16th chunk of a streamed answer):
 //   infergate/instances     u32 n, then n × (u32 id, u32 0, u64 last seen, ms)
@@ -17,7 +25,7 @@
 // push would leak one per push). The cost: an instance whose only streams wait more than STALE_MS
 // for a first byte, with no new request on its worker, stops counting for the others until its
 // next request or chunk; the engines' own waiting counts (the snapshot's `waiting=`) still do.
-import { LoadSource } from "./core/decide";
+import { LoadSource, VM_MEMORY } from "./core/decide";
 import { LocalLoad } from "./core/pick";
 import { saturatingAdd } from "./core/saturating";
 import { Pool } from "./core/snapshot";
@@ -29,6 +37,8 @@ export const DEAD_MS: u64 = 30000;
 /** Compare-and-swap retries on the registry before an update is logged as failed (contention
  * there is one write per instance per second, so this is never reached in practice). */
 const MAX_CAS_ATTEMPTS: i32 = 10000;
+/** Picks each record carries (16 bytes each). */
+export const PICKS_KEPT: i32 = 64;
 
 const NEXT_ID_KEY = String.UTF8.encode("infergate/next-instance");
 const INSTANCES_KEY = String.UTF8.encode("infergate/instances");
@@ -85,6 +95,20 @@ export class SharedLoad extends LoadSource {
   /** Other live instances, as of the last heartbeat. */
   private others: Array<u32> = new Array<u32>();
   private lastHeartbeat: u64 = 0;
+  /** This VM's last PICKS_KEPT picks, a ring of (prefix hash, endpoint hash), and how many it made. */
+  private picks: StaticArray<u64> = new StaticArray<u64>(PICKS_KEPT * 2);
+  private pickCount: u64 = 0;
+  /** Per other instance: how many of its picks are already in this VM's prefix memory. */
+  private picksSeen: Map<u32, u64> = new Map<u32, u64>();
+
+  /** This VM picked `endpointHash` for a prompt with prefix `prefix` (0: none); published with the
+   * next count (add), which follows every pick. */
+  notePick(prefix: u64, endpointHash: u64): void {
+    const at = <i32>(this.pickCount % <u64>PICKS_KEPT) * 2;
+    unchecked(this.picks[at] = prefix);
+    unchecked(this.picks[at + 1] = endpointHash);
+    this.pickCount++;
+  }
 
   /** Adds to this instance's counts for an endpoint (by address hash); counts never go below 0.
    * No heartbeat here (a clock read is a host call): every add follows a pick (loadsOf) or a
@@ -153,7 +177,10 @@ export class SharedLoad extends LoadSource {
       }
       this.others = others;
       // Whoever removes a dead instance empties its record (proxy-wasm cannot delete a key).
-      for (let i = 0; i < dead.length; i++) setSharedData(recordKey(dead[i]), EMPTY, 0);
+      for (let i = 0; i < dead.length; i++) {
+        setSharedData(recordKey(dead[i]), EMPTY, 0);
+        this.picksSeen.delete(dead[i]);
+      }
       return;
     }
     log(LogLevel.Error, "infergate: instance registry update lost " + MAX_CAS_ATTEMPTS.toString() + " compare-and-swap races");
@@ -188,7 +215,9 @@ export class SharedLoad extends LoadSource {
   private writeOwn(): void {
     if (this.id == 0) return; // not registered: nobody else can read it anyway
     const hashes = this.own.keys();
-    const record = new ArrayBuffer(4 + hashes.length * 24);
+    const kept = <i32>min<u64>(this.pickCount, <u64>PICKS_KEPT);
+    const picksAt = 4 + hashes.length * 24;
+    const record = new ArrayBuffer(picksAt + 12 + kept * 16);
     const base = changetype<usize>(record);
     store<u32>(base, hashes.length);
     for (let k = 0; k < hashes.length; k++) {
@@ -197,6 +226,14 @@ export class SharedLoad extends LoadSource {
       store<u64>(at, hashes[k]);
       store<i64>(at + 8, c.pending);
       store<i64>(at + 16, c.inflight);
+    }
+    const p = base + <usize>picksAt;
+    store<u64>(p, this.pickCount);
+    store<u32>(p + 8, kept);
+    for (let i = 0; i < kept; i++) {
+      const from = <i32>((this.pickCount - <u64>kept + <u64>i) % <u64>PICKS_KEPT) * 2;
+      store<u64>(p + 12 + <usize>i * 16, unchecked(this.picks[from]));
+      store<u64>(p + 20 + <usize>i * 16, unchecked(this.picks[from + 1]));
     }
     const status = setSharedData(this.ownKey, record, 0);
     if (status != Status.Ok) log(LogLevel.Warn, "infergate: cannot write load record: status " + status.toString());
@@ -217,5 +254,22 @@ export class SharedLoad extends LoadSource {
       l.pendingPromptBytes = saturatingAdd(l.pendingPromptBytes, max<i64>(0, load<i64>(at + 8)));
       l.inflight = saturatingAdd(l.inflight, max<i64>(0, load<i64>(at + 16)));
     }
+    this.takePicks(id, data, 4 + n * 24);
+  }
+
+  /** Copies the picks instance `id` made since this VM last looked (its record's pick section at
+   * `at`) into this VM's prefix memory. */
+  private takePicks(id: u32, data: ArrayBuffer, at: i32): void {
+    if (data.byteLength < at + 12) return; // no pick section
+    const p = changetype<usize>(data) + <usize>at;
+    const count = load<u64>(p);
+    const kept = min<i32>(<i32>min<u32>(load<u32>(p + 8), <u32>PICKS_KEPT), (data.byteLength - at - 12) / 16);
+    const seen = this.picksSeen.has(id) ? this.picksSeen.get(id) : 0;
+    if (count < seen || count < <u64>kept) { this.picksSeen.set(id, count); return; } // not the sequence we followed
+    for (let i = 0; i < kept; i++) {
+      if (count - <u64>kept + <u64>i < seen) continue; // taken already
+      VM_MEMORY.record(load<u64>(p + 12 + <usize>i * 16), load<u64>(p + 20 + <usize>i * 16));
+    }
+    this.picksSeen.set(id, count);
   }
 }

@@ -193,6 +193,7 @@ export class Stream {
     this.pendingBytes = this.bodyBytes;
     const endpoint = d.pool!.endpoints[d.endpoints[0]];
     this.endpointHash = endpoint.hash;
+    this.load.notePick(d.prefix, endpoint.hash);
     this.load.add(this.endpointHash, this.pendingBytes, 1);
     this.phase = Phase.Routed;
     count(ROUTED);

@@ -169,6 +169,28 @@ describe("load shared between worker VMs", () => {
     assert.equal(seen.size, 2, "finished requests leave no load behind on either endpoint");
   });
 
+  it("every worker knows where the others sent a prompt prefix", () => {
+    const prompt = (tag: number, i: number) => `{"model": "qwq", "prompt": "tenant ${tag} ${"system prompt ".repeat(30)} question ${i}"}`;
+    const shared = new SharedData();
+    const clock = new Clock();
+    const a = vm(shared, clock);
+    const b = vm(shared, clock);
+    // A prefix whose first placement, on an idle pool, would be the endpoint A's big request loads.
+    const [big] = inflight(a, 1, 200_000);
+    const loaded = routedTo(big!);
+    const tag = Array.from({ length: 50 }, (_, t) => t).find((t) => routedTo(vm().request("/v1/completions", prompt(t, 0))) === loaded)!;
+    assert.notEqual(tag, undefined);
+    // A sends that prefix to the other endpoint (the first one is loaded), then the load goes away.
+    const placed = routedTo(a.request("/v1/completions", prompt(tag, 1)));
+    assert.notEqual(placed, loaded);
+    a.finish(big!);
+    // B never saw the prefix itself; it follows A's placement, counted as an affinity pick.
+    assert.equal(routedTo(b.request("/v1/completions", prompt(tag, 2))), placed);
+    assert.equal(b.counters.get("infergate.affinity_routed_total"), 1);
+    // A VM that shares nothing with A places it where an idle pool would.
+    assert.equal(routedTo(vm().request("/v1/completions", prompt(tag, 3))), loaded);
+  });
+
   it("counts the bytes it scanned, not a client's content-length", () => {
     const v = vm();
     const body = '{"model": "qwq", "prompt": "hi"}';

@@ -13,13 +13,15 @@
 //      recently got the same prompt prefix; one of the near-best is picked (503 if none);
 //   5. up to FALLBACKS more endpoints follow it by rising cost, for Envoy to retry on.
 // The one state decide() keeps is the prefix memory it is given: it records every pick there. Envoy
-// passes none, so each worker's VM uses its own (VM_MEMORY); tests and the lab pass their own.
+// passes none, so each worker's VM uses its own (VM_MEMORY), into which the filter also copies the
+// other workers' picks (shared_load.ts), so that every worker knows where the proxy sent a prefix;
+// tests and the lab pass their own.
 import { ErrorReply, modelNotFound, noEndpoint, shed } from "./errors";
 import { chooseTarget, endpointCosts, LocalLoad, pickEndpoint, prefixHash, PrefixMemory, Random, withFallbacks } from "./pick";
 import { NO_CONTEXT, RequestContext, requestPriority, shouldShed } from "./request";
 import { Pool, Snapshot } from "./snapshot";
 
-/** This VM's prefix memory (one per Envoy worker thread). */
+/** This VM's prefix memory (one per Envoy worker thread; shared_load.ts adds the other workers' picks). */
 export const VM_MEMORY = new PrefixMemory();
 
 /** Endpoints after the chosen one in the destination list, for Envoy to retry on. */
@@ -51,6 +53,8 @@ export class Decision {
   endpoints: Array<i32> = new Array<i32>();
   /** The chosen endpoint recently got the same prompt prefix from this proxy. */
   affinity: bool = false;
+  /** The prompt's prefix hash (pick.ts prefixHash; 0: none), recorded in the prefix memory. */
+  prefix: u64 = 0;
 
   static rejected(reply: ErrorReply): Decision {
     const d = new Decision();
@@ -84,12 +88,14 @@ export function decide(snapshot: Snapshot, requested: string, prompt: StaticArra
   if (shouldShed(requestPriority(snapshot, model, pool, request.objective), pool)) return Decision.rejected(shed(requested, pool.name));
   const tuning = snapshot.tuning;
   const costs = endpointCosts(pool, loads.loadsOf(pool), tuning, target.name);
-  const pick = pickEndpoint(pool, costs, prefixHash(prompt, promptLength, tuning.affinityBlocks), tuning, random, memory);
+  const prefix = prefixHash(prompt, promptLength, tuning.affinityBlocks);
+  const pick = pickEndpoint(pool, costs, prefix, tuning, random, memory);
   if (pick.index < 0) return Decision.rejected(noEndpoint(requested, "pool " + pool.name + " has no ready endpoint"));
   const d = new Decision();
   d.target = target.name;
   d.pool = pool;
   d.endpoints = withFallbacks(costs, pick.index, FALLBACKS);
   d.affinity = pick.affinity;
+  d.prefix = prefix;
   return d;
 }

@@ -206,7 +206,7 @@ export function describeTuning(text: string): string {
 class LabRouter {
   snapshot: Snapshot | null = null;
   random: Random;
-  /** The worker VM's prefix memory. */
+  /** The worker VM's prefix memory (shared with the other workers of its Envoy: routerShareMemory). */
   memory: PrefixMemory = new PrefixMemory();
   /** The lab's endpoint order: its load arrays are given in this order. */
   addresses: Array<string> = new Array<string>();
@@ -219,6 +219,12 @@ const labRouters = new Array<LabRouter>();
 export function routerCreate(seed: u64): i32 {
   labRouters.push(new LabRouter(seed));
   return labRouters.length - 1;
+}
+
+/** Makes router `handle` use router `other`'s prefix memory: the workers of one Envoy share their
+ * picks through shared data (filter/src/shared_load.ts), so they keep one memory between them. */
+export function routerShareMemory(handle: i32, other: i32): void {
+  labRouters[handle].memory = labRouters[other].memory;
 }
 
 /** The endpoint addresses the load arrays of routerRoute refer to, comma-separated. */
