@@ -125,14 +125,14 @@ export function targetTable(runs: LabResult[]): string {
 
 /** Where a run's slowest requests come from, in a closed loop whose first `burst` requests start
  * together: how many of the slowest 1% (the requests at or above the P99) are from that start-up
- * burst, the P99 of the burst's own requests, and the P99 of every later request. */
-export function burstTail(r: LabResult, burst: number): { slowestFromBurst: number; slowest: number; burstP99: number; afterP99: number } {
+ * burst, the median TTFT of the burst's own requests, and the P99 of every later request. */
+export function burstTail(r: LabResult, burst: number): { slowestFromBurst: number; slowest: number; burstMedian: number; afterP99: number } {
   const ok = r.records.filter((x) => x.ok);
   const slowest = [...ok].sort((a, b) => b.ttftMs - a.ttftMs).slice(0, Math.ceil(ok.length / 100));
   const ttfts = (xs: typeof ok): number[] => xs.map((x) => x.ttftMs);
   return {
     slowestFromBurst: slowest.filter((x) => x.index < burst).length, slowest: slowest.length,
-    burstP99: distribution(ttfts(ok.filter((x) => x.index < burst))).p99,
+    burstMedian: distribution(ttfts(ok.filter((x) => x.index < burst))).median,
     afterP99: distribution(ttfts(ok.filter((x) => x.index >= burst))).p99,
   };
 }
@@ -141,7 +141,7 @@ export function burstTail(r: LabResult, burst: number): { slowestFromBurst: numb
  * robin's (per seed). */
 export function burstTable(runs: LabResult[], policies: string[], burst: number): string {
   const lines = [
-    `| policy | of the slowest 1%, from the first ${burst} requests | P99 TTFT of those ${burst} | P99 TTFT of the requests after them | that P99 ÷ round robin's |`,
+    `| policy | of the slowest 1%, from the first ${burst} requests | median TTFT of those ${burst} | P99 TTFT of the requests after them | that P99 ÷ round robin's |`,
     "|---|---|---|---|---|",
   ];
   const rrAfter = new Map(runs.filter((r) => r.policy === "round-robin").map((r) => [r.seed, burstTail(r, burst).afterP99]));
@@ -150,7 +150,7 @@ export function burstTable(runs: LabResult[], policies: string[], burst: number)
     if (mine.length === 0) continue;
     const tails = mine.map((r) => burstTail(r, burst));
     const vsRr = mine.filter((r) => rrAfter.has(r.seed)).map((r) => burstTail(r, burst).afterP99 / rrAfter.get(r.seed)!);
-    lines.push(`| ${p} | ${cell(spread(tails.map((t) => t.slowestFromBurst)))} of ${tails[0]!.slowest} | ${cell(spread(tails.map((t) => t.burstP99)))} | ${cell(spread(tails.map((t) => t.afterP99)))} | ${vsRr.length > 0 && p !== "round-robin" ? cell(spread(vsRr), 2) : "–"} |`);
+    lines.push(`| ${p} | ${cell(spread(tails.map((t) => t.slowestFromBurst)))} of ${tails[0]!.slowest} | ${cell(spread(tails.map((t) => t.burstMedian)))} | ${cell(spread(tails.map((t) => t.afterP99)))} | ${vsRr.length > 0 && p !== "round-robin" ? cell(spread(vsRr), 2) : "–"} |`);
   }
   return lines.join("\n");
 }

@@ -38,7 +38,7 @@ export const DEAD_MS: u64 = 30000;
  * there is one write per instance per second, so this is never reached in practice). */
 const MAX_CAS_ATTEMPTS: i32 = 10000;
 /** Picks each record carries (16 bytes each). */
-export const PICKS_KEPT: i32 = 64;
+export const PICKS_KEPT: i32 = 16;
 
 const NEXT_ID_KEY = String.UTF8.encode("infergate/next-instance");
 const INSTANCES_KEY = String.UTF8.encode("infergate/instances");
