@@ -129,21 +129,26 @@ describe("garbage collection (the module runs AssemblyScript's minimal runtime)"
 });
 
 describe("load shared between worker VMs", () => {
+  /** Two worker VMs of one Envoy (shared data and clock), the first with one 200 KB prompt open
+   * on `loaded`: that endpoint is now 200 KB costlier for both. */
+  function twoWithBigPrompt(): { a: WasmVm; b: WasmVm; big: HostStream; loaded: string } {
+    const shared = new SharedData();
+    const clock = new Clock();
+    const a = vm(shared, clock);
+    const b = vm(shared, clock);
+    const [big] = inflight(a, 1, 200_000);
+    return { a, b, big: big!, loaded: routedTo(big!) };
+  }
+
   /** Sends `n` requests with `bytes`-byte prompts on a VM and keeps them open (no first byte). */
   function inflight(v: WasmVm, n: number, bytes: number): HostStream[] {
     return Array.from({ length: n }, () => v.request("/v1/completions", `{"model": "qwq", "prompt": "${"p".repeat(bytes)}"}`));
   }
 
   it("another VM's open requests steer this VM's picks; finished ones stop counting", () => {
-    const shared = new SharedData();
-    const clock = new Clock();
-    const a = vm(shared, clock);
-    const b = vm(shared, clock);
-    // A sends one 200 KB prompt; its endpoint is now 200 KB costlier for everyone.
-    const [big] = inflight(a, 1, 200_000);
-    const loaded = routedTo(big!);
+    const { a, b, big, loaded } = twoWithBigPrompt();
     for (let i = 0; i < 20; i++) assert.notEqual(routedTo(b.request("/v1/completions", `{"model": "qwq", "prompt": "q${i}"}`)), loaded);
-    a.finish(big!);
+    a.finish(big);
     const seen = new Set(Array.from({ length: 40 }, (_, i) => routedTo(b.request("/v1/completions", `{"model": "qwq", "prompt": "r${i}"}`))));
     assert.equal(seen.size, 2, "both endpoints are picked again");
   });
@@ -171,19 +176,14 @@ describe("load shared between worker VMs", () => {
 
   it("every worker knows where the others sent a prompt prefix", () => {
     const prompt = (tag: number, i: number) => `{"model": "qwq", "prompt": "tenant ${tag} ${"system prompt ".repeat(30)} question ${i}"}`;
-    const shared = new SharedData();
-    const clock = new Clock();
-    const a = vm(shared, clock);
-    const b = vm(shared, clock);
+    const { a, b, big, loaded } = twoWithBigPrompt();
     // A prefix whose first placement, on an idle pool, would be the endpoint A's big request loads.
-    const [big] = inflight(a, 1, 200_000);
-    const loaded = routedTo(big!);
     const tag = Array.from({ length: 50 }, (_, t) => t).find((t) => routedTo(vm().request("/v1/completions", prompt(t, 0))) === loaded)!;
     assert.notEqual(tag, undefined);
     // A sends that prefix to the other endpoint (the first one is loaded), then the load goes away.
     const placed = routedTo(a.request("/v1/completions", prompt(tag, 1)));
     assert.notEqual(placed, loaded);
-    a.finish(big!);
+    a.finish(big);
     // B never saw the prefix itself; it follows A's placement, counted as an affinity pick.
     assert.equal(routedTo(b.request("/v1/completions", prompt(tag, 2))), placed);
     assert.equal(b.counters.get("infergate.affinity_routed_total"), 1);
