@@ -144,12 +144,13 @@ export function burstTable(runs: LabResult[], policies: string[], burst: number)
     `| policy | of the slowest 1%, from the first ${burst} requests | median TTFT of those ${burst} | P99 TTFT of the requests after them | that P99 ÷ round robin's |`,
     "|---|---|---|---|---|",
   ];
-  const rrAfter = new Map(runs.filter((r) => r.policy === "round-robin").map((r) => [r.seed, burstTail(r, burst).afterP99]));
+  const tailOf = new Map(runs.map((r) => [r, burstTail(r, burst)]));
+  const rrAfter = new Map(runs.filter((r) => r.policy === "round-robin").map((r) => [r.seed, tailOf.get(r)!.afterP99]));
   for (const p of policies) {
     const mine = runs.filter((r) => r.policy === p);
     if (mine.length === 0) continue;
-    const tails = mine.map((r) => burstTail(r, burst));
-    const vsRr = mine.filter((r) => rrAfter.has(r.seed)).map((r) => burstTail(r, burst).afterP99 / rrAfter.get(r.seed)!);
+    const tails = mine.map((r) => tailOf.get(r)!);
+    const vsRr = mine.filter((r) => rrAfter.has(r.seed)).map((r) => tailOf.get(r)!.afterP99 / rrAfter.get(r.seed)!);
     lines.push(`| ${p} | ${cell(spread(tails.map((t) => t.slowestFromBurst)))} of ${tails[0]!.slowest} | ${cell(spread(tails.map((t) => t.burstMedian)))} | ${cell(spread(tails.map((t) => t.afterP99)))} | ${vsRr.length > 0 && p !== "round-robin" ? cell(spread(vsRr), 2) : "–"} |`);
   }
   return lines.join("\n");

@@ -16,12 +16,11 @@ let bytes: usize = 0;
 /** `size` bytes were copied into the VM for this call (a body read). */
 export function noteBytes(size: usize): void { bytes += size; }
 
-/** Called as the last step of an entry point. Returns whether it collected. */
-export function collectIfDue(): bool {
+/** Called as the last step of an entry point. */
+export function collectIfDue(): void {
   calls++;
-  if (calls < CALLS_PER_COLLECTION && bytes < BYTES_PER_COLLECTION) return false;
+  if (calls < CALLS_PER_COLLECTION && bytes < BYTES_PER_COLLECTION) return;
   calls = 0;
   bytes = 0;
   __collect();
-  return true;
 }

@@ -43,8 +43,6 @@ export class HeaderPairs {
     return <i32>n;
   }
 
-  get length(): i32 { return this.count; }
-
   /** Index of the first header named `name` (lower case, as Envoy keeps names); -1 if none. */
   find(name: ArrayBuffer): i32 {
     const len = name.byteLength;
