@@ -9,8 +9,7 @@
 // filter (as in bench/peers/epp-latency.ts), idle on the routes measured here.
 // Prints, per route, the median over blocks of Envoy µs per request, and the median over block
 // pairs of the difference (infergate − plain).
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { Agent, request } from "undici";
@@ -19,6 +18,7 @@ import { startSimServer } from "../sim/server.ts";
 import { instantPoolYaml } from "./overhead.ts";
 import { pickerPoolYaml } from "./peers/epp-latency.ts";
 import { median } from "./summary.ts";
+import { scratchDir } from "../test/support/scratch-dir.ts";
 
 const IPS = ["127.0.6.31", "127.0.6.32"];
 
@@ -55,7 +55,7 @@ async function main(): Promise<void> {
   } });
   const perBlock = Number(values["per-block"]);
   const sims = await Promise.all(IPS.map((host) => startSimServer({ host, port: 8000, servedModels: ["m"], ttftMs: 0, itlMs: 0 })));
-  const configPath = join(mkdtempSync(join(tmpdir(), "infergate-filter-cpu-")), "pool.yaml");
+  const configPath = join(scratchDir("infergate-filter-cpu"), "pool.yaml");
   writeFileSync(configPath, poolYaml(IPS, values.picker!));
   const server = new InfergateServer({
     source: { file: configPath }, xdsPort: 0, log: () => undefined, wasmPath: values.wasm,

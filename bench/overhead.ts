@@ -2,13 +2,13 @@
 //   - the filter's own cost: added latency per request on the inference route against the plain
 //     route, to an instant backend, for a 4 KB and a 200 KB body (median and P99, interleaved);
 //   - score freshness: how long after a replica's load changes the filter's decisions change.
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Agent, request } from "undici";
 import { InfergateServer } from "../extension-server/src/server.ts";
 import { startSimServer, type SimServer } from "../sim/server.ts";
 import { distribution, type Distribution } from "./summary.ts";
+import { scratchDir } from "../test/support/scratch-dir.ts";
 
 export interface OverheadResult { bodyBytes: number; plain: Distribution; inference: Distribution; addedMedianMs: number; addedP99Ms: number }
 export interface FreshnessResult { trials: number; medianMs: number; maxMs: number; samplesMs: number[] }
@@ -82,7 +82,7 @@ async function measureFreshness(inferenceUrl: string, sims: SimServer[], trials:
 
 export async function runSideMeasurements(n = 400): Promise<{ overhead: OverheadResult[]; freshness: FreshnessResult }> {
   const sims = await Promise.all(IPS.map((host) => startSimServer({ host, port: 8000, servedModels: ["m"], ttftMs: 0, itlMs: 0 })));
-  const configPath = join(mkdtempSync(join(tmpdir(), "infergate-overhead-")), "pool.yaml");
+  const configPath = join(scratchDir("infergate-overhead"), "pool.yaml");
   writeFileSync(configPath, instantPoolYaml(IPS));
   const server = new InfergateServer({ source: { file: configPath }, xdsPort: 0, log: () => undefined, envoy: { adminPort: 0, plainPort: 0, inferencePort: 0, concurrency: 2, logLevel: "error" } });
   try {

@@ -9,8 +9,7 @@
 //   npm run bench -- [--quick | --full] [--workload seed|tenants|no-prefix|mixed-gpu|poisson-0.7|...]
 //       [--num-prompts N] [--concurrency 60] [--request-rate R] [--time-scale S] [--seed 0] ...
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import cliProgress from "cli-progress";
@@ -23,6 +22,7 @@ import { writeReport, type ModeResult } from "./report.ts";
 import { TUNING_KEYS } from "../extension-server/src/snapshot.ts";
 import { formatSummary, summarize } from "./summary.ts";
 import { buildWorkload, SEED_WORKLOAD, type WorkloadOptions, type WorkloadRequest } from "./workload.ts";
+import { scratchDir } from "../test/support/scratch-dir.ts";
 
 const repo = new URL("..", import.meta.url).pathname;
 
@@ -207,7 +207,7 @@ export interface BenchHooks {
 
 export async function runBench(o: BenchOptions, hooks: BenchHooks = {}): Promise<ModeResult[]> {
   const ips = Array.from({ length: o.replicas }, (_, i) => `127.0.3.${i + 1}`);
-  const configPath = join(mkdtempSync(join(tmpdir(), "infergate-bench-")), "pool.yaml");
+  const configPath = join(scratchDir("infergate-bench"), "pool.yaml");
   const requests = benchRequests(o);
   let replicas = await startReplicas(ips, o);
   // Peers (the EPP) start first: infergate's configuration names where they listen.

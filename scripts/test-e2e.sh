@@ -26,6 +26,7 @@ export EPP_BIN="$(echo "$epp_out" | sed -n 1p)" EPP_MODULE_DIR="$(echo "$epp_out
 export HELM_BIN="$(bash scripts/build-helm.sh)"
 chart_deps="$(bash scripts/chart-test-deps.sh)"
 export PROMETHEUS_OPERATOR_CRDS="$(echo "$chart_deps" | sed -n 1p)" EG_MODULE_DIR="$(echo "$chart_deps" | sed -n 2p)"
+(. scripts/go-module.sh && trim_go_build_cache "$PWD")
 # Prometheus and promtool: the system's, or Debian's package unpacked into .cache/ (apt needs the network).
 prometheus_bins="$(node scripts/install-prometheus.mjs)"
 export PROMETHEUS_BIN="$(echo "$prometheus_bins" | sed -n 1p)" PROMTOOL_BIN="$(echo "$prometheus_bins" | sed -n 2p)"

@@ -1,9 +1,9 @@
 // The filter's compiled core (build/core.wasm with its JS bindings): the same decision code Envoy
 // runs. Rebuilt first when filter/ is newer than the build, so the lab never measures stale code.
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, statSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { scratchDir } from "../../test/support/scratch-dir.ts";
 
 const repo = new URL("../..", import.meta.url).pathname;
 
@@ -38,7 +38,7 @@ export async function loadCore(): Promise<Core> {
 /** The core as an earlier commit had it, built into a temporary directory, for side-by-side runs
  * (`git archive <commit> filter asconfig.json`, then the same `asc` build). */
 export async function loadCoreAt(commit: string): Promise<Core> {
-  const dir = mkdtempSync(join(tmpdir(), "infergate-core-"));
+  const dir = scratchDir("infergate-core");
   const archive = execFileSync("git", ["archive", commit, "filter", "asconfig.json"], { cwd: repo, maxBuffer: 64 << 20 });
   execFileSync("tar", ["-x", "-C", dir], { input: archive });
   writeFileSync(join(dir, "package.json"), '{"type":"module"}\n');

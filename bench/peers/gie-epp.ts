@@ -27,7 +27,7 @@
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { parseAllDocuments } from "yaml";
 import { EnvoyProcess } from "../../extension-server/src/envoy/process.ts";
 import { freePort, startKubeApiServer, type KubeApiServer } from "../../test/support/kube-apiserver.ts";
@@ -389,7 +389,7 @@ export async function startGieEpp(opts: GieEppOptions): Promise<GieEpp> {
   const grpcPort = epp.grpcPort;
   let envoy: EnvoyProcess | undefined;
   const stop = async (): Promise<void> => {
-    if (envoy) { await envoy.stop(); rmSync(dirname(envoy.bootstrapPath), { recursive: true, force: true }); envoy = undefined; }
+    if (envoy) { await envoy.stop(); envoy = undefined; }
     await epp.stop();
   };
   try {

@@ -5,8 +5,7 @@ import assert from "node:assert/strict";
 import { spawn, execFileSync, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
 import { request as httpRequest } from "node:http";
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import * as grpc from "@grpc/grpc-js";
@@ -16,6 +15,7 @@ import { startSimServer, type SimServer } from "../../sim/server.ts";
 import { createTestCa } from "../support/certs.ts";
 import { startFakePicker, type FakePicker } from "../support/fake-picker.ts";
 import { metricSamples, podsYaml, postJson, setReplicaLoad, waitFor } from "../support/stack.ts";
+import { scratchDir } from "../support/scratch-dir.ts";
 
 const repo = new URL("../..", import.meta.url).pathname;
 const IPS = ["127.0.7.11", "127.0.7.12"];
@@ -155,7 +155,7 @@ function fill(template: string, values: Record<string, string>): string {
 }
 
 describe("Envoy Gateway extension, end to end", () => {
-  const home = mkdtempSync(join(tmpdir(), "infergate-eg-"));
+  const home = scratchDir("infergate-eg");
   const configPath = join(home, "infergate.yaml");
   let sims: SimServer[] = [];
   let picker: FakePicker | undefined;

@@ -7,14 +7,14 @@
 // `destination-endpoint-served-verifier` echoes the served endpoint that Envoy reports in `envoy.lb`
 // metadata as `x-conformance-test-served-endpoint`. Runs inside scripts/test-e2e.sh's namespace.
 import assert from "node:assert/strict";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { InfergateServer } from "../../extension-server/src/server.ts";
 import { startSimServer, type SimServer } from "../../sim/server.ts";
 import { startEpp, type Epp } from "../../bench/peers/gie-epp.ts";
 import { postJson, waitFor } from "../support/stack.ts";
+import { scratchDir } from "../support/scratch-dir.ts";
 
 const IPS = ["127.0.11.1", "127.0.11.2", "127.0.11.3"];
 const at = (ip: string): string => `${ip}:8000`;
@@ -86,7 +86,7 @@ describe("infergate as the gateway of the real EPP v1.5.0 (endpoint picker proto
     sims = await Promise.all(IPS.map((host) => startSimServer({ host, port: 8000, servedModels: MODELS, ttftMs: 1, itlMs: 0 })));
     outsider = await startSimServer({ host: OUTSIDER, port: 8000, servedModels: MODELS, ttftMs: 1, itlMs: 0 });
     epp = await startEpp({ replicas: IPS.map(at), eppConfig: EPP_CONFIG, timeoutMs: 100_000 });
-    const dir = mkdtempSync(join(tmpdir(), "infergate-epp-e2e-"));
+    const dir = scratchDir("infergate-epp-e2e");
     writeFileSync(join(dir, "pools.yaml"), infergateYaml(epp.grpcPort));
     server = new InfergateServer({
       source: { file: join(dir, "pools.yaml") }, xdsPort: 0, log: () => undefined,

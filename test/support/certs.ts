@@ -2,9 +2,9 @@
 // API to issue X.509 certificates). Each CA lives in its own temporary directory; certificates are
 // P-256, valid for a day, usable for both server and client authentication.
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { scratchDir } from "./scratch-dir.ts";
 
 export interface Issued { cert: string; key: string }
 
@@ -21,7 +21,7 @@ function openssl(args: string[], cwd: string): void {
 }
 
 export function createTestCa(name = "infergate-test-ca"): TestCa {
-  const dir = mkdtempSync(join(tmpdir(), `${name}-`));
+  const dir = scratchDir(name);
   openssl(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "1", "-subj", `/CN=${name}`], dir);
   return {
     dir,

@@ -5,9 +5,8 @@
 //   - thousands of snapshot pushes while traffic flows, with Envoy's memory before and after.
 // Every load loop is bounded in time and stops by itself.
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { readFileSync, renameSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Agent, request } from "undici";
 import { parseRoutingConfig } from "../../extension-server/src/config/routing-config.ts";
@@ -17,6 +16,7 @@ import { EnvoyProcess } from "../../extension-server/src/envoy/process.ts";
 import { DEFAULT_WASM_PATH } from "../../extension-server/src/server.ts";
 import { startSimServer, type SimServer } from "../../sim/server.ts";
 import { chatPoolYaml, metricSamples, setReplicaLoad, SIM_PORT, startStack, waitFor } from "./stack.ts";
+import { scratchDir } from "./scratch-dir.ts";
 
 const REPO = new URL("../..", import.meta.url).pathname;
 
@@ -111,7 +111,7 @@ export interface ControlPlaneKillResult {
  */
 export async function controlPlaneKill(opts: { loadMs: number; downMs: number; concurrency: number }): Promise<ControlPlaneKillResult> {
   const ips = ["127.0.11.11", "127.0.11.12"];
-  const dir = mkdtempSync(join(tmpdir(), "infergate-faults-"));
+  const dir = scratchDir("infergate-faults");
   const configPath = join(dir, "pool.yaml");
   const write = (text: string): void => { writeFileSync(`${configPath}.tmp`, text); renameSync(`${configPath}.tmp`, configPath); };
   // Two models on the pool; the edit below moves `moving` from one target to the other.

@@ -1,11 +1,11 @@
 // Brings up a real stack for integration tests: simulated vLLM replicas on their own loopback
 // addresses, the extension server in standalone mode (xDS on an ephemeral port) and a real Envoy running
 // the compiled filter. Envoy binds port 0 and the harness reads the bound ports from its admin.
-import { mkdtempSync, renameSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { InfergateServer } from "../../extension-server/src/server.ts";
 import { startSimServer, type SimOptions, type SimServer } from "../../sim/server.ts";
+import { scratchDir } from "./scratch-dir.ts";
 
 export interface ReplicaSpec extends Partial<SimOptions> { ip: string; models: string[] }
 
@@ -66,7 +66,7 @@ export async function setReplicaLoad(address: string, load: Record<string, numbe
  * HTTPRoutes' parentRefs name (default: one ephemeral listener serving everything); `inferenceUrl`
  * is then the first of them. */
 export async function startStack(yaml: string, replicas: ReplicaSpec[], opts: { metricsPort?: number; inferencePorts?: "config" } = {}): Promise<Stack> {
-  const dir = mkdtempSync(join(tmpdir(), "infergate-test-"));
+  const dir = scratchDir("infergate-test");
   const configPath = join(dir, "pool.yaml");
   const writeConfig = (text: string): void => {
     const tmp = `${configPath}.tmp`;

@@ -1,9 +1,9 @@
 // Runs Envoy as a child process: writes the bootstrap, starts the pinned binary, waits until its
 // admin endpoint reports LIVE, and stops it (with its process group) on close.
 import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { ENVOY_VERSION, envoyPath } from "../../../scripts/install-envoy.mjs";
 
 /** The pinned Envoy version (one definition: scripts/install-envoy.mjs). */
@@ -116,11 +116,14 @@ export class EnvoyProcess {
     return out;
   }
 
+  /** Stops Envoy (its process group) and removes the directory holding its bootstrap. */
   async stop(): Promise<void> {
-    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
-    try { process.kill(-this.child.pid!, "SIGTERM"); } catch { /* already gone */ }
-    const timer = setTimeout(() => { try { process.kill(-this.child.pid!, "SIGKILL"); } catch { /* gone */ } }, 5000);
-    await this.exited;
-    clearTimeout(timer);
+    if (this.child.exitCode === null && this.child.signalCode === null) {
+      try { process.kill(-this.child.pid!, "SIGTERM"); } catch { /* already gone */ }
+      const timer = setTimeout(() => { try { process.kill(-this.child.pid!, "SIGKILL"); } catch { /* gone */ } }, 5000);
+      await this.exited;
+      clearTimeout(timer);
+    }
+    rmSync(dirname(this.bootstrapPath), { recursive: true, force: true });
   }
 }
