@@ -25,8 +25,8 @@
 // Build first, outside the namespace: bash scripts/build-epp.sh && bash scripts/build-kube-apiserver.sh
 // (or set EPP_BIN, EPP_MODULE_DIR, KUBE_APISERVER_BIN, ETCD_BIN).
 // (Not named *overhead.ts: bench/overhead.ts runs its own main when argv[1] ends so.)
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { cpus, loadavg, tmpdir } from "node:os";
+import { rmSync, writeFileSync } from "node:fs";
+import { cpus, loadavg } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { Agent, request } from "undici";
@@ -34,6 +34,7 @@ import { InfergateServer } from "../../extension-server/src/server.ts";
 import { startSimServer } from "../../sim/server.ts";
 import { distribution, type Distribution } from "../summary.ts";
 import { EPP_VERSION, startGieEpp } from "./gie-epp.ts";
+import { scratchDir } from "../../test/support/scratch-dir.ts";
 
 const IPS = ["127.0.6.21", "127.0.6.22"];
 const SIZES = [4 * 1024, 200 * 1024];
@@ -122,7 +123,7 @@ export async function measureRoutes(urls: Record<Route, string>, bodyBytes: numb
 
 /** The infergate standalone stack, waiting until its EPP route is served through the EPP. */
 async function startInfergate(eppPort: number, tls: boolean, wasmPath?: string): Promise<{ server: InfergateServer; urls: { plain: string; inference: string }; stop: () => Promise<void> }> {
-  const dir = mkdtempSync(join(tmpdir(), "infergate-epp-latency-"));
+  const dir = scratchDir("infergate-epp-latency");
   writeFileSync(join(dir, "pools.yaml"), infergateYaml(eppPort, tls));
   const server = new InfergateServer({ source: { file: join(dir, "pools.yaml") }, xdsPort: 0, log: () => undefined, wasmPath, envoy: { adminPort: 0, plainPort: 0, inferencePort: 0, concurrency: 2, logLevel: "error" } });
   const stop = async (): Promise<void> => { await server.stop(); rmSync(dir, { recursive: true, force: true }); };

@@ -25,12 +25,12 @@
 //      `plainUrl` is the same replicas behind plain round robin, no ext_proc.
 // Every step is bounded in time; stop() kills every process and removes every temporary file.
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseAllDocuments } from "yaml";
 import { EnvoyProcess } from "../../extension-server/src/envoy/process.ts";
 import { freePort, startKubeApiServer, type KubeApiServer } from "../../test/support/kube-apiserver.ts";
+import { scratchDir } from "../../test/support/scratch-dir.ts";
 
 const repo = new URL("../..", import.meta.url).pathname;
 export const EPP_VERSION = "v1.5.0";
@@ -264,7 +264,7 @@ export async function startEpp(opts: GieEppOptions): Promise<Epp> {
   const log = opts.log ?? (() => undefined);
   const deadline = Date.now() + (opts.timeoutMs ?? 120_000);
   const { bin, moduleDir } = eppBinaries();
-  const dir = mkdtempSync(join(tmpdir(), "infergate-gie-epp-"));
+  const dir = scratchDir("infergate-gie-epp");
   const eppLines: string[] = [];
   let kube: KubeApiServer | undefined;
   let epp: ChildProcess | undefined;

@@ -17,8 +17,7 @@
 // as the pod would mount them, and the ServiceAccount's token, so the chart's RBAC authorizes it.
 import assert from "node:assert/strict";
 import { execFileSync, spawn } from "node:child_process";
-import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { cpSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { parse, parseAllDocuments } from "yaml";
@@ -26,6 +25,7 @@ import { parseSchedulerConfig } from "../../extension-server/src/config/routing-
 import { createTestCa } from "../support/certs.ts";
 import { gatewayApiCrd, inferenceExtensionCrd, startKubeApiServer, type KubeApiServer } from "../support/kube-apiserver.ts";
 import { waitFor } from "../support/stack.ts";
+import { scratchDir } from "../support/scratch-dir.ts";
 
 const repo = new URL("../..", import.meta.url).pathname;
 const chart = join(repo, "charts/infergate");
@@ -41,7 +41,7 @@ const deps = (): { promOperatorCrds: string; egModule: string } => {
 };
 
 describe("Helm chart", () => {
-  const home = mkdtempSync(join(tmpdir(), "infergate-helm-"));
+  const home = scratchDir("infergate-helm");
   let kubeconfig = join(home, "no-cluster");
   const env = () => ({ ...process.env, KUBECONFIG: kubeconfig, HELM_CACHE_HOME: join(home, "cache"), HELM_CONFIG_HOME: join(home, "config"), HELM_DATA_HOME: join(home, "data") });
   /** Runs helm; returns stdout, or throws with its stderr. */

@@ -4,14 +4,14 @@
 // set themselves through the status subresource.
 import { spawn, execFileSync, type ChildProcess } from "node:child_process";
 import { generateKeyPairSync } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ApiextensionsV1Api, CoreV1Api, KubeConfig } from "@kubernetes/client-node";
 import { Agent, request } from "undici";
 import { parseAllDocuments } from "yaml";
 import { waitFor } from "./stack.ts";
+import { scratchDir } from "./scratch-dir.ts";
 
 const repo = new URL("../..", import.meta.url).pathname;
 
@@ -117,7 +117,7 @@ function collectionPath(obj: Record<string, any>): string {
 
 export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promise<KubeApiServer> {
   const bins = kubeBinaries();
-  const dir = mkdtempSync(join(tmpdir(), "infergate-kube-"));
+  const dir = scratchDir("infergate-kube");
   const logs: string[] = [];
   const token = "infergate-test-token";
   const [apiPort, etcdPort, etcdPeerPort] = [opts.apiPort ?? await freePort(), opts.etcdPort ?? await freePort(), opts.etcdPeerPort ?? await freePort()];

@@ -1,11 +1,11 @@
 // A real Prometheus for tests: its own configuration and data directory in a temporary folder,
 // listening on loopback, stopped (with the data) by `stop()`. Queries go through its HTTP API.
 import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { stringify as toYaml } from "yaml";
 import { waitFor } from "./stack.ts";
+import { scratchDir } from "./scratch-dir.ts";
 
 export interface Sample { metric: Record<string, string>; value: number }
 
@@ -21,7 +21,7 @@ export interface PrometheusProcess {
 }
 
 export async function startPrometheus(opts: { bin: string; port: number; config: object }): Promise<PrometheusProcess> {
-  const dir = mkdtempSync(join(tmpdir(), "infergate-prometheus-"));
+  const dir = scratchDir("infergate-prometheus");
   const configFile = join(dir, "prometheus.yaml");
   writeFileSync(configFile, toYaml(opts.config));
   const child = spawn(opts.bin, [
