@@ -54,7 +54,7 @@ export function proxy_on_configure(rootId: u32, configSize: usize): bool {
   // No tick period here: Envoy keeps a timer for every root context that ever set one, and a root
   // context is created on every push, so ticks would grow Envoy's memory with every snapshot.
   // Traffic heartbeats instead (shared_load.ts).
-  sharedLoad.maybeHeartbeat();
+  sharedLoad.maybeHeartbeat(false);
   log(LogLevel.Info, "infergate: configured snapshot version " + snapshot.version + " (" +
     snapshot.models.size.toString() + " models, " + snapshot.pools.size.toString() + " pools)");
   return true;
@@ -95,23 +95,20 @@ export function proxy_on_response_headers(contextId: u32, headerCount: u32, endO
 export function proxy_on_response_body(contextId: u32, bodySize: usize, endOfStream: bool): i32 {
   // A streamed answer keeps this VM's load record fresh while no new request arrives.
   if (streams.has(contextId)) {
-    if (streams.get(contextId).onResponseBody()) sharedLoad.maybeHeartbeat();
+    if (streams.get(contextId).onResponseBody(endOfStream)) sharedLoad.maybeHeartbeat();
   } else sharedLoad.maybeHeartbeat();
   collectIfDue();
   return 0;
 }
 
-export function proxy_on_done(contextId: u32): bool {
-  if (streams.has(contextId)) streams.get(contextId).onDone();
-  collectIfDue();
-  return true;
-}
-
-// No proxy_on_log: Envoy skips a callback the module does not export, and there is nothing to log.
+// No proxy_on_done and no proxy_on_log: every call into the VM costs Envoy a few microseconds, and
+// Envoy skips a callback the module does not export. When a stream ends, Envoy calls on_done and
+// then on_delete; on_delete alone does the work (a stream whose answer ended has released its load
+// already, in its last response body chunk).
 
 export function proxy_on_delete(contextId: u32): void {
   if (streams.has(contextId)) {
-    streams.get(contextId).onDone(); // idempotent: covers streams Envoy ends without on_done
+    streams.get(contextId).onDone(); // idempotent: releases what the stream still holds
     streams.delete(contextId);
   }
   else if (roots.has(contextId)) roots.delete(contextId);

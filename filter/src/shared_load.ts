@@ -86,14 +86,21 @@ function encodeInstances(list: Array<Instance>): ArrayBuffer {
   return out;
 }
 
+function sameIds(a: Array<u32>, b: Array<u32>): bool {
+  if (a.length != b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] != b[i]) return false;
+  return true;
+}
+
 export class SharedLoad extends LoadSource {
   /** This instance's id; 0 until registered. */
   private id: u32 = 0;
   /** The shared data key of this instance's record (set with the id: written on every count). */
   private ownKey: ArrayBuffer = EMPTY;
   private own: Map<u64, Counts> = new Map<u64, Counts>();
-  /** Other live instances, as of the last heartbeat. */
+  /** Other live instances, as of the last heartbeat, and the shared data keys of their records. */
   private others: Array<u32> = new Array<u32>();
+  private otherKeys: Array<ArrayBuffer> = new Array<ArrayBuffer>();
   private lastHeartbeat: u64 = 0;
   /** This VM's last PICKS_KEPT picks, a ring of (prefix hash, endpoint hash), and how many it made. */
   private picks: StaticArray<u64> = new StaticArray<u64>(PICKS_KEPT * 2);
@@ -140,12 +147,16 @@ export class SharedLoad extends LoadSource {
       l.pendingPromptBytes = saturatingAdd(l.pendingPromptBytes, c.pending);
       l.inflight = saturatingAdd(l.inflight, c.inflight);
     }
-    for (let k = 0; k < this.others.length; k++) this.addRecord(this.others[k], index, out);
+    for (let k = 0; k < this.others.length; k++) this.addRecord(this.others[k], this.otherKeys[k], index, out);
     return out;
   }
 
-  /** Announces this instance and refreshes the list of live ones, at most once per HEARTBEAT_MS. */
-  maybeHeartbeat(): void {
+  /** Announces this instance and refreshes the list of live ones, at most once per HEARTBEAT_MS.
+   * An instance registers on its first pick (`register`), not when it is configured: the VM on
+   * Envoy's main thread is configured but never routes, and every worker would otherwise read its
+   * empty record on every pick. */
+  maybeHeartbeat(register: bool = true): void {
+    if (this.id == 0 && !register) return;
     const now = nowMs();
     if (this.lastHeartbeat != 0 && now - this.lastHeartbeat < HEARTBEAT_MS) return;
     this.lastHeartbeat = now;
@@ -175,7 +186,10 @@ export class SharedLoad extends LoadSource {
         log(LogLevel.Warn, "infergate: cannot write the instance registry: status " + written.toString());
         return;
       }
-      this.others = others;
+      if (!sameIds(this.others, others)) {
+        this.others = others;
+        this.otherKeys = others.map<ArrayBuffer>((id: u32) => recordKey(id));
+      }
       // Whoever removes a dead instance empties its record (proxy-wasm cannot delete a key).
       for (let i = 0; i < dead.length; i++) {
         setSharedData(recordKey(dead[i]), EMPTY, 0);
@@ -239,8 +253,8 @@ export class SharedLoad extends LoadSource {
     if (status != Status.Ok) log(LogLevel.Warn, "infergate: cannot write load record: status " + status.toString());
   }
 
-  private addRecord(id: u32, index: Map<u64, i32>, out: Array<LocalLoad>): void {
-    const record = getSharedData(recordKey(id));
+  private addRecord(id: u32, key: ArrayBuffer, index: Map<u64, i32>, out: Array<LocalLoad>): void {
+    const record = getSharedData(key);
     if (record.status != Status.Ok) return; // NotFound: it has never routed anything
     const data = record.data!;
     if (data.byteLength < 4) return;

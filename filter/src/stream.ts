@@ -74,13 +74,16 @@ export class Stream {
     this.load.add(hash, pending, 1);
   }
 
-  /** A chunk of the answer; the first means the prompt is no longer waiting for prefill. Returns
-   * whether this chunk should refresh the VM's heartbeat: every 16th (a clock read is a host call,
-   * a streamed answer has a chunk per token, and the heartbeat is needed about once a second; the
-   * request's pick refreshed it already). */
-  onResponseBody(): bool {
+  /** A chunk of the answer. The first means the prompt is no longer waiting for prefill; the last
+   * (end of stream) means the request no longer loads its endpoint, so it releases its counts here,
+   * in one write, rather than when Envoy ends the stream (onDone). Returns whether this chunk should
+   * refresh the VM's heartbeat: every 16th (a clock read is a host call, a streamed answer has a
+   * chunk per token, and the heartbeat is needed about once a second; the request's pick refreshed
+   * it already). */
+  onResponseBody(endOfStream: bool): bool {
     const chunk = this.responseChunks++;
-    if (this.endpointHash != 0 && !this.firstByteSeen) {
+    if (endOfStream) this.release();
+    else if (this.endpointHash != 0 && !this.firstByteSeen) {
       this.firstByteSeen = true;
       this.load.add(this.endpointHash, -this.pendingBytes, 0);
     }
@@ -88,11 +91,15 @@ export class Stream {
   }
 
   /** The stream is over: it no longer loads its endpoint. Idempotent. */
-  onDone(): void {
+  onDone(): void { this.release(); }
+
+  /** Removes this request from its endpoint's counts (its prompt too, if no answer came yet). */
+  private release(): void {
     const hash = this.endpointHash;
     if (hash == 0) return;
     this.endpointHash = 0;
     this.load.add(hash, this.firstByteSeen ? 0 : -this.pendingBytes, -1);
+    this.firstByteSeen = true;
   }
 
   onRequestHeaders(endOfStream: bool): HeadersAction {

@@ -59,6 +59,9 @@ export class WasmVm {
   readonly clock: Clock;
   readonly logs: Array<[number, string]> = [];
   readonly counters = new Map<string, number>();
+  /** Calls across the VM boundary so far, by function: host calls the module made, and module
+   * functions the host called (callbacks, and the allocator each returned value needs). */
+  readonly calls = new Map<string, number>();
   /** Host calls to fail: function name → status to return instead. */
   readonly failures = new Map<string, number>();
   /** Properties the host answers (path segments joined by "\0"), e.g. "xds\0cluster_name". */
@@ -74,8 +77,14 @@ export class WasmVm {
     this.shared = opts.shared ?? new SharedData();
     this.clock = opts.clock ?? new Clock();
     const module = new WebAssembly.Module(Uint8Array.from(opts.wasm ?? readFileSync(WASM)));
-    const instance = new WebAssembly.Instance(module, { env: this.imports() });
-    this.exports = instance.exports as Record<string, any>;
+    // Every call across the VM boundary is counted by name (a crossing costs Envoy a few µs).
+    const counted = <F extends (...args: any[]) => any>(name: string, fn: F) => (...args: Parameters<F>): ReturnType<F> => {
+      this.calls.set(name, (this.calls.get(name) ?? 0) + 1);
+      return fn(...args);
+    };
+    const imports = Object.fromEntries(Object.entries(this.imports()).map(([name, fn]) => [name, counted(name, fn)]));
+    const instance = new WebAssembly.Instance(module, { env: imports });
+    this.exports = Object.fromEntries(Object.entries(instance.exports).map(([name, e]) => [name, typeof e === "function" && name.startsWith("proxy_") ? counted(name, e as (...args: any[]) => any) : e]));
     this.exports._initialize?.();
   }
 
@@ -255,11 +264,12 @@ export class WasmVm {
     this.on(s, () => this.exports.proxy_on_response_headers(s.id, s.response.length, 0));
   }
 
-  responseBody(s: HostStream): void { this.on(s, () => this.exports.proxy_on_response_body(s.id, 10, 0)); }
+  /** Delivers a chunk of the upstream's answer (`endOfStream`: its last). */
+  responseBody(s: HostStream, endOfStream = false): void { this.on(s, () => this.exports.proxy_on_response_body(s.id, 10, endOfStream ? 1 : 0)); }
 
-  /** Ends the stream as Envoy does: on_done, then on_delete. */
+  /** Ends the stream as Envoy does: on_done (when the module exports it), then on_delete. */
   finish(s: HostStream): void {
-    this.on(s, () => { this.exports.proxy_on_done(s.id); this.exports.proxy_on_delete(s.id); });
+    this.on(s, () => { this.exports.proxy_on_done?.(s.id); this.exports.proxy_on_delete(s.id); });
     this.streams.delete(s.id);
   }
 

@@ -88,6 +88,33 @@ describe("filter stream (compiled module, in-process host)", () => {
   });
 });
 
+describe("calls across the VM boundary (each costs Envoy a few microseconds per request)", () => {
+  it("a routed request with a rewritten model costs 26 crossings: callbacks, host calls and allocations", () => {
+    const shared = new SharedData();
+    const clock = new Clock();
+    vm(shared, clock); // Envoy's main thread: configured, never routes
+    const [a, b] = [vm(shared, clock), vm(shared, clock)];
+    const one = (v: WasmVm): void => {
+      const s = v.request("/v1/completions", `{"model": "qwq", "prompt": "${"x".repeat(4000)}"}`);
+      routedTo(s);
+      v.responseHeaders(s, { ":status": "200" });
+      v.responseBody(s, true);
+      v.finish(s);
+    };
+    one(a); one(b);
+    clock.nowMs += 1500; // both refresh their view of the other (the heartbeat)
+    one(a); one(b);
+    a.calls.clear();
+    one(a);
+    const calls = Object.fromEntries(a.calls);
+    assert.equal(calls.proxy_on_done, undefined, "not exported: on_delete does its work");
+    assert.equal(calls.proxy_get_shared_data, 1, "the other worker's record, not the main thread's");
+    assert.equal(calls.proxy_set_shared_data, 2, "the pick, then the release with the answer's last chunk");
+    const total = [...a.calls.values()].reduce((x, y) => x + y, 0);
+    assert.ok(total <= 26, `${total} crossings: ${JSON.stringify(calls)}`);
+  });
+});
+
 describe("garbage collection (the module runs AssemblyScript's minimal runtime)", () => {
   const body = (i: number): string => JSON.stringify({ model: "qwq", prompt: `request ${i} ${"lorem ipsum ".repeat(340)}` });
   const complete = (v: WasmVm, s: HostStream): void => {
@@ -201,6 +228,38 @@ describe("load shared between worker VMs", () => {
     assert.equal(view.getUint32(0, true), 1);
     assert.equal(view.getBigInt64(4 + 8, true), BigInt(body.length), "pending bytes = the body scanned");
     assert.equal(view.getBigInt64(4 + 16, true), 1n, "one in flight");
+  });
+
+  /** This VM's load record: endpoints it loads, with their pending prompt bytes and requests in flight. */
+  function ownRecord(v: WasmVm): Array<{ pending: bigint; inflight: bigint }> {
+    const record = [...v.shared.entries].find(([k]) => k.startsWith("infergate/load/"))![1].value;
+    const view = new DataView(record.buffer, record.byteOffset);
+    return Array.from({ length: view.getUint32(0, true) }, (_, k) => ({ pending: view.getBigInt64(4 + k * 24 + 8, true), inflight: view.getBigInt64(4 + k * 24 + 16, true) }));
+  }
+
+  it("a request releases its load with the last chunk of its answer, before Envoy ends the stream", () => {
+    const v = vm();
+    const [whole, streamed] = inflight(v, 2, 1000);
+    v.responseHeaders(whole!, { ":status": "200" });
+    v.responseBody(whole!, true); // one chunk, the whole answer
+    v.responseHeaders(streamed!, { ":status": "200" });
+    v.responseBody(streamed!); // the first token: prefill is over, decoding goes on
+    assert.deepEqual(ownRecord(v), [{ pending: 0n, inflight: 1n }], "only the streamed request loads its endpoint, its prompt no longer");
+    v.responseBody(streamed!, true);
+    assert.deepEqual(ownRecord(v), [], "the streamed request released its load with its last chunk");
+    v.finish(whole!);
+    v.finish(streamed!);
+    assert.deepEqual(ownRecord(v), [], "ending the streams releases nothing twice");
+  });
+
+  it("a VM that never routes (the one on Envoy's main thread) does not register, so workers read no record of it", () => {
+    const shared = new SharedData();
+    const clock = new Clock();
+    vm(shared, clock); // configured, never routes
+    assert.equal(shared.get("infergate/instances"), undefined, "configuring alone registers nothing");
+    const worker = vm(shared, clock);
+    routedTo(worker.request("/v1/completions", '{"model": "qwq", "prompt": "hi"}'));
+    assert.equal(new DataView(shared.get("infergate/instances")!.value.buffer).getUint32(0, true), 1, "the worker registered on its first pick");
   });
 
   it("load left by a VM that died stops counting after 5 s and is cleared after 30 s", () => {
