@@ -102,6 +102,8 @@ export class SharedLoad extends LoadSource {
   private others: Array<u32> = new Array<u32>();
   private otherKeys: Array<ArrayBuffer> = new Array<ArrayBuffer>();
   private lastHeartbeat: u64 = 0;
+  /** When this instance registered (ms; 0: not yet). */
+  private registeredMs: u64 = 0;
   /** This VM's last PICKS_KEPT picks, a ring of (prefix hash, endpoint hash), and how many it made. */
   private picks: StaticArray<u64> = new StaticArray<u64>(PICKS_KEPT * 2);
   private pickCount: u64 = 0;
@@ -152,15 +154,25 @@ export class SharedLoad extends LoadSource {
   }
 
   /** Announces this instance and refreshes the list of live ones, at most once per HEARTBEAT_MS.
-   * An instance registers on its first pick (`register`), not when it is configured: the VM on
-   * Envoy's main thread is configured but never routes, and every worker would otherwise read its
-   * empty record on every pick. */
+   * An instance registers on its first pick (`register`), not when it is configured: for every new
+   * plugin configuration (each snapshot push) Envoy configures a throwaway copy of the VM to check
+   * it (proxy-wasm's "configuration canary") and discards it, and every such copy would otherwise
+   * leave an instance whose empty record each worker reads on every pick until it goes stale. */
   maybeHeartbeat(register: bool = true): void {
     if (this.id == 0 && !register) return;
     const now = nowMs();
-    if (this.lastHeartbeat != 0 && now - this.lastHeartbeat < HEARTBEAT_MS) return;
+    if (this.lastHeartbeat != 0 && now - this.lastHeartbeat < HEARTBEAT_MS) {
+      // The workers of an Envoy register as each makes its first pick, typically within the same
+      // burst: in its first HEARTBEAT_MS a VM looks at the registry on every pick, so the first to
+      // register does not route that burst blind to the others.
+      if (now - this.registeredMs < HEARTBEAT_MS) this.readOthers(now);
+      return;
+    }
     this.lastHeartbeat = now;
-    if (this.id == 0 && !this.register()) return;
+    if (this.id == 0) {
+      if (!this.register()) return;
+      this.registeredMs = now;
+    }
     for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
       const current = getSharedData(INSTANCES_KEY);
       if (current.status != Status.Ok && current.status != Status.NotFound) {
@@ -186,10 +198,7 @@ export class SharedLoad extends LoadSource {
         log(LogLevel.Warn, "infergate: cannot write the instance registry: status " + written.toString());
         return;
       }
-      if (!sameIds(this.others, others)) {
-        this.others = others;
-        this.otherKeys = others.map<ArrayBuffer>((id: u32) => recordKey(id));
-      }
+      this.setOthers(others);
       // Whoever removes a dead instance empties its record (proxy-wasm cannot delete a key).
       for (let i = 0; i < dead.length; i++) {
         setSharedData(recordKey(dead[i]), EMPTY, 0);
@@ -198,6 +207,25 @@ export class SharedLoad extends LoadSource {
       return;
     }
     log(LogLevel.Error, "infergate: instance registry update lost " + MAX_CAS_ATTEMPTS.toString() + " compare-and-swap races");
+  }
+
+  /** Refreshes the list of other live instances from the registry, without announcing this one. */
+  private readOthers(now: u64): void {
+    const current = getSharedData(INSTANCES_KEY);
+    if (current.status != Status.Ok) return;
+    const others = new Array<u32>();
+    const list = decodeInstances(current.data);
+    for (let i = 0; i < list.length; i++) {
+      const e = list[i];
+      if (e.id != this.id && (now > e.seenMs ? now - e.seenMs : 0) <= STALE_MS) others.push(e.id);
+    }
+    this.setOthers(others);
+  }
+
+  private setOthers(others: Array<u32>): void {
+    if (sameIds(this.others, others)) return;
+    this.others = others;
+    this.otherKeys = others.map<ArrayBuffer>((id: u32) => recordKey(id));
   }
 
   /** Takes the next instance id from the shared counter. */

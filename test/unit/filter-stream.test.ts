@@ -92,7 +92,7 @@ describe("calls across the VM boundary (each costs Envoy a few microseconds per 
   it("a routed request with a rewritten model costs 26 crossings: callbacks, host calls and allocations", () => {
     const shared = new SharedData();
     const clock = new Clock();
-    vm(shared, clock); // Envoy's main thread: configured, never routes
+    vm(shared, clock); // Envoy's configuration canary: configured, never routes
     const [a, b] = [vm(shared, clock), vm(shared, clock)];
     const one = (v: WasmVm): void => {
       const s = v.request("/v1/completions", `{"model": "qwq", "prompt": "${"x".repeat(4000)}"}`);
@@ -108,7 +108,7 @@ describe("calls across the VM boundary (each costs Envoy a few microseconds per 
     one(a);
     const calls = Object.fromEntries(a.calls);
     assert.equal(calls.proxy_on_done, undefined, "not exported: on_delete does its work");
-    assert.equal(calls.proxy_get_shared_data, 1, "the other worker's record, not the main thread's");
+    assert.equal(calls.proxy_get_shared_data, 1, "the other worker's record, not the canary's");
     assert.equal(calls.proxy_set_shared_data, 2, "the pick, then the release with the answer's last chunk");
     const total = [...a.calls.values()].reduce((x, y) => x + y, 0);
     assert.ok(total <= 26, `${total} crossings: ${JSON.stringify(calls)}`);
@@ -252,7 +252,18 @@ describe("load shared between worker VMs", () => {
     assert.deepEqual(ownRecord(v), [], "ending the streams releases nothing twice");
   });
 
-  it("a VM that never routes (the one on Envoy's main thread) does not register, so workers read no record of it", () => {
+  it("the first worker to route sees the others as soon as they route, within the same second", () => {
+    const shared = new SharedData();
+    const clock = new Clock();
+    const [a, b] = [vm(shared, clock), vm(shared, clock)];
+    routedTo(a.request("/v1/completions", '{"model": "qwq", "prompt": "first"}')); // A registers alone
+    const [big] = inflight(b, 1, 200_000); // then B registers, with a 200 KB prompt open
+    const loaded = routedTo(big!);
+    // The clock has not moved: A's heartbeat is not due, yet A sees B's load.
+    for (let i = 0; i < 20; i++) assert.notEqual(routedTo(a.request("/v1/completions", `{"model": "qwq", "prompt": "u${i}"}`)), loaded);
+  });
+
+  it("a VM that never routes (Envoy's configuration canary) does not register, so workers read no record of it", () => {
     const shared = new SharedData();
     const clock = new Clock();
     vm(shared, clock); // configured, never routes
