@@ -59,6 +59,8 @@ class Counts {
 
 class Instance {
   constructor(public id: u32, public seenMs: u64) {}
+  /** How long ago it was last seen (0 if the clock reads earlier than that). */
+  ageMs(now: u64): u64 { return now > this.seenMs ? now - this.seenMs : 0; }
 }
 
 function decodeInstances(data: ArrayBuffer | null): Array<Instance> {
@@ -154,12 +156,12 @@ export class SharedLoad extends LoadSource {
   }
 
   /** Announces this instance and refreshes the list of live ones, at most once per HEARTBEAT_MS.
-   * An instance registers on its first pick (`register`), not when it is configured: for every new
+   * An instance registers on its first pick (`mayRegister`), not when it is configured: for every new
    * plugin configuration (each snapshot push) Envoy configures a throwaway copy of the VM to check
    * it (proxy-wasm's "configuration canary") and discards it, and every such copy would otherwise
    * leave an instance whose empty record each worker reads on every pick until it goes stale. */
-  maybeHeartbeat(register: bool = true): void {
-    if (this.id == 0 && !register) return;
+  maybeHeartbeat(mayRegister: bool = true): void {
+    if (this.id == 0 && !mayRegister) return;
     const now = nowMs();
     if (this.lastHeartbeat != 0 && now - this.lastHeartbeat < HEARTBEAT_MS) {
       // The workers of an Envoy register as each makes its first pick, typically within the same
@@ -186,7 +188,7 @@ export class SharedLoad extends LoadSource {
       for (let i = 0; i < list.length; i++) {
         const e = list[i];
         if (e.id == this.id) continue;
-        const age = now > e.seenMs ? now - e.seenMs : 0;
+        const age = e.ageMs(now);
         if (age > DEAD_MS) { dead.push(e.id); continue; }
         kept.push(e);
         if (age <= STALE_MS) others.push(e.id);
@@ -217,7 +219,7 @@ export class SharedLoad extends LoadSource {
     const list = decodeInstances(current.data);
     for (let i = 0; i < list.length; i++) {
       const e = list[i];
-      if (e.id != this.id && (now > e.seenMs ? now - e.seenMs : 0) <= STALE_MS) others.push(e.id);
+      if (e.id != this.id && e.ageMs(now) <= STALE_MS) others.push(e.id);
     }
     this.setOthers(others);
   }
