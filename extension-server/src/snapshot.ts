@@ -165,6 +165,9 @@ export function renderSnapshot(config: RoutingConfig, version: number, schedule?
     `version ${integer(version, "version")}`,
     ...TUNING_KEYS.flatMap(([key, field]) => record(`tuning ${key}`, onDropped, () => [`tuning ${key} ${integer(config.scheduler.picker[field], key)}`])),
     ...pools.flat(),
+    // The pools an endpoint picker routes: the filter follows their requests to the endpoint that
+    // served them (configuration, not load: the load text never carries it).
+    ...config.pools.filter((p) => p.picker && written.has(p.id)).map((p) => `picker ${p.id}`),
     ...modelLines(config, written, onDropped),
     ...objectiveLines(config, written, onDropped),
     ...routeLines(config, written, onDropped),

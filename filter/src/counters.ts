@@ -19,6 +19,9 @@ export const AFFINITY_ROUTED = "affinity_routed_total";
 /** Requests on a mirrored route given a mirror endpoint (Envoy then copies its share of them; the
  * copies themselves are counted in the mirror cluster's own stats). */
 export const MIRROR_PICKED = "mirror_picked_total";
+/** Requests on a pool an endpoint picker routes that were served by another endpoint than this
+ * filter picked (the picker chose it, or a retry moved on): their load moved there. */
+export const SERVED_ELSEWHERE = "served_elsewhere_total";
 /** Requests answered by the filter itself: `rejected_<status>_total`. */
 export const REJECTED = "rejected_";
 export const REJECTED_SUFFIX = "_total";
@@ -45,6 +48,7 @@ export function defineCounters(): void {
   id(REWRITTEN);
   id(AFFINITY_ROUTED);
   id(MIRROR_PICKED);
+  id(SERVED_ELSEWHERE);
   const statuses = REJECTED_STATUSES.split(" ");
   for (let i = 0; i < statuses.length; i++) id(REJECTED + statuses[i] + REJECTED_SUFFIX);
 }

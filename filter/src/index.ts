@@ -86,12 +86,6 @@ export function proxy_on_request_trailers(contextId: u32, trailerCount: u32): i3
   return action;
 }
 
-export function proxy_on_response_headers(contextId: u32, headerCount: u32, endOfStream: bool): i32 {
-  if (streams.has(contextId)) streams.get(contextId).onResponseHeaders();
-  collectIfDue();
-  return 0;
-}
-
 export function proxy_on_response_body(contextId: u32, bodySize: usize, endOfStream: bool): i32 {
   // A streamed answer keeps this VM's load record fresh while no new request arrives.
   if (streams.has(contextId)) {
@@ -101,10 +95,11 @@ export function proxy_on_response_body(contextId: u32, bodySize: usize, endOfStr
   return 0;
 }
 
-// No proxy_on_done and no proxy_on_log: every call into the VM costs Envoy a few microseconds, and
-// Envoy skips a callback the module does not export. When a stream ends, Envoy calls on_done and
-// then on_delete; on_delete alone does the work (a stream whose answer ended has released its load
-// already, in its last response body chunk).
+// No proxy_on_response_headers, proxy_on_done or proxy_on_log: every call into the VM costs Envoy
+// a few microseconds, and Envoy skips a callback the module does not export. The served endpoint
+// is read with the answer's first chunk (Stream.followServed). When a stream ends, Envoy calls
+// on_done and then on_delete; on_delete alone does the work (a stream whose answer ended has
+// released its load already, in its last response body chunk).
 
 export function proxy_on_delete(contextId: u32): void {
   if (streams.has(contextId)) {

@@ -10,7 +10,7 @@
 // the request trailers.
 // The decision itself is core/decide.ts; this file only moves bytes and headers between Envoy and
 // it, and keeps this proxy's load counters (shared_load.ts) for the requests it routed.
-import { AFFINITY_ROUTED, count, countRejected, MIRROR_PICKED, REWRITTEN, ROUTED } from "./counters";
+import { AFFINITY_ROUTED, count, countRejected, MIRROR_PICKED, REWRITTEN, ROUTED, SERVED_ELSEWHERE } from "./counters";
 import { decide } from "./core/decide";
 import { mirrorDestinations } from "./core/mirror";
 import { chooseRoutePool, RequestContext } from "./core/request";
@@ -19,9 +19,9 @@ import { ModelScanner, ScanError, ScanResult } from "./core/json_scan";
 import { Random } from "./core/pick";
 import { fnv1a64, Route, Snapshot } from "./core/snapshot";
 import { isInferencePath } from "./core/routes";
-import { CONTENT_ENCODING, CONTENT_LENGTH, DESTINATION, METHOD, MIRROR, MODEL_REWRITE, OBJECTIVE, PATH, POOL, ROUTE_CLUSTER, SERVED } from "./headers";
+import { CONTENT_ENCODING, CONTENT_LENGTH, DESTINATION, METHOD, MIRROR, MODEL_REWRITE, OBJECTIVE, PATH, POOL, ROUTE_CLUSTER, UPSTREAM_ADDRESS } from "./headers";
 import { HeaderPairs } from "./core/header_pairs";
-import { BufferType, getBufferBytes, getHeaderMapPairs, getHeaderMapValue, getProperty, log, LogLevel, MapType, removeHeaderMapValue, replaceHeaderMapValue, sendLocalResponse, setBufferBytes, Status } from "./host/api";
+import { BufferType, getBufferBytes, getHeaderMapPairs, getProperty, log, LogLevel, MapType, removeHeaderMapValue, replaceHeaderMapValue, sendLocalResponse, setBufferBytes, Status } from "./host/api";
 import { noteBytes } from "./collect";
 import { refreshLoad } from "./live_load";
 import { SharedLoad } from "./shared_load";
@@ -52,19 +52,23 @@ export class Stream {
   private responseChunks: u32 = 0;
   /** The request's objective header (core/request.ts), read with the other request headers. */
   private objective: string | null = null;
+  /** Whether an endpoint picker routes this request's pool (followServed). */
+  private followsPicker: bool = false;
 
   /** `config` is null when the plugin was never configured: then nothing is routed. */
   constructor(private config: RootConfig | null, private random: Random, private load: SharedLoad) {}
 
   /**
-   * The response headers name the endpoint that served the request when an endpoint picker routed
-   * it (envoy/endpoint-picker.ts adds the header on such routes). When that is not the endpoint
-   * this filter picked (the picker chose another, or a retry moved on), this request's load moves
-   * there, so the counts stay true for the picks this filter makes when the picker is down.
+   * On a pool an endpoint picker routes (the snapshot's `picker` record), the endpoint that served
+   * the request is read when its answer starts: Envoy's upstream address. When that is not the
+   * endpoint this filter picked (the picker chose another, or a retry moved on), this request's load
+   * moves there, so the counts stay true for the picks this filter makes when the picker is down.
+   * Read at the first chunk rather than in a response-headers callback, which every request would
+   * pay for (a call into the VM costs Envoy microseconds); until then the load sits on this
+   * filter's pick.
    */
-  onResponseHeaders(): void {
-    if (this.endpointHash == 0) return;
-    const served = getHeaderMapValue(MapType.ResponseHeaders, SERVED);
+  private followServed(): void {
+    const served = getProperty(UPSTREAM_ADDRESS);
     if (served.status != Status.Ok) return;
     const hash = fnv1a64(served.text()!);
     if (hash == this.endpointHash) return;
@@ -72,6 +76,7 @@ export class Stream {
     this.load.add(this.endpointHash, -pending, -1);
     this.endpointHash = hash;
     this.load.add(hash, pending, 1);
+    count(SERVED_ELSEWHERE);
   }
 
   /** A chunk of the answer. The first means the prompt is no longer waiting for prefill; the last
@@ -82,6 +87,7 @@ export class Stream {
    * it already). */
   onResponseBody(endOfStream: bool): bool {
     const chunk = this.responseChunks++;
+    if (chunk == 0 && this.followsPicker && this.endpointHash != 0) this.followServed();
     if (endOfStream) this.release();
     else if (this.endpointHash != 0 && !this.firstByteSeen) {
       this.firstByteSeen = true;
@@ -200,6 +206,7 @@ export class Stream {
     this.pendingBytes = this.bodyBytes;
     const endpoint = d.pool!.endpoints[d.endpoints[0]];
     this.endpointHash = endpoint.hash;
+    this.followsPicker = d.pool!.picker;
     this.load.notePick(d.prefix, endpoint.hash);
     this.load.add(this.endpointHash, this.pendingBytes, 1);
     this.phase = Phase.Routed;

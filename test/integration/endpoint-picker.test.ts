@@ -156,6 +156,30 @@ describe("endpoint picker protocol (ext_proc) through real Envoy, standalone", (
     assert.equal(res.headers.get("x-picker-saw-served"), at(OPEN[0]!), "the picker's response header mutation is applied");
   });
 
+  it("follows each request to the endpoint the picker chose (Envoy's upstream address), and counts it", async () => {
+    // The picker always answers an endpoint other than infergate's own pick (the first it listed).
+    answer = (req) => {
+      const mine = req.headers["x-gateway-destination-endpoint"]!.split(",")[0];
+      return { endpoints: [mine === at(OPEN[0]!) ? at(OPEN[1]!) : at(OPEN[0]!)] };
+    };
+    const name = "wasmcustom.infergate.served_elsewhere_total";
+    const before = await stat(name);
+    for (let i = 0; i < 6; i++) assert.equal((await postJson(url(), completion("open"))).status, 200);
+    assert.equal(await stat(name) - before, 6, "every request was served elsewhere than infergate picked");
+    // Where the picker agrees, nothing is counted (were infergate's pick the dead Pod, the picker
+    // would answer a live one instead); pools with no picker never are.
+    let disagreed = 0;
+    answer = (req) => {
+      const mine = req.headers["x-gateway-destination-endpoint"]!.split(",")[0]!;
+      if (mine !== at(DEAD)) return { endpoints: [mine] };
+      disagreed++;
+      return { endpoints: [at(OPEN[0]!)] };
+    };
+    for (let i = 0; i < 4; i++) assert.equal((await postJson(url(), completion("open"))).status, 200);
+    for (let i = 0; i < 4; i++) assert.equal((await postJson(url(), completion("plain"))).status, 200);
+    assert.equal(await stat(name) - before, 6 + disagreed);
+  });
+
   it("passes the picker's own refusals (429, 503) to the client", async () => {
     for (const status of [429, 503]) {
       answer = () => ({ status, body: `picker says ${status}` });

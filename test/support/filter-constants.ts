@@ -18,7 +18,8 @@ export function filterCounterNames(): string[] {
   const c = filterConstants("filter/src/counters.ts");
   const exposed = (name: string): string => (c.get("COUNTER_PREFIX")! + name).replace(/\./g, "_");
   return [
-    ...["ROUTED", "REWRITTEN", "AFFINITY_ROUTED", "MIRROR_PICKED"].map((k) => exposed(c.get(k)!)),
+    // Every counter constant (a name ending in _total), so a new one cannot escape the checks.
+    ...[...c.values()].filter((v) => /^[a-z_]+_total$/.test(v)).map(exposed),
     ...c.get("REJECTED_STATUSES")!.split(" ").map((status) => exposed(c.get("REJECTED")! + status + c.get("REJECTED_SUFFIX")!)),
   ];
 }

@@ -46,6 +46,8 @@ export class HostStream {
   constructor(readonly id: number, headers: Record<string, string>) {
     this.headers = Object.entries(headers).map(([k, v]) => [k.toLowerCase(), v]);
   }
+  /** This stream's properties (`upstream\0address`, ...), looked up before the VM's. */
+  properties = new Map<string, string>();
   /** Response headers, once responseHeaders() delivered them. */
   response: Array<[string, string]> = [];
   header(name: string): string | undefined { return this.headers.find(([k]) => k === name)?.[1]; }
@@ -115,7 +117,8 @@ export class WasmVm {
       proxy_get_property: (pPtr: number, pLen: number, ptrOut: number, lenOut: number) => {
         const f = this.fail("proxy_get_property");
         if (f !== undefined) return f;
-        const value = this.properties.get(this.text(pPtr, pLen));
+        const path = this.text(pPtr, pLen);
+        const value = this.current?.properties.get(path) ?? this.properties.get(path);
         if (value === undefined) return Status.NotFound;
         this.give(Buffer.from(value, "utf8"), ptrOut, lenOut);
         return Status.Ok;
@@ -261,7 +264,7 @@ export class WasmVm {
   /** Delivers the upstream's response headers. */
   responseHeaders(s: HostStream, headers: Record<string, string>): void {
     s.response = Object.entries(headers).map(([k, v]) => [k.toLowerCase(), v]);
-    this.on(s, () => this.exports.proxy_on_response_headers(s.id, s.response.length, 0));
+    this.on(s, () => this.exports.proxy_on_response_headers?.(s.id, s.response.length, 0));
   }
 
   /** Delivers a chunk of the upstream's answer (`endOfStream`: its last). */

@@ -20,9 +20,12 @@ target qwq-32b 1
 
 const CHAT = '{"model": "qwq", "messages": [{"role": "user", "content": "Who are you?"}]}';
 
-function vm(shared = new SharedData(), clock = new Clock()): WasmVm {
+/** The same pool, routed by an endpoint picker (a v1 pool's endpointPickerRef). */
+const PICKER_SNAPSHOT = `${SNAPSHOT}picker team-a/llm\n`;
+
+function vm(shared = new SharedData(), clock = new Clock(), snapshot = SNAPSHOT): WasmVm {
   const v = new WasmVm({ shared, clock });
-  assert.equal(v.configure(SNAPSHOT), true);
+  assert.equal(v.configure(snapshot), true);
   return v;
 }
 
@@ -89,7 +92,7 @@ describe("filter stream (compiled module, in-process host)", () => {
 });
 
 describe("calls across the VM boundary (each costs Envoy a few microseconds per request)", () => {
-  it("a routed request with a rewritten model costs 26 crossings: callbacks, host calls and allocations", () => {
+  it("a routed request with a rewritten model costs 24 crossings: callbacks, host calls and allocations", () => {
     const shared = new SharedData();
     const clock = new Clock();
     vm(shared, clock); // Envoy's configuration canary: configured, never routes
@@ -108,10 +111,11 @@ describe("calls across the VM boundary (each costs Envoy a few microseconds per 
     one(a);
     const calls = Object.fromEntries(a.calls);
     assert.equal(calls.proxy_on_done, undefined, "not exported: on_delete does its work");
+    assert.equal(calls.proxy_on_response_headers, undefined, "not exported: the first chunk reads what it needs");
     assert.equal(calls.proxy_get_shared_data, 1, "the other worker's record, not the canary's");
     assert.equal(calls.proxy_set_shared_data, 2, "the pick, then the release with the answer's last chunk");
     const total = [...a.calls.values()].reduce((x, y) => x + y, 0);
-    assert.ok(total <= 26, `${total} crossings: ${JSON.stringify(calls)}`);
+    assert.ok(total <= 24, `${total} crossings: ${JSON.stringify(calls)}`);
   });
 });
 
@@ -180,25 +184,41 @@ describe("load shared between worker VMs", () => {
     assert.equal(seen.size, 2, "both endpoints are picked again");
   });
 
-  it("moves a request's load to the endpoint that served it when an endpoint picker sent it elsewhere", () => {
+  it("on a pool an endpoint picker routes, moves a request's load to the endpoint that served it, at the answer's first chunk", () => {
     const shared = new SharedData();
     const clock = new Clock();
-    const a = vm(shared, clock);
-    const b = vm(shared, clock);
-    // A routes one 200 KB prompt; an endpoint picker sends it to the other endpoint instead.
-    const [big] = inflight(a, 1, 200_000);
-    const picked = routedTo(big!);
-    const other = picked === "10.0.0.1:8000" ? "10.0.0.2:8000" : "10.0.0.1:8000";
-    a.responseHeaders(big!, { ":status": "200", "x-gateway-destination-endpoint-served": other });
-    // The served endpoint carries the load now: B avoids it, and picks the one A had picked.
-    for (let i = 0; i < 20; i++) assert.equal(routedTo(b.request("/v1/completions", `{"model": "qwq", "prompt": "s${i}"}`)), picked);
-    // No served header (no picker on the route), or the same endpoint: nothing moves.
-    const [again] = inflight(a, 1, 10);
-    a.responseHeaders(again!, { ":status": "200" });
-    a.finish(big!);
-    a.finish(again!);
-    const seen = new Set(Array.from({ length: 40 }, (_, i) => routedTo(b.request("/v1/completions", `{"model": "qwq", "prompt": "t${i}"}`))));
+    const a = vm(shared, clock, PICKER_SNAPSHOT);
+    const b = vm(shared, clock, PICKER_SNAPSHOT);
+    // A routes eight prompts (its picks spread over both endpoints); the endpoint picker sends
+    // every one to the same endpoint.
+    const open = inflight(a, 8, 20_000);
+    const picks = open.map(routedTo);
+    const [served, idle] = ["10.0.0.1:8000", "10.0.0.2:8000"];
+    assert.ok(picks.includes(idle!), `A spread its picks: ${picks.join(" ")}`);
+    for (const s of open) {
+      s.properties.set("upstream\0address", served!);
+      a.responseHeaders(s, { ":status": "200" });
+      a.responseBody(s);
+    }
+    assert.equal(a.counters.get("infergate.served_elsewhere_total"), picks.filter((p) => p === idle).length);
+    // All eight are decoding on the served endpoint: B's requests (each answered at once) go to the other.
+    const routeAndFinish = (tag: string): string => { const s = b.request("/v1/completions", `{"model": "qwq", "prompt": "${tag}"}`); const to = routedTo(s); b.finish(s); return to; };
+    for (let i = 0; i < 20; i++) assert.equal(routeAndFinish(`s${i}`), idle);
+    // The end releases the load where it was moved: nothing is left behind on either endpoint.
+    for (const s of open) { a.responseBody(s, true); a.finish(s); }
+    const seen = new Set(Array.from({ length: 40 }, (_, i) => routeAndFinish(`t${i}`)));
     assert.equal(seen.size, 2, "finished requests leave no load behind on either endpoint");
+  });
+
+  it("on a pool with no endpoint picker, never reads the served endpoint", () => {
+    const v = vm();
+    const [s] = inflight(v, 1, 10);
+    s!.properties.set("upstream\0address", routedTo(s!) === "10.0.0.1:8000" ? "10.0.0.2:8000" : "10.0.0.1:8000");
+    v.calls.clear();
+    v.responseBody(s!);
+    v.responseBody(s!, true);
+    assert.equal(v.calls.get("proxy_get_property"), undefined);
+    assert.equal(v.counters.get("infergate.served_elsewhere_total") ?? 0, 0);
   });
 
   it("every worker knows where the others sent a prompt prefix", () => {

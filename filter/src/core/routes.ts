@@ -6,9 +6,6 @@
 export const DESTINATION_HEADER = "x-gateway-destination-endpoint";
 /** Names the pool whose cluster Envoy's route sends the request to. */
 export const POOL_HEADER = "x-infergate-pool";
-/** Response header a pool's route adds when an endpoint picker routes it: the `ip:port` that
- * served the request (which may not be the endpoint this filter picked). */
-export const SERVED_HEADER = "x-gateway-destination-endpoint-served";
 /** Set to one endpoint of each pool the route mirrors to; the mirror clusters' override_host reads it. */
 export const MIRROR_HEADER = "x-infergate-mirror-endpoint";
 /** Names the InferenceObjective whose priority the request asks for (read, never stripped). */

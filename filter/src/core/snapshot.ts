@@ -34,6 +34,8 @@
 //                                 filter picks one of the pools by weight, and routes there whatever the
 //                                 model's own pool is
 //   mirror <cluster> <pool>       the route also mirrors to <pool>: the filter picks an endpoint there too
+//   picker <pool>                 an endpoint picker (a v1 pool's endpointPickerRef) routes the pool's
+//                                 requests: the filter follows its requests to the endpoint that served them
 //
 // The live part of those records (each pool's `endpoint` lines and `saturation`) also arrives on
 // its own, as the load text, on every scrape that changes it; the rest arrives only when the
@@ -84,6 +86,8 @@ export class Pool {
   endpoints: Array<Endpoint> = new Array<Endpoint>();
   /** Saturation ×1000, as the extension server measured it. */
   saturation: i64 = 0;
+  /** Whether an endpoint picker routes this pool's requests (its choice may not be this filter's). */
+  picker: bool = false;
   constructor(public name: string) {}
 }
 
@@ -281,6 +285,7 @@ class Parser {
     if (kind == "objective") return this.expect(fields, 4, lineNo) && this.addObjective(fields[1], fields[2], fields[3], lineNo);
     if (kind == "route") return this.expectAtLeast(fields, 4, lineNo) && this.addRoute(fields, lineNo);
     if (kind == "mirror") return this.expect(fields, 3, lineNo) && this.addMirror(fields[1], fields[2], lineNo);
+    if (kind == "picker") return this.expect(fields, 2, lineNo) && this.setPicker(fields[1], lineNo);
     return true; // unknown record kinds are for newer filters
   }
 
@@ -299,6 +304,12 @@ class Parser {
     const v = parseNonNegative(milli);
     if (v < 0) return this.fail(lineNo, "saturation must be a non-negative integer");
     this.snapshot.pools.get(poolName).saturation = v;
+    return true;
+  }
+
+  private setPicker(poolName: string, lineNo: i32): bool {
+    if (!this.snapshot.pools.has(poolName)) return this.fail(lineNo, "picker of unknown pool " + poolName);
+    this.snapshot.pools.get(poolName).picker = true;
     return true;
   }
 
