@@ -4,9 +4,13 @@
 //   - the Inference Extension's reference wiring (bench/peers/gie-epp.ts): Envoy calls the EPP
 //     v1.5.0 over ext_proc (FULL_DUPLEX_STREAMED both ways) and routes through ORIGINAL_DST
 //     ("gie-epp"), beside that Envoy's plain round-robin route ("gie plain");
-//   - infergate standalone: the infergate filter alone ("infergate"), the infergate filter then the
-//     same EPP over ext_proc as a v1 pool's endpointPickerRef wires it ("infergate + EPP",
-//     envoy/endpoint-picker.ts), beside that Envoy's plain route ("infergate plain").
+//   - infergate standalone, configured with no endpoint picker: the infergate filter alone
+//     ("infergate"), as a user without an EPP runs it, beside that Envoy's plain route ("infergate plain");
+//   - infergate standalone with a second pool whose endpointPickerRef names the same EPP: the
+//     infergate filter then the EPP over ext_proc, as envoy/endpoint-picker.ts wires it ("infergate
+//     + EPP"), and the infergate filter alone on the first pool, whose listener now also carries
+//     the picker's ext_proc filter, idle on that route ("infergate, picker beside"), beside that
+//     Envoy's plain route ("picker stack plain").
 // Each route's added latency is against the plain route of its own Envoy. The request is
 // bench/overhead.ts's (`/v1/completions`, max_tokens 1, a 4 KB and a 200 KB body), one at a time,
 // each route over its own 2-connection keep-alive pool; every iteration sends one request to each
@@ -39,10 +43,13 @@ import { scratchDir } from "../../test/support/scratch-dir.ts";
 const IPS = ["127.0.6.21", "127.0.6.22"];
 const SIZES = [4 * 1024, 200 * 1024];
 
-export const ROUTES = ["gie plain", "gie-epp", "infergate plain", "infergate", "infergate + EPP"] as const;
+export const ROUTES = ["gie plain", "gie-epp", "infergate plain", "infergate", "picker stack plain", "infergate, picker beside", "infergate + EPP"] as const;
 export type Route = (typeof ROUTES)[number];
 /** The plain route each route's added latency is measured against (the same Envoy's). */
-const BASELINE: Partial<Record<Route, Route>> = { "gie-epp": "gie plain", infergate: "infergate plain", "infergate + EPP": "infergate plain" };
+const BASELINE: Partial<Record<Route, Route>> = {
+  "gie-epp": "gie plain", infergate: "infergate plain",
+  "infergate, picker beside": "picker stack plain", "infergate + EPP": "picker stack plain",
+};
 
 /** One repetition at one body size: each route's latency distribution, and the median of its
  * paired differences with its plain route. */
@@ -65,26 +72,27 @@ metadata: {name: epp}
 spec: {clusterIP: 127.0.0.1, ports: [{port: ${port}${tls ? "" : ", appProtocol: kubernetes.io/h2c"}}]}`;
 }
 
-/** infergate's configuration: a pool the filter alone routes (model m), and a v1 pool over the same
- * Pods whose endpointPickerRef names the EPP (model m-epp). */
-function infergateYaml(eppPort: number, tls: boolean): string {
-  return `apiVersion: inference.networking.x-k8s.io/v1alpha2
-kind: InferencePool
-metadata: {name: instant}
-spec: {targetPortNumber: 8000, selector: {app: instant}}
----
+/** infergate's configuration: a pool the filter alone routes (model m), and, when `eppPort` is
+ * given, a v1 pool over the same Pods whose endpointPickerRef names the EPP (model m-epp). */
+function infergateYaml(eppPort: number | undefined, tls: boolean): string {
+  const picker = eppPort === undefined ? "" : `---
 ${pickerPoolYaml(eppPort, "FailClose", tls)}
----
-apiVersion: inference.networking.x-k8s.io/v1alpha2
-kind: InferenceModel
-metadata: {name: m}
-spec: {modelName: m, criticality: Critical, poolRef: {name: instant}}
 ---
 apiVersion: inference.networking.x-k8s.io/v1alpha2
 kind: InferenceModel
 metadata: {name: m-epp}
 spec: {modelName: m-epp, criticality: Critical, poolRef: {name: instant-epp}}
-${IPS.map((ip, i) => `---\napiVersion: v1\nkind: Pod\nmetadata: {name: p${i}, labels: {app: instant}}\nstatus: {podIP: ${ip}}\n`).join("")}`;
+`;
+  return `apiVersion: inference.networking.x-k8s.io/v1alpha2
+kind: InferencePool
+metadata: {name: instant}
+spec: {targetPortNumber: 8000, selector: {app: instant}}
+---
+apiVersion: inference.networking.x-k8s.io/v1alpha2
+kind: InferenceModel
+metadata: {name: m}
+spec: {modelName: m, criticality: Critical, poolRef: {name: instant}}
+${picker}${IPS.map((ip, i) => `---\napiVersion: v1\nkind: Pod\nmetadata: {name: p${i}, labels: {app: instant}}\nstatus: {podIP: ${ip}}\n`).join("")}`;
 }
 
 async function timed(dispatcher: Agent, url: string, body: string): Promise<number> {
@@ -121,8 +129,9 @@ export async function measureRoutes(urls: Record<Route, string>, bodyBytes: numb
   };
 }
 
-/** The infergate standalone stack, waiting until its EPP route is served through the EPP. */
-async function startInfergate(eppPort: number, tls: boolean, wasmPath?: string): Promise<{ server: InfergateServer; urls: { plain: string; inference: string }; stop: () => Promise<void> }> {
+/** An infergate standalone stack; with `eppPort`, its picker pool too, once that pool's route is
+ * served through the EPP. */
+async function startInfergate(eppPort: number | undefined, tls: boolean, wasmPath?: string): Promise<{ server: InfergateServer; urls: { plain: string; inference: string }; stop: () => Promise<void> }> {
   const dir = scratchDir("infergate-epp-latency");
   writeFileSync(join(dir, "pools.yaml"), infergateYaml(eppPort, tls));
   const server = new InfergateServer({ source: { file: join(dir, "pools.yaml") }, xdsPort: 0, log: () => undefined, wasmPath, envoy: { adminPort: 0, plainPort: 0, inferencePort: 0, concurrency: 2, logLevel: "error" } });
@@ -134,7 +143,7 @@ async function startInfergate(eppPort: number, tls: boolean, wasmPath?: string):
     const urls = { plain: url("plain-"), inference: url("inference-") };
     // The picker cluster's first health check (until then FailClose answers 503).
     const deadline = Date.now() + 30_000;
-    for (;;) {
+    for (; eppPort !== undefined;) {
       const res = await fetch(urls.inference, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ model: "m-epp", prompt: "ready?", max_tokens: 1 }) });
       await res.text();
       if (res.headers.get("x-went-into-resp-headers")) break;
@@ -148,21 +157,27 @@ async function startInfergate(eppPort: number, tls: boolean, wasmPath?: string):
   }
 }
 
-/** One repetition: fresh replicas, API server, EPP, reference Envoy and infergate stack. */
+/** One repetition: fresh replicas, API server, EPP, reference Envoy and the two infergate stacks. */
 export async function runRepetition(n: number, secureServing: boolean, wasmPath?: string): Promise<RouteLatencies[]> {
   const sims = await Promise.all(IPS.map((host) => startSimServer({ host, port: 8000, servedModels: ["m", "m-epp"], ttftMs: 0, itlMs: 0 })));
   try {
     const peer = await startGieEpp({ replicas: sims.map((s) => s.address), secureServing });
     try {
-      const ig = await startInfergate(peer.grpcPort, secureServing, wasmPath);
+      const ig = await startInfergate(undefined, secureServing, wasmPath);
       try {
-        const urls: Record<Route, string> = {
-          "gie plain": `${peer.plainUrl}/v1/completions`, "gie-epp": `${peer.url}/v1/completions`,
-          "infergate plain": ig.urls.plain, infergate: ig.urls.inference, "infergate + EPP": ig.urls.inference,
-        };
-        const out: RouteLatencies[] = [];
-        for (const size of SIZES) out.push(await measureRoutes(urls, size, n));
-        return out;
+        const mixed = await startInfergate(peer.grpcPort, secureServing, wasmPath);
+        try {
+          const urls: Record<Route, string> = {
+            "gie plain": `${peer.plainUrl}/v1/completions`, "gie-epp": `${peer.url}/v1/completions`,
+            "infergate plain": ig.urls.plain, infergate: ig.urls.inference,
+            "picker stack plain": mixed.urls.plain, "infergate, picker beside": mixed.urls.inference, "infergate + EPP": mixed.urls.inference,
+          };
+          const out: RouteLatencies[] = [];
+          for (const size of SIZES) out.push(await measureRoutes(urls, size, n));
+          return out;
+        } finally {
+          await mixed.stop();
+        }
       } finally {
         await ig.stop();
       }
@@ -200,8 +215,9 @@ export function formatComparison(reps: RouteLatencies[][]): string {
     }
     const epp = median(r.map((x) => added(x, "gie-epp", "median")));
     const ig = median(r.map((x) => added(x, "infergate", "median")));
+    const beside = median(r.map((x) => added(x, "infergate, picker beside", "median")));
     const ours = median(r.map((x) => added(x, "infergate + EPP", "median")));
-    ratios.push(`- ${kb}: **${(epp / ig).toFixed(1)}×** (${f(epp)} / ${f(ig)} ms); infergate + EPP added / infergate added: ${(ours / ig).toFixed(1)}×`);
+    ratios.push(`- ${kb}: **${(epp / ig).toFixed(1)}×** (${f(epp)} / ${f(ig)} ms); with a picker pool beside it (idle ext_proc on the route): ${(epp / beside).toFixed(1)}× (${f(beside)} ms); infergate + EPP added / infergate added: ${(ours / ig).toFixed(1)}×`);
   });
   return [
     ...lines,
@@ -230,7 +246,7 @@ if (process.argv[1]?.endsWith("epp-latency.ts")) {
   for (let k = 0; k < reps; k++) {
     load.push(loadavg()[0]!);
     results.push(await runRepetition(n, secureServing, values.wasm));
-    console.error(`rep ${k + 1}/${reps}: added median ${results.at(-1)!.map((r) => `${(r.bodyBytes / 1024).toFixed(0)} KB gie-epp ${f(added(r, "gie-epp", "median"))}, infergate ${f(added(r, "infergate", "median"))}, infergate + EPP ${f(added(r, "infergate + EPP", "median"))}`).join("; ")} ms`);
+    console.error(`rep ${k + 1}/${reps}: added median ${results.at(-1)!.map((r) => `${(r.bodyBytes / 1024).toFixed(0)} KB gie-epp ${f(added(r, "gie-epp", "median"))}, infergate ${f(added(r, "infergate", "median"))}, picker beside ${f(added(r, "infergate, picker beside", "median"))}, infergate + EPP ${f(added(r, "infergate + EPP", "median"))}`).join("; ")} ms`);
   }
   console.log(`## EPP ${EPP_VERSION} callout vs the infergate filter (ext_proc TLS ${secureServing ? "on" : "off"}), n=${n} per route and size, ${reps} repetitions`);
   console.log(`${cpus().length} CPUs, 1-minute load average at the start of each repetition: ${load.map((l) => l.toFixed(2)).join(", ")}; ${((Date.now() - started) / 1000).toFixed(0)} s in all\n`);
