@@ -4,8 +4,9 @@
 // with the scrape jobs of the shipped manifests/prometheus/prometheus.yaml. Traffic covers every
 // panel: routed, rewritten and prefix-affine requests, 400, 404, 415, 429 (a saturated pool
 // sheds a Sheddable model) and 503 (a model on a pool with no endpoint) answers, a rejected
-// configuration, a replica whose scrapes fail, an object left out, queues and KV use, and
-// RequestMirror copies (to the pool's own replicas, and to the pool with no endpoint, which fail).
+// configuration, a replica whose scrapes fail, an object left out, queues and KV use,
+// RequestMirror copies (to the pool's own replicas, and to the pool with no endpoint, which fail),
+// and a v1 pool whose endpoint picker (a fake one) always sends elsewhere than the filter picked.
 //
 // Every dashboard query (every `targets[].expr`, with its own [1m] and [5m] windows: at a 1 s scrape
 // interval a window holds two samples after 2 s, so nothing is shortened) must return data with a
@@ -21,6 +22,7 @@ import { installPrometheus } from "../../scripts/install-prometheus.mjs";
 import { freePort } from "../support/faults.ts";
 import { startPrometheus, type PrometheusProcess, type Sample } from "../support/prometheus.ts";
 import { ALERTS_PATH, alertRules, dashboardQueries, metricNames, PROMETHEUS_CONFIG_PATH } from "../support/promql.ts";
+import { startFakePicker, type FakePicker } from "../support/fake-picker.ts";
 import { podsYaml, postJson, setReplicaLoad, SIM_PORT, startStack, waitFor, type Stack } from "../support/stack.ts";
 
 const REPO = new URL("../..", import.meta.url).pathname;
@@ -37,7 +39,9 @@ spec: {modelName: ${name}, criticality: ${criticality}, poolRef: {name: ${pool}}
 /** The pools' inference listener, and a second one serving only the HTTPRoute with the mirrors
  * (a listener with HTTPRoutes serves only their rules; the pools' listener keeps the filter's
  * own routes, which the dashboard's per-endpoint panel reads). */
-const [INFERENCE_PORT, MIRROR_PORT] = [await freePort(), await freePort()];
+const [INFERENCE_PORT, MIRROR_PORT, PICKER_PORT] = [await freePort(), await freePort(), await freePort()];
+/** The fake endpoint picker's address (its Service's cluster IP). */
+const PICKER_IP = "127.0.41.40";
 const attachTo = `annotations: {inference.networking.x-k8s.io/attach-to: "name: gateway\\nport: ${INFERENCE_PORT}\\n"}`;
 const CONFIG = `apiVersion: inference.networking.x-k8s.io/v1alpha2
 kind: InferencePool
@@ -63,7 +67,20 @@ spec:
 ${["pool", "empty"].map((to) => `  - matches: [{path: {type: PathPrefix, value: /v1}, headers: [{name: x-mirror, value: ${to}}]}]
     backendRefs: [{group: inference.networking.x-k8s.io, kind: InferencePool, name: pool}]
     filters: [{type: RequestMirror, requestMirror: {backendRef: {group: inference.networking.x-k8s.io, kind: InferencePool, name: ${to}}, percent: 100}}]
-`).join("")}${podsYaml("llm", [...IPS, DEAD])}`;
+`).join("")}${podsYaml("llm", [...IPS, DEAD])}---
+apiVersion: inference.networking.k8s.io/v1
+kind: InferencePool
+metadata: {name: picked, ${attachTo}}
+spec:
+  selector: {matchLabels: {app: picked}}
+  targetPorts: [{number: ${SIM_PORT}}]
+  endpointPickerRef: {name: picker, port: {number: ${PICKER_PORT}}, failureMode: FailOpen}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: picker}
+spec: {clusterIP: ${PICKER_IP}, ports: [{name: grpc, port: ${PICKER_PORT}, appProtocol: kubernetes.io/h2c}]}
+${model("picked", "picked", "Critical")}${podsYaml("picked", IPS)}`;
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const show = (samples: Sample[]): string => samples.slice(0, 6).map((s) => `${JSON.stringify(s.metric)} ${s.value}`).join("; ") + (samples.length > 6 ? `; … (${samples.length})` : "");
@@ -71,10 +88,16 @@ const show = (samples: Sample[]): string => samples.slice(0, 6).map((s) => `${JS
 describe("the dashboard and the alerting rules in a real Prometheus", () => {
   let stack: Stack | undefined;
   let prometheus: PrometheusProcess | undefined;
+  let picker: FakePicker | undefined;
   const answered = new Map<number, number>();
 
   before(async () => {
     const bins = installPrometheus(); // scripts/test-e2e.sh installed it before entering the namespace
+    // The picker answers a replica other than the filter's own pick (the first it lists).
+    picker = await startFakePicker({ host: PICKER_IP, port: PICKER_PORT, pick: (req) => {
+      const mine = req.headers["x-gateway-destination-endpoint"]!.split(",")[0];
+      return { endpoints: [IPS.map((ip) => `${ip}:${SIM_PORT}`).find((e) => e !== mine)!] };
+    } });
     stack = await startStack(CONFIG, IPS.map((ip) => ({ ip, models: ["llm"] })), { metricsPort: 0, inferencePorts: "config" });
     assert.deepEqual(stack.server.problems.length, 1, `the broken InferenceModel is left out: ${stack.server.problems.join("; ")}`);
 
@@ -102,6 +125,11 @@ describe("the dashboard and the alerting rules in a real Prometheus", () => {
     const prefix = "You are a helpful assistant. Answer briefly and cite nothing. ".repeat(8);
     const chat = (i: number): Promise<number> => send({ model: "chat", prompt: `${prefix} question ${i % 5}`, max_tokens: 1 });
     for (let i = 0; i < 30; i++) assert.equal(await chat(i), 200);
+    // Requests the picker sends elsewhere (served_elsewhere_total), once its cluster is healthy
+    // (FailOpen routes by the filter's own pick until then).
+    const picked = (i: number): Promise<number> => send({ model: "picked", prompt: `p${i}`, max_tokens: 1 });
+    await waitFor(async () => (await picked(0)) === 200 && picker!.requests.length > 0, 10_000, 200);
+    for (let i = 1; i < 6; i++) assert.equal(await picked(i), 200);
     // Mirrored copies: to replicas of the pool (sent), and to the pool with no endpoint (failed).
     // Envoy creates a cluster's 5xx counter at the first 5xx: one copy fails, Prometheus scrapes
     // the new counter, then more fail, so its rate is above 0.
@@ -143,6 +171,7 @@ describe("the dashboard and the alerting rules in a real Prometheus", () => {
   after(async () => {
     await prometheus?.stop();
     await stack?.stop();
+    await picker?.stop();
   });
 
   it("answers every dashboard query with data", async (t) => {
