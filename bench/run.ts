@@ -68,7 +68,7 @@ const defaultModes = (): string => Object.keys(MODES).filter((m) => !MODES[m]!.p
 
 const QUICK = { "num-prompts": "24", "prefix-len": "100", "input-len": "400", "output-len": "60", concurrency: "12", replicas: "3", "time-scale": "10" };
 
-/** `--full`: the seed's 3000 prompts at time scale 8. Over five seeds every round-robin and
+/** `--full`: the seed's 3000 prompts at time scale 8. Over seven seeds every round-robin and
  * infergate figure then agrees with the lab's within 10%, and so do the mean, median and throughput
  * ratios (P99 ratio: 22%, round robin's storms); at 16 the median and P99 ratios and three figures
  * did not, at 32 the replicas no longer keep real time on a 2-core machine
