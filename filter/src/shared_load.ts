@@ -123,15 +123,16 @@ export class SharedLoad extends LoadSource {
 
   /** Adds to this instance's counts for an endpoint (by address hash); counts never go below 0.
    * No heartbeat here (a clock read is a host call): every add follows a pick (loadsOf) or a
-   * response chunk, which heartbeat, in the same stream. */
-  add(endpointHash: u64, pendingDelta: i64, inflightDelta: i64): void {
+   * response chunk, which heartbeat, in the same stream. `publish` false leaves the shared record
+   * to the next add of the same callback, which writes them together. */
+  add(endpointHash: u64, pendingDelta: i64, inflightDelta: i64, publish: bool = true): void {
     let c: Counts;
     if (this.own.has(endpointHash)) c = this.own.get(endpointHash);
     else { c = new Counts(); this.own.set(endpointHash, c); }
     c.pending = max<i64>(0, saturatingAdd(c.pending, pendingDelta));
     c.inflight = max<i64>(0, saturatingAdd(c.inflight, inflightDelta));
     if (c.pending == 0 && c.inflight == 0) this.own.delete(endpointHash);
-    this.writeOwn();
+    if (publish) this.writeOwn();
   }
 
   loadsOf(pool: Pool): Array<LocalLoad> {

@@ -65,17 +65,17 @@ export class Stream {
    * moves there, so the counts stay true for the picks this filter makes when the picker is down.
    * Read at the first chunk rather than in a response-headers callback, which every request would
    * pay for (a call into the VM costs Envoy microseconds); until then the load sits on this
-   * filter's pick.
+   * filter's pick. Called only there, before the first byte is noted: the move is published by
+   * that chunk's own update (onResponseBody), in one shared-data write.
    */
   private followServed(): void {
     const served = getProperty(UPSTREAM_ADDRESS);
     if (served.status != Status.Ok) return;
     const hash = fnv1a64(served.text()!);
     if (hash == this.endpointHash) return;
-    const pending = this.firstByteSeen ? 0 : this.pendingBytes;
-    this.load.add(this.endpointHash, -pending, -1);
+    this.load.add(this.endpointHash, -this.pendingBytes, -1, false);
     this.endpointHash = hash;
-    this.load.add(hash, pending, 1);
+    this.load.add(hash, this.pendingBytes, 1, false);
     count(SERVED_ELSEWHERE);
   }
 

@@ -198,7 +198,9 @@ describe("load shared between worker VMs", () => {
     for (const s of open) {
       s.properties.set("upstream\0address", served!);
       a.responseHeaders(s, { ":status": "200" });
+      a.calls.clear();
       a.responseBody(s);
+      assert.equal(a.calls.get("proxy_set_shared_data"), 1, "the move and the first byte, in one write");
     }
     assert.equal(a.counters.get("infergate.served_elsewhere_total"), picks.filter((p) => p === idle).length);
     // All eight are decoding on the served endpoint: B's requests (each answered at once) go to the other.
