@@ -11,6 +11,12 @@ export function filterConstants(path: string): Map<string, string> {
   return out;
 }
 
+/** Every counter constant of filter/src/counters.ts (a value ending in _total, as the filter names
+ * it), so a new counter cannot escape the checks; the per-status rejected counters are apart. */
+export function filterCounterConstants(): string[] {
+  return [...filterConstants("filter/src/counters.ts").values()].filter((v) => /^[a-z_]+_total$/.test(v));
+}
+
 /** The filter's decision counters as Envoy's /stats/prometheus names them
  * (wasmcustom.infergate.rejected_429_total → infergate_rejected_429_total): every counter the filter
  * defines when its VM starts (filter/src/counters.ts `defineCounters`), one per rejected status. */
@@ -18,8 +24,7 @@ export function filterCounterNames(): string[] {
   const c = filterConstants("filter/src/counters.ts");
   const exposed = (name: string): string => (c.get("COUNTER_PREFIX")! + name).replace(/\./g, "_");
   return [
-    // Every counter constant (a name ending in _total), so a new one cannot escape the checks.
-    ...[...c.values()].filter((v) => /^[a-z_]+_total$/.test(v)).map(exposed),
+    ...filterCounterConstants().map(exposed),
     ...c.get("REJECTED_STATUSES")!.split(" ").map((status) => exposed(c.get("REJECTED")! + status + c.get("REJECTED_SUFFIX")!)),
   ];
 }

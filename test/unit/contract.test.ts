@@ -18,7 +18,7 @@ import { MAX_PRIORITY } from "../../extension-server/src/config/resources.ts";
 import { DEFAULT_SCHEDULER_CONFIG, MAX_PICKER_WEIGHT } from "../../extension-server/src/scheduling/config.ts";
 import { renderLoad, renderSnapshot, TUNING_KEYS } from "../../extension-server/src/snapshot.ts";
 import { ENVOY_VERSION } from "../../scripts/install-envoy.mjs";
-import { filterConstants, filterCounterNames } from "../support/filter-constants.ts";
+import { filterConstants, filterCounterConstants, filterCounterNames } from "../support/filter-constants.ts";
 
 const read = (path: string): string => readFileSync(new URL(`../../${path}`, import.meta.url), "utf8");
 const dashboardExprs = (): string[] => JSON.parse(read("manifests/grafana/infergate-dashboard.json")).panels.flatMap((p: any) => p.targets.map((t: any) => t.expr as string));
@@ -120,7 +120,7 @@ spec: {picker: ${JSON.stringify(picker)}}
     const replied = [...read("filter/src/core/errors.ts").matchAll(/new ErrorReply\((\d{3}),/g)].map((m) => m[1]!);
     assert.deepEqual([...new Set(replied)].sort(), counters.get("REJECTED_STATUSES")!.split(" ").sort(), "REJECTED_STATUSES lists every status in core/errors.ts");
     const readme = read("README.md");
-    const documented = [counters.get("ROUTED")!, counters.get("REWRITTEN")!, counters.get("AFFINITY_ROUTED")!, counters.get("MIRROR_PICKED")!, counters.get("SERVED_ELSEWHERE")!, `${counters.get("REJECTED")}<status>${counters.get("REJECTED_SUFFIX")}`];
+    const documented = [...filterCounterConstants(), `${counters.get("REJECTED")}<status>${counters.get("REJECTED_SUFFIX")}`];
     for (const name of documented) assert.ok(readme.includes(`| \`${name}\` |`), `README documents the counter ${name}`);
     // Envoy's /stats/prometheus turns wasmcustom.infergate.rejected_429_total into infergate_rejected_429_total.
     const exposed = filterCounterNames();
