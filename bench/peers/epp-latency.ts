@@ -129,6 +129,19 @@ export async function measureRoutes(urls: Record<Route, string>, bodyBytes: numb
   };
 }
 
+/** Waits for the picker cluster's first health check (until then FailClose answers 503): the
+ * picker pool's model is served through the EPP. */
+async function untilThroughPicker(inferenceUrl: string): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const res = await fetch(inferenceUrl, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ model: "m-epp", prompt: "ready?", max_tokens: 1 }) });
+    await res.text();
+    if (res.headers.get("x-went-into-resp-headers")) return;
+    if (Date.now() > deadline) throw new Error(`the infergate + EPP route never reached the EPP (last status ${res.status})`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 /** An infergate standalone stack; with `eppPort`, its picker pool too, once that pool's route is
  * served through the EPP. */
 async function startInfergate(eppPort: number | undefined, tls: boolean, wasmPath?: string): Promise<{ server: InfergateServer; urls: { plain: string; inference: string }; stop: () => Promise<void> }> {
@@ -141,15 +154,7 @@ async function startInfergate(eppPort: number | undefined, tls: boolean, wasmPat
     const listeners = await server.envoy!.listenerAddresses();
     const url = (prefix: string): string => `http://${[...listeners].find(([name]) => name.startsWith(prefix))![1]}/v1/completions`;
     const urls = { plain: url("plain-"), inference: url("inference-") };
-    // The picker cluster's first health check (until then FailClose answers 503).
-    const deadline = Date.now() + 30_000;
-    for (; eppPort !== undefined;) {
-      const res = await fetch(urls.inference, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ model: "m-epp", prompt: "ready?", max_tokens: 1 }) });
-      await res.text();
-      if (res.headers.get("x-went-into-resp-headers")) break;
-      if (Date.now() > deadline) throw new Error(`the infergate + EPP route never reached the EPP (last status ${res.status})`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    if (eppPort !== undefined) await untilThroughPicker(urls.inference);
     return { server, urls, stop };
   } catch (err) {
     await stop();
