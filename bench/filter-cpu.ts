@@ -3,8 +3,10 @@
 // latency, so that other jobs on the machine barely move it. Blocks of requests alternate between
 // the routes; each block's CPU is the sum over Envoy's threads (/proc/<pid>/task/*/schedstat, ns).
 //
-//   unshare --net bash -c 'ip link set lo up && npx tsx bench/filter-cpu.ts [--blocks 6] [--per-block 1000] [--bytes 4096] [--wasm build/infergate.wasm] [--picker]'
+//   unshare --net bash -c 'ip link set lo up && npx tsx bench/filter-cpu.ts [--blocks 6] [--per-block 1000] [--bytes 4096] [--wasm build/infergate.wasm] [--picker] [--workers 2] [--concurrency 2]'
 //
+// `--workers` is Envoy's worker count, `--concurrency` the requests in flight at once (each over its
+// own connection; spread them over the workers with --concurrency well above --workers).
 // `--picker` adds a pool with an endpoint picker, so the listener also carries the picker's ext_proc
 // filter (as in bench/peers/epp-latency.ts), idle on the routes measured here.
 // Prints, per route, the median over blocks of Envoy µs per request, and the median over block
@@ -51,7 +53,7 @@ async function block(dispatcher: Agent, url: string, body: string, n: number, co
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: {
     blocks: { type: "string", default: "6" }, "per-block": { type: "string", default: "1000" }, bytes: { type: "string", default: "4096" },
-    wasm: { type: "string" }, picker: { type: "boolean", default: false }, concurrency: { type: "string", default: "2" },
+    wasm: { type: "string" }, picker: { type: "boolean", default: false }, concurrency: { type: "string", default: "2" }, workers: { type: "string", default: "2" },
   } });
   const perBlock = Number(values["per-block"]);
   const sims = await Promise.all(IPS.map((host) => startSimServer({ host, port: 8000, servedModels: ["m"], ttftMs: 0, itlMs: 0 })));
@@ -59,7 +61,7 @@ async function main(): Promise<void> {
   writeFileSync(configPath, poolYaml(IPS, values.picker!));
   const server = new InfergateServer({
     source: { file: configPath }, xdsPort: 0, log: () => undefined, wasmPath: values.wasm,
-    envoy: { adminPort: 0, plainPort: 0, inferencePort: 0, concurrency: 2, logLevel: "error" },
+    envoy: { adminPort: 0, plainPort: 0, inferencePort: 0, concurrency: Number(values.workers), logLevel: "error" },
   });
   const dispatcher = new Agent({ connections: Number(values.concurrency) });
   try {

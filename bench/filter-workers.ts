@@ -7,7 +7,7 @@
 // request each per iteration, starting at a different route each time; the added latency is the
 // median of the paired differences with the same Envoy's plain route (as bench/overhead.ts).
 //
-//   unshare --net bash -c 'ip link set lo up && npx tsx bench/filter-workers.ts [--workers 16] [--n 600] [--reps 3]'
+//   unshare --net bash -c 'ip link set lo up && npx tsx bench/filter-workers.ts [--workers 16] [--n 600] [--reps 3] [--wasm build/infergate.wasm]'
 //
 // On this machine's 2 cores, 16 worker threads share them: the plain route on the same Envoy pays
 // for that too, so the difference is the filter's own.
@@ -26,10 +26,10 @@ const CONNECTIONS = 32;
 
 interface Stack { origins: { plain: string; inference: string }; workersRouting: () => Promise<number>; stop: () => Promise<void> }
 
-async function startStack(concurrency: number): Promise<Stack> {
+async function startStack(concurrency: number, wasmPath: string | undefined): Promise<Stack> {
   const dir = scratchDir("infergate-filter-workers");
   writeFileSync(join(dir, "pools.yaml"), instantPoolYaml(IPS));
-  const server = new InfergateServer({ source: { file: join(dir, "pools.yaml") }, xdsPort: 0, log: () => undefined, envoy: { adminPort: 0, plainPort: 0, inferencePort: 0, concurrency, logLevel: "error" } });
+  const server = new InfergateServer({ source: { file: join(dir, "pools.yaml") }, wasmPath, xdsPort: 0, log: () => undefined, envoy: { adminPort: 0, plainPort: 0, inferencePort: 0, concurrency, logLevel: "error" } });
   const stop = async (): Promise<void> => { await server.stop(); rmSync(dir, { recursive: true, force: true }); };
   try {
     await server.start();
@@ -46,10 +46,10 @@ async function startStack(concurrency: number): Promise<Stack> {
 }
 
 /** One repetition: the added median of the inference route at each worker count (ms). */
-async function repetition(workers: number, n: number): Promise<{ few: number; many: number; routing: number }> {
-  const few = await startStack(2);
+async function repetition(workers: number, n: number, wasmPath: string | undefined): Promise<{ few: number; many: number; routing: number }> {
+  const few = await startStack(2, wasmPath);
   try {
-    const many = await startStack(workers);
+    const many = await startStack(workers, wasmPath);
     try {
       const routes: Record<string, string> = { "few plain": few.origins.plain, few: few.origins.inference, "many plain": many.origins.plain, many: many.origins.inference };
       const names = Object.keys(routes);
@@ -82,13 +82,13 @@ async function repetition(workers: number, n: number): Promise<{ few: number; ma
 }
 
 if (process.argv[1]?.endsWith("filter-workers.ts")) {
-  const { values } = parseArgs({ options: { workers: { type: "string", default: "16" }, n: { type: "string", default: "600" }, reps: { type: "string", default: "3" } } });
+  const { values } = parseArgs({ options: { workers: { type: "string", default: "16" }, n: { type: "string", default: "600" }, reps: { type: "string", default: "3" }, wasm: { type: "string" } } });
   const workers = Number(values.workers);
   const sims = await Promise.all(IPS.map((host) => startSimServer({ host, port: 8000, servedModels: ["m"], ttftMs: 0, itlMs: 0 })));
   try {
     const reps = [];
     for (let k = 0; k < Number(values.reps); k++) {
-      reps.push(await repetition(workers, Number(values.n)));
+      reps.push(await repetition(workers, Number(values.n), values.wasm));
       const r = reps.at(-1)!;
       console.error(`rep ${k + 1}: 2 workers ${r.few.toFixed(3)} ms, ${workers} workers ${r.many.toFixed(3)} ms (${r.routing} worker stats with connections)`);
     }
