@@ -36,6 +36,7 @@ import { parseArgs } from "node:util";
 import { Agent, request } from "undici";
 import { InfergateServer } from "../../extension-server/src/server.ts";
 import { startSimServer } from "../../sim/server.ts";
+import { instantPoolYaml } from "../overhead.ts";
 import { distribution, type Distribution } from "../summary.ts";
 import { EPP_VERSION, startGieEpp } from "./gie-epp.ts";
 import { scratchDir } from "../../test/support/scratch-dir.ts";
@@ -75,7 +76,8 @@ spec: {clusterIP: 127.0.0.1, ports: [{port: ${port}${tls ? "" : ", appProtocol: 
 /** infergate's configuration: a pool the filter alone routes (model m), and, when `eppPort` is
  * given, a v1 pool over the same Pods whose endpointPickerRef names the EPP (model m-epp). */
 function infergateYaml(eppPort: number | undefined, tls: boolean): string {
-  const picker = eppPort === undefined ? "" : `---
+  if (eppPort === undefined) return instantPoolYaml(IPS);
+  return `${instantPoolYaml(IPS)}---
 ${pickerPoolYaml(eppPort, "FailClose", tls)}
 ---
 apiVersion: inference.networking.x-k8s.io/v1alpha2
@@ -83,16 +85,6 @@ kind: InferenceModel
 metadata: {name: m-epp}
 spec: {modelName: m-epp, criticality: Critical, poolRef: {name: instant-epp}}
 `;
-  return `apiVersion: inference.networking.x-k8s.io/v1alpha2
-kind: InferencePool
-metadata: {name: instant}
-spec: {targetPortNumber: 8000, selector: {app: instant}}
----
-apiVersion: inference.networking.x-k8s.io/v1alpha2
-kind: InferenceModel
-metadata: {name: m}
-spec: {modelName: m, criticality: Critical, poolRef: {name: instant}}
-${picker}${IPS.map((ip, i) => `---\napiVersion: v1\nkind: Pod\nmetadata: {name: p${i}, labels: {app: instant}}\nstatus: {podIP: ${ip}}\n`).join("")}`;
 }
 
 async function timed(dispatcher: Agent, url: string, body: string): Promise<number> {
