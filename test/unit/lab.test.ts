@@ -113,6 +113,20 @@ describe("lab harness", () => {
     const lr = runLab(leastRequest, options(tinyShape()));
     assert.equal(lr.perEngine.reduce((a, b) => a + b, 0), 120);
   });
+
+  it("round robin's seed chooses only each worker's starting host (what bench/lab/rr-chance.ts redraws)", () => {
+    const lab = new Lab(options(tinyShape()));
+    const n = lab.engines.length;
+    const starts = new Set<string>();
+    for (let seed = 0; seed < 20; seed++) {
+      const policy = roundRobin(lab, seed);
+      const route = (worker: number): number => policy.route({ proxy: 0, worker } as Parameters<typeof policy.route>[0]);
+      const picks = [0, 1].map((w) => Array.from({ length: 2 * n }, () => route(w)));
+      for (const p of picks) p.forEach((e, i) => assert.equal(e, (p[0]! + i) % n, `seed ${seed}: a worker cycles through every engine in order`));
+      starts.add(picks.map((p) => p[0]).join(","));
+    }
+    assert.ok(starts.size >= 5, `20 seeds give varied starting hosts (${starts.size} distinct)`);
+  });
 });
 
 describe("lab control path", () => {
