@@ -33,7 +33,7 @@ for (const seed of values.seeds.split(",").map(Number)) {
   for (let d = 0; d < draws; d++) {
     // Draw 0 is the lab's own (the policy seeded with the workload seed); the others reseed only
     // the starting hosts; the requests stay the same.
-    const r = runLab((lab) => roundRobin(lab, d === 0 ? seed : seed + 7919 * d), options);
+    const r = runLab((lab) => roundRobin(lab, seed + 7919 * d), options);
     rrP99.push(r.summary.ttft.p99);
     console.error(`seed ${seed} draw ${d}: round robin P99 ${r.summary.ttft.p99.toFixed(0)} ms, ${r.preemptions} preemptions`);
   }
