@@ -56,6 +56,18 @@ export function median(values: number[]): number {
 export interface Spread { median: number; min: number; max: number }
 export const spread = (values: number[]): Spread => ({ median: median(values), min: Math.min(...values), max: Math.max(...values) });
 
+/**
+ * The medians over groups when each group gives one of its values, chosen at random, `resamples`
+ * times, sorted: how far a median over groups (seeds) of single runs can move by chance when each
+ * group's runs differ by chance alone (bench/lab/rr-chance.ts: one Envoy run per seed against the
+ * lab's draws of round robin's starting hosts).
+ */
+export function resampledMedians(groups: number[][], resamples: number, random: () => number): number[] {
+  if (groups.some((g) => g.length === 0)) throw new Error("every group needs at least one value");
+  const out = Array.from({ length: resamples }, () => median(groups.map((g) => g[Math.floor(random() * g.length)]!)));
+  return out.sort((a, b) => a - b);
+}
+
 const num = (x: number): string => (Math.abs(x) >= 100 ? x.toFixed(0) : Math.abs(x) >= 10 ? x.toFixed(1) : x.toFixed(2));
 /** "median [min–max]"; just the value when every run gave the same. */
 export const spreadCell = (s: Spread, digits?: number): string => {

@@ -2,8 +2,11 @@
 // policy in front of simulated vLLM engines (sim/batching-engine.ts, the calibrated profile).
 //
 // What is modelled, per request: the client sends the body (bench/client.ts's bytes) to one Envoy
-// (at random if there are several) and one of its worker threads (at random: a new connection per
-// request, which the kernel hands to any worker); the policy picks an engine; the request reaches
+// (at random if there are several) and one of its worker threads, at random: the real client keeps
+// concurrency + 4 keep-alive connections, each pinned by the kernel to one worker, and spreads its
+// requests evenly over all of them (bench/client-connections.ts), so a request's worker is a draw
+// weighted by how many connections each worker holds (LabOptions.connections; by default an even
+// draw, which the reports use); the policy picks an engine; the request reaches
 // the engine after the policy's own latency, waits the engine's API-server overhead, is scheduled,
 // streams its tokens and finishes; a closed-loop client then sends its next request.
 // Each Envoy keeps the counts the infergate filter keeps in shared data (filter/src/stream.ts and
@@ -83,6 +86,10 @@ export interface LabOptions {
   /** Worker threads per Envoy (this repository's Envoy runs with --concurrency 2). */
   workers: number;
   timing: ControlTiming;
+  /** Absent: each request's worker is an even draw. Present: the client's `count` connections are
+   * each pinned to a worker drawn from `seed` (as the kernel's hash does, differently in every
+   * Envoy run), and each request takes one of them at random, as bench/client.ts's pool does. */
+  connections?: { count: number; seed: number };
 }
 
 export interface LabResult {
@@ -162,6 +169,9 @@ export class Lab {
     const { shape, seed } = this.options;
     policy.start?.(this);
     const clientRandom = seededRandom(0xc11e47 ^ seed);
+    const pinned = this.options.connections;
+    const pinRandom = seededRandom(pinned?.seed ?? 0);
+    const workerOfConnection = Array.from({ length: pinned?.count ?? 0 }, () => Math.floor(pinRandom() * this.workers));
     const records: LabRecord[] = [];
     const perEngine = this.engines.map(() => 0);
     const overhead = this.profiles.map((p) => p.requestOverheadMs);
@@ -176,7 +186,7 @@ export class Lab {
     const send = (req: LabRequest): void => {
       const now = this.clock.now();
       const proxy = shape.proxies > 1 ? Math.floor(clientRandom() * shape.proxies) : 0;
-      const worker = Math.floor(clientRandom() * this.workers);
+      const worker = pinned ? workerOfConnection[Math.floor(clientRandom() * pinned.count)]! : Math.floor(clientRandom() * this.workers);
       const record: LabRecord = {
         index: req.index, ok: false, shed: false, status: 0, startMs: now - WARMUP_MS, ttftMs: 0, itlMs: [], e2eMs: 0,
         inputTokens: req.tokens.length, outputTokens: 0, engine: -1, affinity: false,

@@ -114,6 +114,23 @@ describe("lab harness", () => {
     assert.equal(lr.perEngine.reduce((a, b) => a + b, 0), 120);
   });
 
+  it("with pinned connections, a request's worker is its connection's: shares follow the pinning", () => {
+    // A policy that only records the worker each request arrived on.
+    const workersSeen = (connections?: LabOptions["connections"]): number[] => {
+      const seen = [0, 0];
+      runLab(() => ({ name: "spy", decisionLatencyMs: 0, route: ({ worker }) => { seen[worker]!++; return 0; } }), { ...options(tinyShape()), ...(connections ? { connections } : {}) });
+      return seen;
+    };
+    const even = workersSeen();
+    assert.ok(even[0]! > 40 && even[1]! > 40, `an even draw uses both workers: ${even}`);
+    // One connection: every request on its one worker. Several: each pinning gives its own split,
+    // and the same seed the same split.
+    for (let seed = 0; seed < 4; seed++) assert.ok(workersSeen({ count: 1, seed }).includes(120), `seed ${seed}: one worker only`);
+    const splits = new Set(Array.from({ length: 12 }, (_, seed) => workersSeen({ count: 8, seed })[0]));
+    assert.ok(splits.size >= 3, `pinnings differ in their split: ${[...splits]}`);
+    assert.deepEqual(workersSeen({ count: 8, seed: 3 }), workersSeen({ count: 8, seed: 3 }));
+  });
+
   it("round robin's seed chooses only each worker's starting host (what bench/lab/rr-chance.ts redraws)", () => {
     const lab = new Lab(options(tinyShape()));
     const n = lab.engines.length;
