@@ -15,6 +15,12 @@ export interface LoadOptions {
   timeoutMs: number;
   model: string;
   seed: number;
+  /** Reuse connections (a pool of concurrency + 4 keep-alive connections). Default: a new
+   * connection for every request, as the seed's client did (benchmark_serving.py opens an aiohttp
+   * session per request), so Envoy's kernel-balanced listener hands each request to a worker at
+   * random; a pool instead fixes each worker's share of the requests for the whole run
+   * (bench/client-connections.ts), which changes round robin's tail (bench/lab/rr-chance.ts). */
+  keepAlive?: boolean;
   onDone?: (record: RequestRecord) => void;
 }
 
@@ -72,7 +78,7 @@ async function send(dispatcher: Agent, url: string, req: WorkloadRequest, o: Loa
   };
   try {
     const res = await request(`${url}/v1/chat/completions`, {
-      method: "POST", dispatcher, body: requestBody(req, o.model), headers: { "content-type": "application/json" },
+      method: "POST", dispatcher, body: requestBody(req, o.model), headers: { "content-type": "application/json" }, reset: !o.keepAlive,
       headersTimeout: o.timeoutMs, bodyTimeout: o.timeoutMs,
     });
     record.status = res.statusCode;

@@ -7,7 +7,9 @@
 // of the policy lab's shapes (bench/lab/shapes.ts).
 //
 //   npm run bench -- [--quick | --full] [--workload seed|tenants|no-prefix|mixed-gpu|poisson-0.7|...]
-//       [--num-prompts N] [--concurrency 60] [--request-rate R] [--time-scale S] [--seed 0] ...
+//       [--num-prompts N] [--concurrency 60] [--request-rate R] [--time-scale S] [--seed 0]
+//       [--keep-alive] ...
+// The client opens a connection per request, as the seed's did; --keep-alive reuses a pool.
 import { spawn, type ChildProcess } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -39,6 +41,8 @@ interface BenchOptions extends WorkloadOptions {
   modes: string[];
   /** InfergateConfig picker settings (field: value) the run gives infergate; empty: the defaults. */
   tuning: Record<string, number>;
+  /** The client reuses a pool of connections instead of one per request (bench/client.ts). */
+  keepAlive: boolean;
   out: string;
 }
 
@@ -95,6 +99,7 @@ export function parseBenchOptions(argv: string[]): BenchOptions {
     modes: { type: "string", default: defaultModes() },
     // Picker tuning for infergate, as the lab's --tuning takes it: snapshot keys (kv-threshold=0,...).
     tuning: { type: "string" },
+    "keep-alive": { type: "boolean", default: false },
     out: { type: "string" },
   } });
   if (values.quick && values.full) throw new Error("--quick and --full are exclusive");
@@ -118,7 +123,7 @@ export function parseBenchOptions(argv: string[]): BenchOptions {
     numPrompts, prefixLen: Number(pick("prefix-len")), inputLen: Number(pick("input-len")),
     outputLen: Number(pick("output-len")), rangeRatio: Number(pick("range-ratio")), rangeMode: "legacy", seed: Number(pick("seed")), model: "qwq",
     concurrency, requestRate: rate === "inf" ? Infinity : Number(rate),
-    timeScale: Number(pick("time-scale")), profile: pick("profile")!, replicas, slowdown, modes, tuning: parseTuning(values.tuning),
+    timeScale: Number(pick("time-scale")), profile: pick("profile")!, replicas, slowdown, modes, tuning: parseTuning(values.tuning), keepAlive: values["keep-alive"],
     out: values.out ?? join(repo, "bench", "out", new Date().toISOString().replace(/[:.]/g, "-")),
   };
 }
@@ -232,7 +237,7 @@ export async function runBench(o: BenchOptions, hooks: BenchHooks = {}): Promise
       if (!address) throw new Error(`no listener for ${mode}`);
       const bar = progress(mode, requests.length);
       const { records, durationMs } = await runLoad(`http://${address}`, requests, {
-        concurrency: o.concurrency, requestRate: o.requestRate, timeScale: o.timeScale, model: MODES[mode]!.model ?? o.model, seed: o.seed,
+        concurrency: o.concurrency, requestRate: o.requestRate, timeScale: o.timeScale, model: MODES[mode]!.model ?? o.model, seed: o.seed, keepAlive: o.keepAlive,
         timeoutMs: Math.max(60_000, (Math.max(...requests.map((r) => r.maxTokens)) * 2 * 200) / o.timeScale + 600_000), onDone: bar.tick,
       });
       bar.stop();
@@ -260,7 +265,8 @@ export function describeBench(o: BenchOptions): string {
     : shapeNamed(o.workload).description;
   const speeds = o.slowdown.some((f) => f !== 1) ? ` (step time ×${o.slowdown.join(", ×")})` : "";
   const tuning = Object.keys(o.tuning).length > 0 ? `; infergate picker ${JSON.stringify(o.tuning)}` : "";
-  return `workload ${o.workload}: ${o.numPrompts} prompts, ${arrivals}; ${lengths}; ${o.replicas} replicas (${o.profile})${speeds}, time scale ${o.timeScale}${tuning}`;
+  const connections = o.keepAlive ? "; the client reuses keep-alive connections" : "; a connection per request";
+  return `workload ${o.workload}: ${o.numPrompts} prompts, ${arrivals}${connections}; ${lengths}; ${o.replicas} replicas (${o.profile})${speeds}, time scale ${o.timeScale}${tuning}`;
 }
 
 async function main(): Promise<void> {
