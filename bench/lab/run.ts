@@ -9,6 +9,8 @@
 //       [--baseline <commit>]   (adds infergate-baseline: the filter core as of that commit)
 //       [--tuning key=value,...] (filter tuning keys pushed to infergate on top of the server's)
 //       [--kv-step N]            (the server renders kv= in steps of N thousandths)
+//       [--connections N]        (a pooled client's N connections pinned to workers, drawn from
+//                                 the workload seed: what `npm run bench -- --keep-alive` sends)
 import { writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { distribution, formatSummary, median, spread, spreadCell as cell, type Spread, type Summary } from "../summary.ts";
@@ -191,6 +193,7 @@ async function main(): Promise<void> {
     baseline: { type: "string" },
     tuning: { type: "string" },
     "kv-step": { type: "string", default: "1" },
+    connections: { type: "string" },
   } });
   const names = values.workload === "all" ? Object.keys(SHAPES) : values.workload.split(",");
   const shapes = names.map(shapeNamed);
@@ -208,7 +211,11 @@ async function main(): Promise<void> {
     const runs: LabResult[] = [];
     for (const seed of seeds) {
       for (const p of policies) {
-        const r = runLab(factories[p]!, { shape, seed, workers: Number(values.workers), timing: controlTiming(timeScale), ...(values["num-prompts"] ? { numPrompts: Number(values["num-prompts"]) } : {}) });
+        const r = runLab(factories[p]!, {
+          shape, seed, workers: Number(values.workers), timing: controlTiming(timeScale),
+          ...(values["num-prompts"] ? { numPrompts: Number(values["num-prompts"]) } : {}),
+          ...(values.connections ? { connections: { count: Number(values.connections), seed } } : {}),
+        });
         runs.push(r);
         const s = r.summary;
         console.error(`${shape.name} seed ${seed} ${p}: mean TTFT ${num(s.ttft.mean)}, median ${num(s.ttft.median)}, P99 ${num(s.ttft.p99)}, ${num(s.outputThroughput)} tok/s, ${r.preemptions} preemptions (${r.wallS.toFixed(1)} s)`);
