@@ -90,6 +90,10 @@ export interface LabOptions {
    * each pinned to a worker drawn from `seed` (as the kernel's hash does, differently in every
    * Envoy run), and each request takes one of them at random, as bench/client.ts's pool does. */
   connections?: { count: number; seed: number };
+  /** Absent: the workers (or connections) requests arrive on are drawn with the client's other
+   * draws, the same for every run of a workload seed. Present: drawn from this seed instead, as a
+   * new Envoy run's kernel draws them anew (bench/lab/rr-chance.ts). */
+  workerSeed?: number;
 }
 
 export interface LabResult {
@@ -172,6 +176,8 @@ export class Lab {
     const pinned = this.options.connections;
     const pinRandom = seededRandom(pinned?.seed ?? 0);
     const workerOfConnection = Array.from({ length: pinned?.count ?? 0 }, () => Math.floor(pinRandom() * this.workers));
+    const ownWorkerRandom = this.options.workerSeed === undefined ? undefined : seededRandom(this.options.workerSeed);
+    const workerRandom = (): number => (ownWorkerRandom ? (clientRandom(), ownWorkerRandom()) : clientRandom());
     const records: LabRecord[] = [];
     const perEngine = this.engines.map(() => 0);
     const overhead = this.profiles.map((p) => p.requestOverheadMs);
@@ -186,7 +192,8 @@ export class Lab {
     const send = (req: LabRequest): void => {
       const now = this.clock.now();
       const proxy = shape.proxies > 1 ? Math.floor(clientRandom() * shape.proxies) : 0;
-      const worker = pinned ? workerOfConnection[Math.floor(clientRandom() * pinned.count)]! : Math.floor(clientRandom() * this.workers);
+      const draw = workerRandom();
+      const worker = pinned ? workerOfConnection[Math.floor(draw * pinned.count)]! : Math.floor(draw * this.workers);
       const record: LabRecord = {
         index: req.index, ok: false, shed: false, status: 0, startMs: now - WARMUP_MS, ttftMs: 0, itlMs: [], e2eMs: 0,
         inputTokens: req.tokens.length, outputTokens: 0, engine: -1, affinity: false,

@@ -1,7 +1,8 @@
 // How much of round robin's P99 TTFT on one workload seed is chance that the lab cannot share with
 // Envoy. Envoy starts each worker's round-robin index at a host of its own random choosing, so a lab
 // run and an Envoy run of the same seed send the same requests but not to the same replicas. This
-// runs round robin on the same requests with its starting hosts drawn `--draws` times (draw 0 is
+// runs round robin on the same requests with its starting hosts, and the Envoy worker each request
+// arrives on (the kernel's choice, also new in every Envoy run), drawn `--draws` times (draw 0 is
 // the lab's usual one) and prints, per seed, round robin's P99 over the draws and infergate's P99
 // over round robin's of each draw: the range a per-seed comparison with Envoy has to fall in.
 // Then, over all the seeds, the median that one run per seed can give by this chance alone: each
@@ -43,12 +44,17 @@ const ratioBySeed: number[][] = [];
 for (const seed of values.seeds.split(",").map(Number)) {
   const base: LabOptions = { shape, seed, workers: 2, timing: controlTiming(Number(values["time-scale"])) };
   const drawSeed = (d: number): number => seed + 7919 * d;
-  const options = (d: number): LabOptions => (values.connections ? { ...base, connections: { count: Number(values.connections), seed: drawSeed(d) } } : base);
+  // Every draw but the lab's own also redraws which worker each request arrives on.
+  const options = (d: number): LabOptions => ({
+    ...base, ...(d > 0 ? { workerSeed: drawSeed(d) } : {}),
+    ...(values.connections ? { connections: { count: Number(values.connections), seed: drawSeed(d) } } : {}),
+  });
   const infergateP99 = runLab(factories.infergate!, options(0)).summary.ttft.p99;
   const rrP99: number[] = [];
   for (let d = 0; d < draws; d++) {
-    // Draw 0 is the lab's own (the policy seeded with the workload seed); the others reseed only
-    // the starting hosts (and the connections' workers, if pinned); the requests stay the same.
+    // Draw 0 is the lab's own (the policy seeded with the workload seed); the others reseed the
+    // starting hosts and the workers requests arrive on (and the connections' workers, if pinned);
+    // the requests stay the same.
     const r = runLab((lab) => roundRobin(lab, drawSeed(d)), options(d));
     rrP99.push(r.summary.ttft.p99);
     console.error(`seed ${seed} draw ${d}: round robin P99 ${r.summary.ttft.p99.toFixed(0)} ms, ${r.preemptions} preemptions`);

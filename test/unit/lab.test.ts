@@ -131,6 +131,22 @@ describe("lab harness", () => {
     assert.deepEqual(workersSeen({ count: 8, seed: 3 }), workersSeen({ count: 8, seed: 3 }));
   });
 
+  it("a worker seed redraws the workers requests arrive on, and only that", () => {
+    const run = (workerSeed?: number): { workers: number[]; starts: number[] } => {
+      const workers: number[] = [];
+      const r = runLab(() => ({ name: "spy", decisionLatencyMs: 0, route: ({ worker }) => { workers.push(worker); return 0; } }), { ...options(tinyShape()), ...(workerSeed === undefined ? {} : { workerSeed }) });
+      return { workers, starts: r.records.map((x) => x.startMs) };
+    };
+    const plain = run();
+    assert.deepEqual(run().workers, plain.workers, "without it, a workload seed always gives the same workers");
+    const redrawn = [1, 2, 3].map((w) => run(w));
+    for (const r of redrawn) {
+      assert.notDeepEqual(r.workers, plain.workers);
+      assert.deepEqual(r.starts, plain.starts, "the requests and their times stay the same");
+    }
+    assert.deepEqual(run(2).workers, redrawn[1]!.workers);
+  });
+
   it("round robin's seed chooses only each worker's starting host (what bench/lab/rr-chance.ts redraws)", () => {
     const lab = new Lab(options(tinyShape()));
     const n = lab.engines.length;
