@@ -19,7 +19,8 @@ export interface LoadOptions {
    * connection for every request, as the seed's client did (benchmark_serving.py opens an aiohttp
    * session per request), so Envoy's kernel-balanced listener hands each request to a worker at
    * random; a pool instead fixes each worker's share of the requests for the whole run
-   * (bench/client-connections.ts), which changes round robin's tail (bench/lab/rr-chance.ts). */
+   * (bench/client-connections.ts), which by the lab changes nothing measurable
+   * (bench/lab/rr-chance.ts --connections; bench/results/seed-workload.md). */
   keepAlive?: boolean;
   onDone?: (record: RequestRecord) => void;
 }

@@ -2,11 +2,12 @@
 // policy in front of simulated vLLM engines (sim/batching-engine.ts, the calibrated profile).
 //
 // What is modelled, per request: the client sends the body (bench/client.ts's bytes) to one Envoy
-// (at random if there are several) and one of its worker threads, at random: the real client keeps
-// concurrency + 4 keep-alive connections, each pinned by the kernel to one worker, and spreads its
-// requests evenly over all of them (bench/client-connections.ts), so a request's worker is a draw
-// weighted by how many connections each worker holds (LabOptions.connections; by default an even
-// draw, which the reports use); the policy picks an engine; the request reaches
+// (at random if there are several) and one of its worker threads, at random: the benchmark's
+// client opens a connection per request, as the seed's did, and the kernel hands each connection
+// to a worker (Envoy's listener uses SO_REUSEPORT). LabOptions.connections models a keep-alive
+// pool instead (`npm run bench -- --keep-alive`; bench/client-connections.ts), and
+// LabOptions.workerSeed draws the workers apart from the client's other draws, as a new Envoy run
+// does (bench/lab/rr-chance.ts). The policy picks an engine; the request reaches
 // the engine after the policy's own latency, waits the engine's API-server overhead, is scheduled,
 // streams its tokens and finishes; a closed-loop client then sends its next request.
 // Each Envoy keeps the counts the infergate filter keeps in shared data (filter/src/stream.ts and
