@@ -14,7 +14,7 @@
 // of each request's worker.
 //
 //   npx tsx bench/lab/rr-chance.ts [--seeds 0,4,5] [--draws 10] [--time-scale 8] [--workload seed]
-//       [--envoy-ratio 0.46] [--envoy-rr-p99 18700] [--connections 64]
+//       [--envoy-ratio 0.46] [--envoy-rr-p99 18700] [--envoy-mean-ratio 0.69] [--connections 64]
 import { parseArgs } from "node:util";
 import { percentile, resampledMedians, spread, spreadCell } from "../summary.ts";
 import { seededRandom } from "../workload.ts";
@@ -30,6 +30,7 @@ const { values } = parseArgs({ options: {
   workload: { type: "string", default: "seed" },
   "envoy-ratio": { type: "string" },
   "envoy-rr-p99": { type: "string" },
+  "envoy-mean-ratio": { type: "string" },
   connections: { type: "string" },
 } });
 const draws = Number(values.draws);
@@ -41,6 +42,7 @@ const cell = (xs: number[], digits = 0): string => spreadCell(spread(xs), digits
 const rows: string[] = [];
 const rrBySeed: number[][] = [];
 const ratioBySeed: number[][] = [];
+const meanRatioBySeed: number[][] = [];
 for (const seed of values.seeds.split(",").map(Number)) {
   const base: LabOptions = { shape, seed, workers: 2, timing: controlTiming(Number(values["time-scale"])) };
   const drawSeed = (d: number): number => seed + 7919 * d;
@@ -49,18 +51,22 @@ for (const seed of values.seeds.split(",").map(Number)) {
     ...base, ...(d > 0 ? { workerSeed: drawSeed(d) } : {}),
     ...(values.connections ? { connections: { count: Number(values.connections), seed: drawSeed(d) } } : {}),
   });
-  const infergateP99 = runLab(factories.infergate!, options(0)).summary.ttft.p99;
+  const infergateTtft = runLab(factories.infergate!, options(0)).summary.ttft;
+  const infergateP99 = infergateTtft.p99;
   const rrP99: number[] = [];
+  const meanRatios: number[] = [];
   for (let d = 0; d < draws; d++) {
     // Draw 0 is the lab's own (the policy seeded with the workload seed); the others reseed the
     // starting hosts and the workers requests arrive on (and the connections' workers, if pinned);
     // the requests stay the same.
     const r = runLab((lab) => roundRobin(lab, drawSeed(d)), options(d));
     rrP99.push(r.summary.ttft.p99);
+    meanRatios.push(infergateTtft.mean / r.summary.ttft.mean);
     console.error(`seed ${seed} draw ${d}: round robin P99 ${r.summary.ttft.p99.toFixed(0)} ms, ${r.preemptions} preemptions`);
   }
   rrBySeed.push(rrP99);
   ratioBySeed.push(rrP99.map((p) => infergateP99 / p));
+  meanRatioBySeed.push(meanRatios);
   rows.push(`| ${seed} | ${rrP99[0]!.toFixed(0)} | ${cell(rrP99)} | ${infergateP99.toFixed(0)} | ${(infergateP99 / rrP99[0]!).toFixed(2)} | ${cell(rrP99.map((p) => infergateP99 / p), 2)} |`);
 }
 const RESAMPLES = 10_000;
@@ -82,6 +88,7 @@ console.log([
   ...rows, "",
   `Median over the ${rrBySeed.length} seeds when each gives one of its draws at random (${RESAMPLES} resamples): median [5th and 95th percentiles]:`, "",
   chanceLine("round robin P99 (ms)", rrBySeed, 0, values["envoy-rr-p99"]),
-  chanceLine("infergate ÷ round robin P99", ratioBySeed, 2, values["envoy-ratio"]), "",
+  chanceLine("infergate ÷ round robin P99", ratioBySeed, 2, values["envoy-ratio"]),
+  chanceLine("infergate ÷ round robin mean TTFT", meanRatioBySeed, 2, values["envoy-mean-ratio"]), "",
   `npx tsx bench/lab/rr-chance.ts ${process.argv.slice(2).join(" ")}: ${((performance.now() - started) / 1000).toFixed(0)} s of wall time`,
 ].join("\n"));
