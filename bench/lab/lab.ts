@@ -175,7 +175,8 @@ export class Lab {
     policy.start?.(this);
     const clientRandom = seededRandom(0xc11e47 ^ seed);
     const pinned = this.options.connections;
-    const pinRandom = seededRandom(pinned?.seed ?? 0);
+    // Salted, so that a pinning and a worker seed given the same number draw independently.
+    const pinRandom = seededRandom(0x9e37 ^ (pinned?.seed ?? 0));
     const workerOfConnection = Array.from({ length: pinned?.count ?? 0 }, () => Math.floor(pinRandom() * this.workers));
     const ownWorkerRandom = this.options.workerSeed === undefined ? undefined : seededRandom(this.options.workerSeed);
     const workerRandom = (): number => (ownWorkerRandom ? (clientRandom(), ownWorkerRandom()) : clientRandom());
