@@ -179,7 +179,11 @@ export class Lab {
     const pinRandom = seededRandom(0x9e37 ^ (pinned?.seed ?? 0));
     const workerOfConnection = Array.from({ length: pinned?.count ?? 0 }, () => Math.floor(pinRandom() * this.workers));
     const ownWorkerRandom = this.options.workerSeed === undefined ? undefined : seededRandom(this.options.workerSeed);
-    const workerRandom = (): number => (ownWorkerRandom ? (clientRandom(), ownWorkerRandom()) : clientRandom());
+    const workerRandom = (): number => {
+      // The client's stream is drawn either way, so a worker seed leaves every other draw as it was.
+      const fromClient = clientRandom();
+      return ownWorkerRandom ? ownWorkerRandom() : fromClient;
+    };
     const records: LabRecord[] = [];
     const perEngine = this.engines.map(() => 0);
     const overhead = this.profiles.map((p) => p.requestOverheadMs);
