@@ -15,6 +15,7 @@ import { predictFirstToken, type Arriving } from "../../bench/lab/fork.ts";
 import { controlTiming, Lab, runLab, WARMUP_MS, type LabOptions, type LabResult } from "../../bench/lab/lab.ts";
 import { epp, infergate, leastRequest, oracle, PrefixIndex, roundRobin } from "../../bench/lab/policies.ts";
 import { SHAPES, type Shape } from "../../bench/lab/shapes.ts";
+import { replay, replicaIndex } from "../../bench/lab/replay.ts";
 
 const words = (n: number, tag: string): string[] => Array.from({ length: n }, (_, i) => `${tag}${i}`);
 
@@ -258,5 +259,34 @@ describe("lab report: where the slowest requests come from", () => {
     const row = table.split("\n").find((l) => l.startsWith("| infergate"))!;
     assert.match(row, /\| 2\.00 .*of 2 \|/);
     assert.match(row, /\| 0\.0\d+ \|$/, row); // 100 ms against round robin's 4000 ms P99 after the burst
+  });
+});
+
+describe("lab replay of a benchmark run's routing (bench/lab/replay.ts)", () => {
+  // A lab run's own records stand in for a benchmark run's: the same engine per request, written
+  // as the benchmark's replica addresses.
+  const asRun = (r: LabResult): { index: number; servedBy: string }[] => r.records.map((x) => ({ index: x.index, servedBy: `127.0.3.${x.engine + 1}:8000` }));
+
+  it("reproduces the run it replays, request by request", async () => {
+    const core = await loadCore();
+    for (const factory of [leastRequest, infergate(core)]) {
+      const original = runLab(factory, options(tinyShape()));
+      const replayed = runLab(replay(asRun(original)), options(tinyShape()));
+      assert.deepEqual(replayed.records.map((x) => x.engine), original.records.map((x) => x.engine));
+      assert.deepEqual(replayed.records.map((x) => x.ttftMs), original.records.map((x) => x.ttftMs));
+    }
+  });
+
+  it("changes the figures when the assignment changes", () => {
+    const original = runLab(leastRequest, options(tinyShape()));
+    const everyoneOnOne = runLab(replay(asRun(original).map((r) => ({ ...r, servedBy: "127.0.3.1:8000" }))), options(tinyShape()));
+    assert.equal(everyoneOnOne.perEngine[0], 120);
+    assert.ok(everyoneOnOne.summary.ttft.mean > original.summary.ttft.mean);
+  });
+
+  it("refuses an address that is not a benchmark replica, and a request the run does not have", () => {
+    assert.equal(replicaIndex("127.0.3.5:8000"), 4);
+    assert.throws(() => replicaIndex("10.0.0.1:8000"), /not a benchmark replica address/);
+    assert.throws(() => runLab(replay([{ index: 0, servedBy: "127.0.3.1:8000" }]), options(tinyShape())), /request 1 is not in the run/);
   });
 });

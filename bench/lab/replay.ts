@@ -1,0 +1,90 @@
+// Replays a benchmark run's routing in the lab: each request goes to the replica that served it
+// through Envoy (result.json's `servedBy`), so the lab's engines see the run's own assignment
+// without the real path's timing. Against the run's figures and the lab's own policy, it splits
+// the gap between Envoy and the lab in two: the path (Envoy − replay: the same routing, run in
+// scaled real time) and the routing (replay − lab: what the filter chose through Envoy against
+// what the lab's model of it chose).
+//
+//   npx tsx bench/lab/replay.ts --runs bench/out/ts8c-s0,bench/out/ts8c-s1,… [--modes round-robin,infergate] [--time-scale 8]
+//
+// The run's time scale sets the lab's control-path timing (scrape, push) as in bench/lab/run.ts.
+import { readFileSync } from "node:fs";
+import { parseArgs } from "node:util";
+import { spread, spreadCell, type Distribution } from "../summary.ts";
+import { controlTiming, runLab, type PolicyFactory } from "./lab.ts";
+import { policyFactories } from "./run.ts";
+import { shapeNamed } from "./shapes.ts";
+
+interface RunRecord { index: number; servedBy?: string }
+interface RunMode { name: string; summary: { ttft: Distribution }; records: RunRecord[] }
+interface RunResult { options: { seed: number; numPrompts: number; timeScale: number }; modes: RunMode[] }
+
+/** Replica i of a benchmark run listens on 127.0.3.(i+1) (bench/run.ts). */
+export function replicaIndex(servedBy: string): number {
+  const m = /^127\.0\.3\.(\d+):\d+$/.exec(servedBy);
+  if (!m) throw new Error(`not a benchmark replica address: ${servedBy}`);
+  return Number(m[1]) - 1;
+}
+
+/** A policy that sends each request where the run sent it. */
+export function replay(records: RunRecord[]): PolicyFactory {
+  const served = new Map(records.map((r) => [r.index, r.servedBy === undefined ? -1 : replicaIndex(r.servedBy)]));
+  return () => ({
+    name: "replay", decisionLatencyMs: 0,
+    route: ({ req }) => {
+      const e = served.get(req.index);
+      if (e === undefined) throw new Error(`request ${req.index} is not in the run`);
+      return e;
+    },
+  });
+}
+
+const FIGS = ["mean", "median", "p99"] as const;
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: { runs: { type: "string" }, modes: { type: "string", default: "round-robin,infergate" } } });
+  if (!values.runs) throw new Error("--runs DIR,DIR,… is required (benchmark output directories with result.json)");
+  const modes = values.modes!.split(",");
+  const factories = await policyFactories();
+  const f = (x: number): string => x.toFixed(0);
+  const triple = (d: Distribution): string => FIGS.map((k) => f(d[k])).join(" / ");
+  // Per mode: per seed, the three TTFT distributions.
+  const rows = new Map(modes.map((m) => [m, [] as { envoy: Distribution; replay: Distribution; lab: Distribution }[]]));
+  console.log("TTFT mean / median / P99 (ms, model time):\n");
+  console.log("| seed | mode | Envoy | replay in the lab | the lab's own policy |");
+  console.log("|---|---|---|---|---|");
+  for (const dir of values.runs.split(",")) {
+    const run = JSON.parse(readFileSync(`${dir}/result.json`, "utf8")) as RunResult;
+    const { seed, numPrompts, timeScale } = run.options;
+    const options = { shape: shapeNamed("seed"), seed, numPrompts, workers: 2, timing: controlTiming(timeScale) };
+    for (const name of modes) {
+      const mode = run.modes.find((m) => m.name === name);
+      const factory = factories[name];
+      if (!mode || !factory) throw new Error(`${dir}: no mode ${name} in the run or in the lab`);
+      const row = { envoy: mode.summary.ttft, replay: runLab(replay(mode.records), options).summary.ttft, lab: runLab(factory, options).summary.ttft };
+      rows.get(name)!.push(row);
+      console.log(`| ${seed} | ${name} | ${triple(row.envoy)} | ${triple(row.replay)} | ${triple(row.lab)} |`);
+    }
+  }
+  console.log("\nMedian [min–max] over the runs, ms (model time):\n");
+  console.log("| mode | figure | path: Envoy − replay | routing: replay − lab |");
+  console.log("|---|---|---|---|");
+  for (const name of modes) {
+    const r = rows.get(name)!;
+    for (const k of FIGS) {
+      console.log(`| ${name} | ${k} | ${spreadCell(spread(r.map((x) => x.envoy[k] - x.replay[k])), 0)} | ${spreadCell(spread(r.map((x) => x.replay[k] - x.lab[k])), 0)} |`);
+    }
+  }
+  if (modes.length >= 2) {
+    const [base, other] = [rows.get(modes[0]!)!, rows.get(modes[1]!)!];
+    console.log(`\n${modes[1]} ÷ ${modes[0]}, median [min–max] over the runs:\n`);
+    console.log("| figure | Envoy | replay | lab |");
+    console.log("|---|---|---|---|");
+    for (const k of FIGS) {
+      const ratio = (w: "envoy" | "replay" | "lab"): string => spreadCell(spread(other.map((x, i) => x[w][k] / base[i]![w][k])), 2);
+      console.log(`| ${k} | ${ratio("envoy")} | ${ratio("replay")} | ${ratio("lab")} |`);
+    }
+  }
+}
+
+if (process.argv[1]?.endsWith("replay.ts")) await main();
