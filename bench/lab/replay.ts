@@ -78,11 +78,13 @@ async function main(): Promise<void> {
   if (modes.length >= 2) {
     const [base, other] = [rows.get(modes[0]!)!, rows.get(modes[1]!)!];
     console.log(`\n${modes[1]} ÷ ${modes[0]}, median [min–max] over the runs:\n`);
-    console.log("| figure | Envoy | replay | lab |");
-    console.log("|---|---|---|---|");
+    console.log("| figure | Envoy | replay | lab | Envoy ÷ replay, per seed |");
+    console.log("|---|---|---|---|---|");
     for (const k of FIGS) {
-      const ratio = (w: "envoy" | "replay" | "lab"): string => spreadCell(spread(other.map((x, i) => x[w][k] / base[i]![w][k])), 2);
-      console.log(`| ${k} | ${ratio("envoy")} | ${ratio("replay")} | ${ratio("lab")} |`);
+      const perSeed = (w: "envoy" | "replay" | "lab"): number[] => other.map((x, i) => x[w][k] / base[i]![w][k]);
+      const [envoy, replayed] = [perSeed("envoy"), perSeed("replay")];
+      const cell = (v: number[]): string => spreadCell(spread(v), 2);
+      console.log(`| ${k} | ${cell(envoy)} | ${cell(replayed)} | ${cell(perSeed("lab"))} | ${cell(envoy.map((e, i) => e / replayed[i]!))} |`);
     }
   }
 }
