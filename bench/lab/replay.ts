@@ -5,9 +5,10 @@
 // scaled real time) and the routing (replay − lab: what the filter chose through Envoy against
 // what the lab's model of it chose).
 //
-//   npx tsx bench/lab/replay.ts --runs bench/out/ts8c-s0,bench/out/ts8c-s1,… [--modes round-robin,infergate] [--time-scale 8]
+//   npx tsx bench/lab/replay.ts --runs bench/out/ts8c-s0,bench/out/ts8c-s1,… [--modes round-robin,infergate]
 //
-// The run's time scale sets the lab's control-path timing (scrape, push) as in bench/lab/run.ts.
+// Each run's workload, seed and length come from its result.json, and its time scale sets the
+// lab's control-path timing (scrape, push) as bench/lab/run.ts's --time-scale does.
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { spread, spreadCell, type Distribution } from "../summary.ts";
@@ -17,7 +18,7 @@ import { shapeNamed } from "./shapes.ts";
 
 interface RunRecord { index: number; servedBy?: string }
 interface RunMode { name: string; summary: { ttft: Distribution }; records: RunRecord[] }
-interface RunResult { options: { seed: number; numPrompts: number; timeScale: number }; modes: RunMode[] }
+interface RunResult { options: { workload: string; seed: number; numPrompts: number; timeScale: number }; modes: RunMode[] }
 
 /** Replica i of a benchmark run listens on 127.0.3.(i+1) (bench/run.ts). */
 export function replicaIndex(servedBy: string): number {
@@ -55,8 +56,8 @@ async function main(): Promise<void> {
   console.log("|---|---|---|---|---|");
   for (const dir of values.runs.split(",")) {
     const run = JSON.parse(readFileSync(`${dir}/result.json`, "utf8")) as RunResult;
-    const { seed, numPrompts, timeScale } = run.options;
-    const options = { shape: shapeNamed("seed"), seed, numPrompts, workers: 2, timing: controlTiming(timeScale) };
+    const { workload, seed, numPrompts, timeScale } = run.options;
+    const options = { shape: shapeNamed(workload), seed, numPrompts, workers: 2, timing: controlTiming(timeScale) };
     for (const name of modes) {
       const mode = run.modes.find((m) => m.name === name);
       const factory = factories[name];
