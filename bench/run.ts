@@ -75,8 +75,8 @@ const QUICK = { "num-prompts": "24", "prefix-len": "100", "input-len": "400", "o
 /** `--full`: the seed's 3000 prompts at time scale 8. Over seven seeds every round-robin and
  * infergate figure then agrees with the lab's within 10%, and so does every ratio when the lab is
  * given the routing that ran (bench/lab/replay.ts; against the lab's own draw of round robin the
- * mean and P99 ratios move with its storms); at 16 three figures did not, nor the replayed P99
- * ratio on one seed of three, and at 32 the replicas no longer keep real time on a 2-core machine
+ * mean and P99 ratios move with its storms); at 16 three figures and the median and P99 ratios did
+ * not, nor the replayed P99 ratio on one seed of three, and at 32 the replicas no longer keep real time on a 2-core machine
  * (bench/results/seed-workload.md). */
 export const FULL_TIME_SCALE = 8;
 const FULL = { "num-prompts": "3000", "time-scale": String(FULL_TIME_SCALE) };

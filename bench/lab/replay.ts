@@ -27,17 +27,22 @@ export function replicaIndex(servedBy: string): number {
   return Number(m[1]) - 1;
 }
 
-/** A policy that sends each request where the run sent it. */
+/** A policy that sends each request where the run sent it; a request no replica served in the run
+ * (a 503, say) fails in the lab too. */
 export function replay(records: RunRecord[]): PolicyFactory {
   const served = new Map(records.map((r) => [r.index, r.servedBy === undefined ? -1 : replicaIndex(r.servedBy)]));
-  return () => ({
-    name: "replay", decisionLatencyMs: 0,
-    route: ({ req }) => {
-      const e = served.get(req.index);
-      if (e === undefined) throw new Error(`request ${req.index} is not in the run`);
-      return e;
-    },
-  });
+  return (lab) => {
+    const beyond = [...served.values()].find((e) => e >= lab.engines.length);
+    if (beyond !== undefined) throw new Error(`the run used replica ${beyond + 1}; the lab has ${lab.engines.length}`);
+    return {
+      name: "replay", decisionLatencyMs: 0,
+      route: ({ req }) => {
+        const e = served.get(req.index);
+        if (e === undefined) throw new Error(`request ${req.index} is not in the run`);
+        return e;
+      },
+    };
+  };
 }
 
 const FIGS = ["mean", "median", "p99"] as const;

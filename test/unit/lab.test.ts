@@ -265,7 +265,7 @@ describe("lab report: where the slowest requests come from", () => {
 describe("lab replay of a benchmark run's routing (bench/lab/replay.ts)", () => {
   // A lab run's own records stand in for a benchmark run's: the same engine per request, written
   // as the benchmark's replica addresses.
-  const asRun = (r: LabResult): { index: number; servedBy: string }[] => r.records.map((x) => ({ index: x.index, servedBy: `127.0.3.${x.engine + 1}:8000` }));
+  const asRun = (r: LabResult): { index: number; servedBy?: string }[] => r.records.map((x) => ({ index: x.index, servedBy: `127.0.3.${x.engine + 1}:8000` }));
 
   it("reproduces the run it replays, request by request", async () => {
     const core = await loadCore();
@@ -282,11 +282,16 @@ describe("lab replay of a benchmark run's routing (bench/lab/replay.ts)", () => 
     const everyoneOnOne = runLab(replay(asRun(original).map((r) => ({ ...r, servedBy: "127.0.3.1:8000" }))), options(tinyShape()));
     assert.equal(everyoneOnOne.perEngine[0], 120);
     assert.ok(everyoneOnOne.summary.ttft.mean > original.summary.ttft.mean);
+    // A request no replica served in the run fails in the replay too.
+    const unserved = runLab(replay(asRun(original).map((r) => (r.index === 3 ? { index: 3 } : r))), options(tinyShape()));
+    assert.equal(unserved.records[3]!.status, 503);
+    assert.equal(unserved.summary.completed, 119);
   });
 
   it("refuses an address that is not a benchmark replica, and a request the run does not have", () => {
     assert.equal(replicaIndex("127.0.3.5:8000"), 4);
     assert.throws(() => replicaIndex("10.0.0.1:8000"), /not a benchmark replica address/);
     assert.throws(() => runLab(replay([{ index: 0, servedBy: "127.0.3.1:8000" }]), options(tinyShape())), /request 1 is not in the run/);
+    assert.throws(() => runLab(replay([{ index: 0, servedBy: "127.0.3.9:8000" }]), options(tinyShape())), /the run used replica 9; the lab has 5/);
   });
 });
