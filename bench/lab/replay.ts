@@ -11,14 +11,14 @@
 // lab's control-path timing (scrape, push) as bench/lab/run.ts's --time-scale does.
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { spread, spreadCell, type Distribution } from "../summary.ts";
+import { median, spread, spreadCell, type Distribution } from "../summary.ts";
 import { controlTiming, runLab, type PolicyFactory } from "./lab.ts";
 import { policyFactories } from "./run.ts";
 import { shapeNamed } from "./shapes.ts";
 
-interface RunRecord { index: number; servedBy?: string }
+interface RunRecord { index: number; servedBy?: string; ttftMs: number; startMs: number }
 interface RunMode { name: string; summary: { ttft: Distribution }; records: RunRecord[] }
-interface RunResult { options: { workload: string; seed: number; numPrompts: number; timeScale: number }; modes: RunMode[] }
+interface RunResult { options: { workload: string; seed: number; numPrompts: number; timeScale: number; concurrency: number }; modes: RunMode[] }
 
 /** Replica i of a benchmark run listens on 127.0.3.(i+1) (bench/run.ts). */
 export function replicaIndex(servedBy: string): number {
@@ -29,7 +29,7 @@ export function replicaIndex(servedBy: string): number {
 
 /** A policy that sends each request where the run sent it; a request no replica served in the run
  * (a 503, say) fails in the lab too. */
-export function replay(records: RunRecord[]): PolicyFactory {
+export function replay(records: Pick<RunRecord, "index" | "servedBy">[]): PolicyFactory {
   const served = new Map(records.map((r) => [r.index, r.servedBy === undefined ? -1 : replicaIndex(r.servedBy)]));
   return (lab) => {
     const beyond = [...served.values()].find((e) => e >= lab.engines.length);
@@ -56,6 +56,9 @@ async function main(): Promise<void> {
   const triple = (d: Distribution): string => FIGS.map((k) => f(d[k])).join(" / ");
   // Per mode: per seed, the three TTFT distributions.
   const rows = new Map(modes.map((m) => [m, [] as { envoy: Distribution; replay: Distribution; lab: Distribution }[]]));
+  // Per mode and seed: the burst's spread of start times, and per request Envoy − replay, split
+  // into the start-up burst (the first `concurrency` requests, sent together) and the rest.
+  const burst: string[] = [];
   console.log("TTFT mean / median / P99 (ms, model time):\n");
   console.log("| seed | mode | Envoy | replay in the lab | the lab's own policy |");
   console.log("|---|---|---|---|---|");
@@ -67,11 +70,23 @@ async function main(): Promise<void> {
       const mode = run.modes.find((m) => m.name === name);
       const factory = factories[name];
       if (!mode || !factory) throw new Error(`${dir}: no mode ${name} in the run or in the lab`);
-      const row = { envoy: mode.summary.ttft, replay: runLab(replay(mode.records), options).summary.ttft, lab: runLab(factory, options).summary.ttft };
+      const replayed = runLab(replay(mode.records), options);
+      const row = { envoy: mode.summary.ttft, replay: replayed.summary.ttft, lab: runLab(factory, options).summary.ttft };
       rows.get(name)!.push(row);
+      const n = run.options.concurrency;
+      const inLab = new Map(replayed.records.map((r) => [r.index, r.ttftMs]));
+      const ok = mode.records.filter((r) => r.servedBy !== undefined);
+      const diff = (rs: RunRecord[]): number => median(rs.map((r) => r.ttftMs - inLab.get(r.index)!));
+      const [first, rest] = [ok.filter((r) => r.index < n), ok.filter((r) => r.index >= n)];
+      const starts = first.map((r) => r.startMs);
+      burst.push(`| ${seed} | ${name} | ${f(Math.max(...starts) - Math.min(...starts))} | ${f(diff(first))} | ${f(diff(rest))} |`);
       console.log(`| ${seed} | ${name} | ${triple(row.envoy)} | ${triple(row.replay)} | ${triple(row.lab)} |`);
     }
   }
+  console.log("\nPer request, Envoy − replay (TTFT, ms of model time, median), the start-up burst apart:\n");
+  console.log("| seed | mode | burst: Envoy's start times spread over | burst requests | the rest |");
+  console.log("|---|---|---|---|---|");
+  for (const line of burst) console.log(line);
   console.log("\nMedian [min–max] over the runs, ms (model time):\n");
   console.log("| mode | figure | path: Envoy − replay | routing: replay − lab |");
   console.log("|---|---|---|---|");
