@@ -20,6 +20,7 @@ import { runLoad } from "./client.ts";
 import { shapeNamed } from "./lab/shapes.ts";
 import { formatSideMeasurements, runSideMeasurements } from "./overhead.ts";
 import { GIE_EPP_MODEL, gieEppUnavailable, startGieEppMode, type PeerMode } from "./peers/gie-epp-mode.ts";
+import { replicaIps } from "./replica-addresses.ts";
 import { writeReport, type ModeResult } from "./report.ts";
 import { TUNING_KEYS } from "../extension-server/src/snapshot.ts";
 import { formatSummary, summarize } from "./summary.ts";
@@ -76,8 +77,8 @@ const QUICK = { "num-prompts": "24", "prefix-len": "100", "input-len": "400", "o
  * infergate figure then agrees with the lab's within 10%, and so does every ratio when the lab is
  * given the routing that ran (bench/lab/replay.ts; against the lab's own draw of round robin the
  * mean and P99 ratios move with its storms); at 16 three figures and the median and P99 ratios did
- * not, nor the replayed P99 ratio on one seed of three, and at 32 the replicas no longer keep real time on a 2-core machine
- * (bench/results/seed-workload.md). */
+ * not, nor the replayed P99 ratio on one seed of three, and at 32 the replicas no longer keep real
+ * time on a 2-core machine (bench/results/seed-workload.md). */
 export const FULL_TIME_SCALE = 8;
 const FULL = { "num-prompts": "3000", "time-scale": String(FULL_TIME_SCALE) };
 
@@ -213,7 +214,7 @@ export interface BenchHooks {
 }
 
 export async function runBench(o: BenchOptions, hooks: BenchHooks = {}): Promise<ModeResult[]> {
-  const ips = Array.from({ length: o.replicas }, (_, i) => `127.0.3.${i + 1}`);
+  const ips = replicaIps(o.replicas);
   const configPath = join(scratchDir("infergate-bench"), "pool.yaml");
   const requests = benchRequests(o);
   let replicas = await startReplicas(ips, o);

@@ -11,6 +11,7 @@
 // lab's control-path timing (scrape, push) as bench/lab/run.ts's --time-scale does.
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
+import { replicaIndex } from "../replica-addresses.ts";
 import { median, spread, spreadCell, type Distribution } from "../summary.ts";
 import { controlTiming, runLab, type PolicyFactory } from "./lab.ts";
 import { policyFactories } from "./run.ts";
@@ -19,13 +20,6 @@ import { shapeNamed } from "./shapes.ts";
 interface RunRecord { index: number; servedBy?: string; ttftMs: number; startMs: number }
 interface RunMode { name: string; summary: { ttft: Distribution }; records: RunRecord[] }
 interface RunResult { options: { workload: string; seed: number; numPrompts: number; timeScale: number; concurrency: number }; modes: RunMode[] }
-
-/** Replica i of a benchmark run listens on 127.0.3.(i+1) (bench/run.ts). */
-export function replicaIndex(servedBy: string): number {
-  const m = /^127\.0\.3\.(\d+):\d+$/.exec(servedBy);
-  if (!m) throw new Error(`not a benchmark replica address: ${servedBy}`);
-  return Number(m[1]) - 1;
-}
 
 /** A policy that sends each request where the run sent it; a request no replica served in the run
  * (a 503, say) fails in the lab too. */
@@ -64,7 +58,7 @@ async function main(): Promise<void> {
   console.log("|---|---|---|---|---|");
   for (const dir of values.runs.split(",")) {
     const run = JSON.parse(readFileSync(`${dir}/result.json`, "utf8")) as RunResult;
-    const { workload, seed, numPrompts, timeScale } = run.options;
+    const { workload, seed, numPrompts, timeScale, concurrency } = run.options;
     const options = { shape: shapeNamed(workload), seed, numPrompts, workers: 2, timing: controlTiming(timeScale) };
     for (const name of modes) {
       const mode = run.modes.find((m) => m.name === name);
@@ -73,11 +67,10 @@ async function main(): Promise<void> {
       const replayed = runLab(replay(mode.records), options);
       const row = { envoy: mode.summary.ttft, replay: replayed.summary.ttft, lab: runLab(factory, options).summary.ttft };
       rows.get(name)!.push(row);
-      const n = run.options.concurrency;
       const inLab = new Map(replayed.records.map((r) => [r.index, r.ttftMs]));
       const ok = mode.records.filter((r) => r.servedBy !== undefined);
       const diff = (rs: RunRecord[]): number => median(rs.map((r) => r.ttftMs - inLab.get(r.index)!));
-      const [first, rest] = [ok.filter((r) => r.index < n), ok.filter((r) => r.index >= n)];
+      const [first, rest] = [ok.filter((r) => r.index < concurrency), ok.filter((r) => r.index >= concurrency)];
       const starts = first.map((r) => r.startMs);
       burst.push(`| ${seed} | ${name} | ${f(Math.max(...starts) - Math.min(...starts))} | ${f(diff(first))} | ${f(diff(rest))} |`);
       console.log(`| ${seed} | ${name} | ${triple(row.envoy)} | ${triple(row.replay)} | ${triple(row.lab)} |`);

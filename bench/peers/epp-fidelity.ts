@@ -34,6 +34,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { profileNamed } from "../../sim/step-model.ts";
 import { calibrate, DEFAULT_ENVOY_WORKERS, SEED_ROUND_ROBIN } from "../calibrate.ts";
+import { replicaIps } from "../replica-addresses.ts";
 import { runLoad } from "../client.ts";
 import { summarize, type Summary } from "../summary.ts";
 import { buildWorkload, SEED_WORKLOAD } from "../workload.ts";
@@ -91,7 +92,7 @@ async function stopChild(child: ChildProcess | undefined): Promise<void> {
 /** One seed: round robin, then the EPP, each on freshly started replicas (empty KV caches). */
 export async function runSeed(seed: number, numPrompts: number, timeScale: number, log: (m: string) => void = () => undefined,
   modes: Mode[] = ["round-robin", "gie-epp"], scorers: Scorers = "chart"): Promise<FidelityRun[]> {
-  const ips = Array.from({ length: REPLICAS }, (_, i) => `127.0.3.${i + 1}`);
+  const ips = replicaIps(REPLICAS);
   const requests = buildWorkload({ ...SEED_WORKLOAD, numPrompts, seed });
   let replicas = await startReplicas(ips, timeScale);
   const scrapeMs = 50 / timeScale;

@@ -15,7 +15,8 @@ import { predictFirstToken, type Arriving } from "../../bench/lab/fork.ts";
 import { controlTiming, Lab, runLab, WARMUP_MS, type LabOptions, type LabResult } from "../../bench/lab/lab.ts";
 import { epp, infergate, leastRequest, oracle, PrefixIndex, roundRobin } from "../../bench/lab/policies.ts";
 import { SHAPES, type Shape } from "../../bench/lab/shapes.ts";
-import { replay, replicaIndex } from "../../bench/lab/replay.ts";
+import { replay } from "../../bench/lab/replay.ts";
+import { replicaIndex, replicaIps } from "../../bench/replica-addresses.ts";
 
 const words = (n: number, tag: string): string[] => Array.from({ length: n }, (_, i) => `${tag}${i}`);
 
@@ -290,6 +291,7 @@ describe("lab replay of a benchmark run's routing (bench/lab/replay.ts)", () => 
 
   it("refuses an address that is not a benchmark replica, and a request the run does not have", () => {
     assert.equal(replicaIndex("127.0.3.5:8000"), 4);
+    assert.deepEqual(replicaIps(3).map((ip) => replicaIndex(`${ip}:8000`)), [0, 1, 2], "the inverse of where the benchmark starts them");
     assert.throws(() => replicaIndex("10.0.0.1:8000"), /not a benchmark replica address/);
     assert.throws(() => runLab(replay([{ index: 0, servedBy: "127.0.3.1:8000" }]), options(tinyShape())), /request 1 is not in the run/);
     assert.throws(() => runLab(replay([{ index: 0, servedBy: "127.0.3.9:8000" }]), options(tinyShape())), /the run used replica 9; the lab has 5/);
