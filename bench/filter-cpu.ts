@@ -3,8 +3,9 @@
 // latency, so that other jobs on the machine barely move it. Blocks of requests alternate between
 // the routes; each block's CPU is the sum over Envoy's threads (/proc/<pid>/task/*/schedstat, ns).
 //
-//   unshare --net bash -c 'ip link set lo up && npx tsx bench/filter-cpu.ts [--blocks 6] [--per-block 1000] [--bytes 4096] [--wasm build/infergate.wasm] [--picker] [--workers 2] [--concurrency 2]'
+//   unshare --net bash -c 'ip link set lo up && npx tsx bench/filter-cpu.ts [--blocks 6] [--per-block 1000] [--bytes 4096] [--text ascii] [--wasm build/infergate.wasm] [--picker] [--workers 2] [--concurrency 2]'
 //
+// `--text` is the prompt's text (bench/prompt-texts.ts: ascii, english, chinese, chinese-escaped).
 // `--workers` is Envoy's worker count, `--concurrency` the requests in flight at once (each over its
 // own connection; spread them over the workers with --concurrency well above --workers).
 // `--picker` adds a pool with an endpoint picker, so the listener also carries the picker's ext_proc
@@ -19,6 +20,7 @@ import { InfergateServer } from "../extension-server/src/server.ts";
 import { startSimServer } from "../sim/server.ts";
 import { instantPoolYaml } from "./overhead.ts";
 import { pickerPoolYaml } from "./peers/epp-latency.ts";
+import { bodyOf, isPromptText, PROMPT_TEXTS } from "./prompt-texts.ts";
 import { median } from "./summary.ts";
 import { scratchDir } from "../test/support/scratch-dir.ts";
 
@@ -52,10 +54,12 @@ async function block(dispatcher: Agent, url: string, body: string, n: number, co
 
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: {
-    blocks: { type: "string", default: "6" }, "per-block": { type: "string", default: "1000" }, bytes: { type: "string", default: "4096" },
+    blocks: { type: "string", default: "6" }, "per-block": { type: "string", default: "1000" }, bytes: { type: "string", default: "4096" }, text: { type: "string", default: "ascii" },
     wasm: { type: "string" }, picker: { type: "boolean", default: false }, concurrency: { type: "string", default: "2" }, workers: { type: "string", default: "2" },
   } });
   const perBlock = Number(values["per-block"]);
+  const text = values.text!;
+  if (!isPromptText(text)) throw new Error(`--text must be one of ${Object.keys(PROMPT_TEXTS).join(", ")}`);
   const sims = await Promise.all(IPS.map((host) => startSimServer({ host, port: 8000, servedModels: ["m"], ttftMs: 0, itlMs: 0 })));
   const configPath = join(scratchDir("infergate-filter-cpu"), "pool.yaml");
   writeFileSync(configPath, poolYaml(IPS, values.picker!));
@@ -70,7 +74,7 @@ async function main(): Promise<void> {
     const listeners = await server.envoy!.listenerAddresses();
     const url = (prefix: string) => `http://${[...listeners].find(([name]) => name.startsWith(prefix))![1]}/v1/completions`;
     const routes = { plain: url("plain-"), infergate: url("inference-") };
-    const body = JSON.stringify({ model: "m", prompt: "x".repeat(Math.max(0, Number(values.bytes) - 40)), max_tokens: 1 });
+    const body = bodyOf(Number(values.bytes), '{"model":"m","prompt":"', text, '","max_tokens":1}').toString("utf8");
     for (const u of Object.values(routes)) await block(dispatcher, u, body, 200, Number(values.concurrency)); // warm-up
     const perRequest: Record<string, number[]> = { plain: [], infergate: [] };
     for (let b = 0; b < Number(values.blocks); b++) {
@@ -83,7 +87,7 @@ async function main(): Promise<void> {
     }
     const added = perRequest.infergate!.map((v, i) => v - perRequest.plain![i]!);
     const f = (xs: number[]) => `${median(xs).toFixed(1)} [${Math.min(...xs).toFixed(1)}–${Math.max(...xs).toFixed(1)}]`;
-    console.log(`body ${body.length} bytes, ${values.blocks} blocks of ${perBlock} per route, Envoy CPU µs per request (median [min–max] over blocks):`);
+    console.log(`body ${Buffer.byteLength(body)} bytes (${text}), ${values.blocks} blocks of ${perBlock} per route, Envoy CPU µs per request (median [min–max] over blocks):`);
     console.log(`  plain     ${f(perRequest.plain!)}`);
     console.log(`  infergate ${f(perRequest.infergate!)}`);
     console.log(`  added     ${f(added)}`);

@@ -164,8 +164,11 @@ export class JsonOracle {
 /** The scanner's verdict in the oracle's terms, with the model value's span. */
 export interface ScannerVerdict { v: "found" | "missing" | "invalid"; kind?: string; model?: string; start?: number; end?: number }
 
-export function scannerVerdict(body: Uint8Array, cuts: Uint32Array): ScannerVerdict {
-  const text = core.scanModelSplit(body, cuts) as string;
+/** Bytes placed after each chunk: a hex digit and a UTF-8 continuation byte (each fast path accepts one). */
+export const POISONS = [0x30, 0x80] as const;
+
+export function scannerVerdict(body: Uint8Array, cuts: Uint32Array, poison: number = POISONS[0]): ScannerVerdict {
+  const text = core.scanModelSplit(body, cuts, poison) as string;
   const found = /^found (\d+) (\d+) (.*)$/s.exec(text);
   if (found) return { v: "found", model: Buffer.from(found[3]!, "utf8").toString("hex"), start: Number(found[1]), end: Number(found[2]) };
   if (text === "missing") return { v: "missing" };
@@ -189,6 +192,8 @@ export async function checkBatch(oracle: JsonOracle, bodies: Uint8Array[], cutsF
     const s = scannerVerdict(bodies[i]!, cutsFor[i]!);
     const whole = scannerVerdict(bodies[i]!, new Uint32Array(0));
     if (JSON.stringify(s) !== JSON.stringify(whole)) return { body: bodies[i]!, cuts: cutsFor[i]!, scanner: s, oracle: o, what: "chunking changed the verdict" };
+    const poisoned = scannerVerdict(bodies[i]!, cutsFor[i]!, POISONS[1]);
+    if (JSON.stringify(s) !== JSON.stringify(poisoned)) return { body: bodies[i]!, cuts: cutsFor[i]!, scanner: poisoned, oracle: o, what: "the bytes after a chunk changed the verdict (the scanner read past its chunk)" };
     if (s.v !== o.v || (s.v === "invalid" && s.kind !== o.kind) || (s.v === "found" && s.model !== o.model)) {
       return { body: bodies[i]!, cuts: cutsFor[i]!, scanner: s, oracle: o, what: "verdicts differ" };
     }

@@ -166,14 +166,23 @@ export function replayDecisions(snapshotText: string, requests: string, seed: u6
   return out;
 }
 
-/** Feeds `body` to the scanner split at the (rising) offsets in `cuts`; same answer as scanModel. */
-export function scanModelSplit(body: Uint8Array, cuts: Uint32Array): string {
+/**
+ * Feeds `body` to the scanner split at the (rising) offsets in `cuts`; same answer as scanModel.
+ * Each chunk is fed from its own buffer followed by eight `poison` bytes, as Envoy hands the filter
+ * each chunk in a buffer of its own: a scanner that read past the end of a chunk would see them
+ * (tests run it with a hex digit and with a UTF-8 continuation byte, which each fast path accepts).
+ */
+export function scanModelSplit(body: Uint8Array, cuts: Uint32Array, poison: u8): string {
   const scanner = new ModelScanner();
   let at = 0;
   for (let k = 0; k <= cuts.length; k++) {
     const end = k < cuts.length ? min(<i32>cuts[k], body.length) : body.length;
     if (end <= at) continue;
-    if (scanner.feed(body.dataStart + <usize>at, <usize>(end - at)) != ScanResult.NeedMore) break;
+    const len = end - at;
+    const chunk = new Uint8Array(len + 8);
+    memory.copy(chunk.dataStart, body.dataStart + <usize>at, <usize>len);
+    chunk.fill(poison, len);
+    if (scanner.feed(chunk.dataStart, <usize>len) != ScanResult.NeedMore) break;
     at = end;
   }
   const result = scanner.finish();
