@@ -21,8 +21,7 @@ import { fnv1a64, Route, Snapshot } from "./core/snapshot";
 import { isInferencePath } from "./core/routes";
 import { CONTENT_ENCODING, CONTENT_LENGTH, DESTINATION, METHOD, MIRROR, MODEL_REWRITE, OBJECTIVE, PATH, POOL, ROUTE_CLUSTER, UPSTREAM_ADDRESS } from "./headers";
 import { HeaderPairs } from "./core/header_pairs";
-import { BufferType, getBufferBytes, getHeaderMapPairs, getProperty, log, LogLevel, MapType, removeHeaderMapValue, replaceHeaderMapValue, sendLocalResponse, setBufferBytes, Status } from "./host/api";
-import { noteBytes } from "./collect";
+import { borrowBufferBytes, BufferType, getBufferBytes, getHeaderMapPairs, getProperty, log, LogLevel, MapType, removeHeaderMapValue, replaceHeaderMapValue, sendLocalResponse, setBufferBytes, Status } from "./host/api";
 import { refreshLoad } from "./live_load";
 import { SharedLoad } from "./shared_load";
 
@@ -174,11 +173,11 @@ export class Stream {
   private scanNewBytes(bodySize: usize): void {
     const start = <usize>this.scanner.consumed;
     if (bodySize <= start) return;
-    const chunk = getBufferBytes(BufferType.RequestBody, start, bodySize - start);
+    // Read in place: the scanner copies what it keeps (the model, the prompt's first bytes).
+    const chunk = borrowBufferBytes(BufferType.RequestBody, start, bodySize - start);
     if (chunk.status == Status.Ok) {
-      const data = chunk.data!;
-      noteBytes(<usize>data.byteLength);
-      this.scanner.feed(changetype<usize>(data), <usize>data.byteLength);
+      this.scanner.feed(chunk.ptr, chunk.len);
+      chunk.free();
     } else if (chunk.status != Status.NotFound && chunk.status != Status.Empty) {
       this.reject(internalError("Could not read the request body (status " + chunk.status.toString() + ")."));
     }

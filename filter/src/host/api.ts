@@ -70,6 +70,24 @@ export function getBufferBytes(type: BufferType, start: usize, maxSize: usize): 
   return new Bytes(status, status == Status.Ok ? takeOut() : null);
 }
 
+/** Bytes the host wrote into this module's memory, read where they lie (no copy). The caller
+ * frees them with `free()` as soon as it is done; nothing may keep a pointer into them after. */
+export class Borrowed {
+  constructor(public status: Status, public ptr: usize, public len: usize) {}
+  free(): void {
+    if (this.ptr != 0) heap.free(this.ptr);
+    this.ptr = 0;
+    this.len = 0;
+  }
+}
+
+/** getBufferBytes without the copy: for a large body, which is read once and dropped. */
+export function borrowBufferBytes(type: BufferType, start: usize, maxSize: usize): Borrowed {
+  resetOut();
+  const status = <Status>proxy_get_buffer_bytes(type, start, maxSize, OUT_PTR, OUT_LEN);
+  return status == Status.Ok ? new Borrowed(status, <usize>load<u32>(OUT_PTR), <usize>load<u32>(OUT_LEN)) : new Borrowed(status, 0, 0);
+}
+
 /** Envoy semantics for start 0: drains `length` bytes from the front, then prepends `data`. */
 export function setBufferBytes(type: BufferType, start: usize, length: usize, data: ArrayBuffer): Status {
   return <Status>proxy_set_buffer_bytes(type, start, length, changetype<usize>(data), data.byteLength);
