@@ -32,13 +32,17 @@ function stringBody(r: Rng): string {
   let s = "";
   const n = r.int(12);
   for (let i = 0; i < n; i++) {
-    switch (r.int(14)) {
+    switch (r.int(16)) {
       case 0: s += r.pick(["\\n", "\\t", "\\\"", "\\\\", "\\/", "\\b", "\\f", "\\r"]); break;
       case 1: s += `\\u${r.int(0x10000).toString(16).padStart(4, "0")}`; break; // may be a lone surrogate
       case 2: s += "\\ud83d\\ude00"; break; // a valid pair
       case 3: s += r.pick(["é", "多", "😀", "ß", "\u2028"]); break;
       case 4: s += "\\ud800"; break;
       case 5: s += "model"; break;
+      // Runs, which the scanner's fast path takes in a loop: characters of one or more UTF-8 widths,
+      // and escapes back to back (as Python's json.dumps writes a non-Latin text).
+      case 6: for (let k = r.int(6) + 2; k > 0; k--) s += r.pick(["é", "多", "😀", "ß", "日", "ж", "\u2028"]); break;
+      case 7: for (let k = r.int(6) + 2; k > 0; k--) s += r.pick(["\\u591a", "\\u00e9", "\\n", "\\ud83d\\ude00", "\\\""]); break;
       default: s += String.fromCharCode(0x20 + r.int(95)).replace(/["\\]/, "x");
     }
   }
