@@ -136,6 +136,17 @@ describe("garbage collection (the module runs AssemblyScript's minimal runtime)"
     assert.ok(v.memoryBytes <= warm + 1024 * 1024, `linear memory grew from ${warm} to ${v.memoryBytes} bytes`);
   });
 
+  it("scans a large body where the host wrote it and frees it at once (no copy left for a collection)", () => {
+    const v = vm();
+    const big = `{"model": "qwq", "prompt": "${"x".repeat(512 * 1024)}"}`;
+    const send = (): void => { const s = v.request("/v1/completions", big); routedTo(s); complete(v, s); };
+    for (let i = 0; i < 3; i++) send(); // the allocator settles on room for one body
+    const warm = v.memoryBytes;
+    // 40 more: 20 MB of bodies in under 256 calls, so no collection runs; memory must not grow by them.
+    for (let i = 0; i < 40; i++) send();
+    assert.ok(v.memoryBytes <= warm + 1024 * 1024, `linear memory grew from ${warm} to ${v.memoryBytes} bytes`);
+  });
+
   it("streams in progress keep their state across collections", () => {
     const v = vm();
     const open = Array.from({ length: 50 }, () => {
