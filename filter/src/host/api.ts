@@ -1,7 +1,8 @@
 // The proxy-wasm ABI 0.2.1 host calls this filter makes, as thin typed wrappers in the manner of
 // proxy-wasm-rust-sdk's hostcalls.rs: each one passes its arguments through, copies out what the
-// host returned (and frees the host's allocation), and returns the host's Status. No application
-// logic lives here: callers decide what every status means for them.
+// host returned (and frees the host's allocation), and returns the host's Status; one, for request
+// bodies, hands the host's allocation over uncopied for the caller to free (Borrowed). No
+// application logic lives here: callers decide what every status means for them.
 import {
   proxy_define_metric, proxy_get_buffer_bytes, proxy_get_current_time_nanoseconds, proxy_get_header_map_pairs, proxy_get_header_map_value,
   proxy_get_property, proxy_get_shared_data, proxy_increment_metric, proxy_log, proxy_remove_header_map_value, proxy_replace_header_map_value,
