@@ -52,9 +52,13 @@ describe("body scanner on every UTF-8 and \\u boundary", () => {
     await check(seqs);
   });
 
-  it("three-byte forms: leads E0..EF (overlong after E0, surrogates after ED)", async () => {
+  it("three-byte forms: leads E0..EF (overlong after E0, surrogates after ED), alone and beside a valid one", async () => {
+    // The fast path reads two three-byte characters at once: each form also comes after and before 多.
+    const valid = [0xe5, 0xa4, 0x9a];
     const seqs: number[][] = [];
-    for (let lead = 0xe0; lead <= 0xef; lead++) for (const c1 of CONTS) for (const c2 of CONTS) seqs.push([lead, c1, c2]);
+    for (let lead = 0xe0; lead <= 0xef; lead++) for (const c1 of CONTS) for (const c2 of CONTS) {
+      seqs.push([lead, c1, c2], [...valid, lead, c1, c2], [lead, c1, c2, ...valid]);
+    }
     await check(seqs);
   });
 

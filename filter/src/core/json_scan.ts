@@ -21,8 +21,9 @@
 //
 // Cost: one pass, a few integers of state, no allocation except the short captured key, model
 // value and prompt prefix. Inside strings, a tight loop skips (and copies the prompt prefix of)
-// plain ASCII eight bytes at a time, a UTF-8 character in one four-byte read and a \u escape by
-// table, so English, Chinese and \u-escaped prompts all scan at 0.6 GB/s or more;
+// plain ASCII eight bytes at a time, two three-byte UTF-8 characters (Chinese, Japanese) per
+// eight-byte read, any other UTF-8 character in one four-byte read and a \u escape by table, so
+// English, Chinese and \u-escaped prompts all scan at 0.9 GB/s or more;
 // `npx tsx bench/scan-cost.ts` measures it.
 //
 // Pure module: no host imports, so it runs unchanged inside Envoy and in Node tests.
@@ -273,6 +274,13 @@ function skipStringRun(ptr: usize, from: usize, len: usize): usize {
     if (c >= 0x80) {
       // A run of non-ASCII characters (a text in a non-Latin script), without the ASCII test.
       do {
+        // Two three-byte characters per eight-byte read while they last (a Chinese or Japanese
+        // text), each checked as utf8SequenceAt would: lead E0..EF, two continuations, not overlong.
+        while (i + 8 <= len) {
+          const x = load<u64>(ptr + i);
+          if ((x & 0xc0c0f0c0c0f0) != 0x8080e08080e0 || (x & 0x200f) == 0 || (x & 0x200f000000) == 0) break;
+          i += 6;
+        }
         const n = utf8SequenceAt(ptr, i, len);
         if (n == 0) return i;
         i += n;
