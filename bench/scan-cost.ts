@@ -36,7 +36,7 @@ for (const name of ["english", "chinese", "chinese-escaped"] satisfies PromptTex
     const verdict = core.scanModel(body, body.length) as string;
     if (!verdict.startsWith("found")) throw new Error(`benchmark body does not scan: ${verdict}`);
     // Where an early-stopping scanner would have stopped: 1 KB into the messages value.
-    const early = body.subarray(0, Buffer.from(body).indexOf('"messages"') + 12 + 1024);
+    const early = body.subarray(0, body.indexOf('"messages"') + 12 + 1024);
     const full = timeScan(body, 64 * 1024, runs);
     const part = timeScan(early, 64 * 1024, runs);
     console.log(`| ${name} | ${size / 1024} KB | ${full.toFixed(1)} | ${part.toFixed(1)} | ${(full - part).toFixed(1)} | ${((full * 1000) / size).toFixed(2)} |`);
