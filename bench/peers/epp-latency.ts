@@ -13,8 +13,13 @@
 //     Envoy's plain route ("picker stack plain").
 // Each route's added latency is against the plain route of its own Envoy. The request is
 // bench/overhead.ts's (`/v1/completions`, max_tokens 1, a 4 KB and a 200 KB body), one at a time,
-// each route over its own 2-connection keep-alive pool; every iteration sends one request to each
-// route, starting at a different route each time. 20 warm-up iterations, then n.
+// each route over its own 2-connection keep-alive pool (both connections get used), or with
+// `--connections C` over C connections of its own taken in turn; every
+// iteration sends one request to each route, starting at a different route each time. 20 warm-up
+// iterations, then n. Which Envoy worker a connection lands on moves a route's added latency by
+// tens of µs (bench/filter-ab.ts measures it), so with two connections per route part of the spread
+// between repetitions is where the connections landed; with C well above the workers, every worker
+// takes a share of each route, as under real traffic.
 // "Added median" is the median of the paired differences (a route's request minus its plain
 // route's request of the same iteration): on a shared machine the load drifts, and pairing cancels
 // the drift that a difference of two medians keeps (the infergate filter adds ~0.2 ms, less than
@@ -22,7 +27,7 @@
 // repetitions, with the range over repetitions; the ratio is gie-epp added / infergate added, of
 // those medians.
 //
-//   npx tsx bench/peers/epp-latency.ts [--n 400] [--reps 3] [--secure-serving true|false] [--wasm build/infergate.wasm]
+//   npx tsx bench/peers/epp-latency.ts [--n 400] [--reps 3] [--connections C] [--secure-serving true|false] [--wasm build/infergate.wasm]
 //
 // Run it in a private network namespace (the EPP binds its ports on every interface):
 //   unshare --net bash -c 'ip link set lo up && npx tsx bench/peers/epp-latency.ts'
@@ -33,7 +38,7 @@ import { rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { Agent, request } from "undici";
+import { Agent, Client, request } from "undici";
 import { InfergateServer } from "../../extension-server/src/server.ts";
 import { startSimServer } from "../../sim/server.ts";
 import { instantPoolYaml } from "../overhead.ts";
@@ -87,31 +92,41 @@ spec: {modelName: m-epp, criticality: Critical, poolRef: {name: instant-epp}}
 `;
 }
 
-async function timed(dispatcher: Agent, url: string, body: string): Promise<number> {
+/** One route's way to send: a keep-alive pool, or its own connections taken in turn. */
+type Sender = { agent: Agent } | { clients: Client[]; path: string };
+
+function sender(url: string, connections: number | undefined): Sender {
+  if (connections === undefined) return { agent: new Agent({ connections: 2 }) };
+  const u = new URL(url);
+  return { clients: Array.from({ length: connections }, () => new Client(u.origin, { pipelining: 1 })), path: u.pathname };
+}
+
+async function timed(via: Sender, url: string, body: string, i: number): Promise<number> {
   const started = performance.now();
-  const res = await request(url, { method: "POST", dispatcher, body, headers: { "content-type": "application/json" } });
+  const options = { method: "POST" as const, body, headers: { "content-type": "application/json" } };
+  const res = "agent" in via ? await request(url, { ...options, dispatcher: via.agent }) : await via.clients[i % via.clients.length]!.request({ ...options, path: via.path });
   await res.body.text();
   if (res.statusCode !== 200) throw new Error(`HTTP ${res.statusCode} from ${url}`);
   return performance.now() - started;
 }
 
 /** Interleaves the routes, one request each per iteration, rotating which goes first. */
-export async function measureRoutes(urls: Record<Route, string>, bodyBytes: number, n: number): Promise<RouteLatencies> {
+export async function measureRoutes(urls: Record<Route, string>, bodyBytes: number, n: number, connections?: number): Promise<RouteLatencies> {
   const prompt = "x".repeat(Math.max(0, bodyBytes - 48));
   // Each route's model: the EPP routes any model; infergate's pools each serve their own.
   const bodies: Record<Route, string> = Object.fromEntries(ROUTES.map((r) => [r, JSON.stringify({ model: r === "infergate + EPP" ? "m-epp" : "m", prompt, max_tokens: 1 })])) as Record<Route, string>;
-  const agents = Object.fromEntries(ROUTES.map((r) => [r, new Agent({ connections: 2 })])) as Record<Route, Agent>;
+  const senders = Object.fromEntries(ROUTES.map((r) => [r, sender(urls[r], connections)])) as Record<Route, Sender>;
   const samples = Object.fromEntries(ROUTES.map((r) => [r, [] as number[]])) as Record<Route, number[]>;
   try {
     for (let i = 0; i < 20 + n; i++) {
       for (let k = 0; k < ROUTES.length; k++) {
         const route = ROUTES[(i + k) % ROUTES.length]!;
-        const ms = await timed(agents[route], urls[route], bodies[route]);
+        const ms = await timed(senders[route], urls[route], bodies[route], i);
         if (i >= 20) samples[route].push(ms);
       }
     }
   } finally {
-    await Promise.all(ROUTES.map((r) => agents[r].close()));
+    await Promise.all(ROUTES.flatMap((r) => { const s = senders[r]; return "agent" in s ? [s.agent.close()] : s.clients.map((c) => c.close()); }));
   }
   const paired = (route: Route): number => distribution(samples[route].map((ms, i) => ms - samples[BASELINE[route]!][i]!)).median;
   return {
@@ -155,7 +170,7 @@ async function startInfergate(eppPort: number | undefined, tls: boolean, wasmPat
 }
 
 /** One repetition: fresh replicas, API server, EPP, reference Envoy and the two infergate stacks. */
-export async function runRepetition(n: number, secureServing: boolean, wasmPath?: string): Promise<RouteLatencies[]> {
+export async function runRepetition(n: number, secureServing: boolean, wasmPath?: string, connections?: number): Promise<RouteLatencies[]> {
   const sims = await Promise.all(IPS.map((host) => startSimServer({ host, port: 8000, servedModels: ["m", "m-epp"], ttftMs: 0, itlMs: 0 })));
   try {
     const peer = await startGieEpp({ replicas: sims.map((s) => s.address), secureServing });
@@ -170,7 +185,7 @@ export async function runRepetition(n: number, secureServing: boolean, wasmPath?
             "picker stack plain": mixed.urls.plain, "infergate, picker beside": mixed.urls.inference, "infergate + EPP": mixed.urls.inference,
           };
           const out: RouteLatencies[] = [];
-          for (const size of SIZES) out.push(await measureRoutes(urls, size, n));
+          for (const size of SIZES) out.push(await measureRoutes(urls, size, n, connections));
           return out;
         } finally {
           await mixed.stop();
@@ -233,8 +248,10 @@ if (process.argv[1]?.endsWith("epp-latency.ts")) {
     reps: { type: "string", default: "3" },
     "secure-serving": { type: "string", default: "true" },
     wasm: { type: "string" },
+    connections: { type: "string" },
   } });
   const n = Number(values.n);
+  const connections = values.connections === undefined ? undefined : Number(values.connections);
   const reps = Number(values.reps);
   const secureServing = values["secure-serving"] !== "false";
   const results: RouteLatencies[][] = [];
@@ -242,10 +259,10 @@ if (process.argv[1]?.endsWith("epp-latency.ts")) {
   const started = Date.now();
   for (let k = 0; k < reps; k++) {
     load.push(loadavg()[0]!);
-    results.push(await runRepetition(n, secureServing, values.wasm));
+    results.push(await runRepetition(n, secureServing, values.wasm, connections));
     console.error(`rep ${k + 1}/${reps}: added median ${results.at(-1)!.map((r) => `${(r.bodyBytes / 1024).toFixed(0)} KB gie-epp ${f(added(r, "gie-epp", "median"))}, infergate ${f(added(r, "infergate", "median"))}, picker beside ${f(added(r, "infergate, picker beside", "median"))}, infergate + EPP ${f(added(r, "infergate + EPP", "median"))}`).join("; ")} ms`);
   }
-  console.log(`## EPP ${EPP_VERSION} callout vs the infergate filter (ext_proc TLS ${secureServing ? "on" : "off"}), n=${n} per route and size, ${reps} repetitions`);
+  console.log(`## EPP ${EPP_VERSION} callout vs the infergate filter (ext_proc TLS ${secureServing ? "on" : "off"}), n=${n} per route and size, ${reps} repetitions, ${connections === undefined ? "a 2-connection keep-alive pool" : `${connections} connections`} per route`);
   console.log(`${cpus().length} CPUs, 1-minute load average at the start of each repetition: ${load.map((l) => l.toFixed(2)).join(", ")}; ${((Date.now() - started) / 1000).toFixed(0)} s in all\n`);
   console.log(formatComparison(results));
 }
