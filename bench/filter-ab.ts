@@ -6,14 +6,14 @@
 // apart) with the snapshot the extension server published at start. Requests go to the three
 // listeners in turn, one at a time over `--connections` connections each (enough that both workers
 // route), starting at a different listener each iteration and going round the other way every
-// other iteration. Each build's added latency is the
-// median of the paired differences with the plain request of the same iteration (as
-// bench/overhead.ts); B − A is the difference of the two, per repetition.
+// other iteration. Each build's added latency is the median of the paired differences with the
+// plain request of the same iteration (as bench/overhead.ts); B − A is the difference of the two,
+// per repetition.
 //
 //   unshare --net bash -c 'ip link set lo up && npx tsx bench/filter-ab.ts --a A.wasm --b B.wasm [--n 600] [--reps 5] [--bytes 4096] [--text ascii] [--connections 32] [--b-without-load-filter]'
 //
-// A build is a .wasm file, or `probe:MODE`: filter/probe/partial_filter.ts, built here, which does only
-// part of the filter's work (MODE is callbacks, route or read; that file says what each does).
+// A build is a .wasm file, or `probe:MODE`: filter/probe/partial_filter.ts, built here, which does
+// only part of the filter's work (MODE is callbacks, route or read; that file says what each does).
 // `--b-without-load-filter` leaves the load filter out of B's listener (what it costs per request;
 // with build B, the filter then finds no load). Each repetition starts a fresh Envoy, with A and
 // B's listeners in alternating order. With few connections per listener the result depends on
@@ -76,8 +76,6 @@ function inferenceCopy(listener: Json, name: string, build: Build, vmId: string,
   if (at < 0) throw new Error("the inference listener has no Wasm filter");
   hcm.http_filters[at] = { name: `infergate-${vmId}`, typed_config: filter };
   if (withoutLoadFilter) hcm.http_filters = hcm.http_filters.filter((f) => f.name !== LOAD_FILTER_NAME);
-  if (vmId === "ab-b" && process.env.B_VERSION_HEADER) hcm.http_filters.splice(at, 0, { name: "vh", typed_config: { "@type": "type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
-    mutations: { request_mutations: [{ append: { header: { key: "x-infergate-load-version", value: "x" }, append_action: "OVERWRITE_IF_EXISTS_OR_ADD" } }] } } });
   return copy as unknown as Json;
 }
 

@@ -9,7 +9,7 @@
 //   read <host:port> <pool>      route, and reads the request headers and each body chunk
 //
 // Built by bench/filter-ab.ts (`--b probe:read`), with AssemblyScript's stub runtime: nothing is
-// ever freed, which a benchmark of a few thousand requests does not notice.
+// ever freed (each repetition's Envoy serves a few hundred requests per VM, which fit).
 
 @external("env", "proxy_get_buffer_bytes")
 declare function proxy_get_buffer_bytes(bufferType: i32, start: usize, maxSize: usize, outPtrPtr: usize, outLenPtr: usize): i32;
