@@ -23,16 +23,17 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { Client } from "undici";
 import { InfergateServer } from "../extension-server/src/server.ts";
 import { buildBootstrap } from "../extension-server/src/envoy/bootstrap.ts";
 import { EnvoyProcess } from "../extension-server/src/envoy/process.ts";
 import { wasmFilter } from "../extension-server/src/envoy/resources.ts";
 import { LOAD_FILTER_NAME } from "../extension-server/src/contract.ts";
 import { loadConfigFile } from "../extension-server/src/config/file-source.ts";
+import type { RoutingConfig } from "../extension-server/src/config/routing-config.ts";
 import { startSimServer } from "../sim/server.ts";
 import { instantPoolYaml } from "./overhead.ts";
 import { bodyOf, isPromptText, PROMPT_TEXTS } from "./prompt-texts.ts";
+import { interleave, pairedAdded } from "./interleave.ts";
 import { distribution } from "./summary.ts";
 import { scratchDir } from "../test/support/scratch-dir.ts";
 
@@ -56,11 +57,11 @@ export function buildPartialFilter(dir: string): string {
   return wasm;
 }
 
-/** A .wasm file, or `probe:MODE` (the partial filter, configured for MODE). */
-function buildOf(spec: string, dir: string): Build {
+/** A .wasm file, or `probe:MODE` (the partial filter, configured for MODE; `probe` builds it). */
+function buildOf(spec: string, probe: () => string): Build {
   if (!spec.startsWith("probe:")) return { wasm: resolve(spec), configuration: null };
   const mode = spec.slice("probe:".length);
-  return { wasm: buildPartialFilter(dir), configuration: mode === "callbacks" ? mode : `${mode} ${IPS[0]}:8000 default/instant` };
+  return { wasm: probe(), configuration: mode === "callbacks" ? mode : `${mode} ${IPS[0]}:8000 default/instant` };
 }
 
 /** The bootstrap's inference listener with its filter replaced by `build`, in VM `vmId`. */
@@ -79,12 +80,12 @@ function inferenceCopy(listener: Json, name: string, build: Build, vmId: string,
   return copy as unknown as Json;
 }
 
-interface Options { n: number; connections: number; body: string; bWithoutLoadFilter: boolean }
+interface Options { n: number; connections: number; body: string; bWithoutLoadFilter: boolean; config: RoutingConfig }
 
-async function repetition(server: InfergateServer, configPath: string, builds: { a: Build; b: Build }, o: Options, swap: boolean): Promise<Repetition> {
+async function repetition(server: InfergateServer, builds: { a: Build; b: Build }, o: Options, swap: boolean): Promise<Repetition> {
   const bootstrap = buildBootstrap({
     listenAddress: "127.0.0.1", adminPort: 0, plainPort: 0, inferencePort: 0, xdsAddress: "127.0.0.1", xdsPort: server.xdsPort,
-    wasmPath: builds.a.wasm, snapshot: server.snapshot, config: loadConfigFile(configPath),
+    wasmPath: builds.a.wasm, snapshot: server.snapshot, config: o.config,
   }) as { static_resources: { listeners: Json[] } };
   const listeners = bootstrap.static_resources.listeners;
   const inference = listeners.find((l) => String(l.name).startsWith("inference-"))!;
@@ -95,33 +96,11 @@ async function repetition(server: InfergateServer, configPath: string, builds: {
     const addresses = await envoy.listenerAddresses();
     const origin = (prefix: string): string => `http://${[...addresses].find(([name]) => name.startsWith(prefix))![1]}`;
     const routes: Record<string, string> = { plain: origin("plain-"), a: origin("build-a"), b: origin("build-b") };
-    const names = Object.keys(routes);
-    const reversed = [...names].reverse();
-    const clients = Object.fromEntries(names.map((r) => [r, Array.from({ length: o.connections }, () => new Client(routes[r]!, { pipelining: 1 }))]));
-    const samples = Object.fromEntries(names.map((r) => [r, [] as number[]]));
-    try {
-      for (let i = 0; i < WARMUP + o.n; i++) {
-        for (let k = 0; k < names.length; k++) {
-          // Odd iterations go the other way round, so that over a repetition each listener follows
-          // each of the others equally often (A always right after the plain listener and B right
-          // after A favoured one of them by several µs).
-          const route = (i % 2 === 0 ? names : reversed)[(i + k) % names.length]!;
-          const started = performance.now();
-          const res = await clients[route]![i % o.connections]!.request({ path: "/v1/completions", method: "POST", body: o.body, headers: { "content-type": "application/json" } });
-          await res.body.text();
-          if (res.statusCode !== 200) throw new Error(`HTTP ${res.statusCode} on ${route}`);
-          if (i >= WARMUP) samples[route]!.push(performance.now() - started);
-        }
-      }
-    } finally {
-      await Promise.all(names.flatMap((r) => clients[r]!.map((c) => c.close())));
-    }
-    const added = (route: string): number[] => samples[route]!.map((ms, i) => ms - samples.plain![i]!);
+    const samples = await interleave(routes, { connections: o.connections, warmup: WARMUP, n: o.n, path: "/v1/completions", body: o.body, alternate: true });
+    const added = (route: string): number => distribution(pairedAdded(samples, route, "plain")).median;
     const a = added("a");
     const b = added("b");
-    const am = distribution(a).median;
-    const bm = distribution(b).median;
-    return { a: am, b: bm, bMinusA: bm - am };
+    return { a, b, bMinusA: b - a };
   } finally {
     await envoy.stop();
   }
@@ -140,14 +119,17 @@ if (process.argv[1]?.endsWith("filter-ab.ts")) {
   const sims = await Promise.all(IPS.map((host) => startSimServer({ host, port: 8000, servedModels: ["m"], ttftMs: 0, itlMs: 0 })));
   const dir = scratchDir("infergate-filter-ab");
   const configPath = join(dir, "pool.yaml");
-  const builds = { a: buildOf(values.a, join(dir, "a")), b: buildOf(values.b, join(dir, "b")) };
+  let probe: string | undefined;
+  const probeWasm = (): string => (probe ??= buildPartialFilter(join(dir, "probe")));
+  const builds = { a: buildOf(values.a, probeWasm), b: buildOf(values.b, probeWasm) };
   writeFileSync(configPath, instantPoolYaml(IPS));
   const server = new InfergateServer({ source: { file: configPath }, xdsPort: 0, log: () => undefined });
   try {
     await server.start();
+    const config = loadConfigFile(configPath);
     const reps: Repetition[] = [];
     for (let k = 0; k < Number(values.reps); k++) {
-      const r = await repetition(server, configPath, builds, { n: Number(values.n), connections: Number(values.connections), body, bWithoutLoadFilter: values["b-without-load-filter"]! }, k % 2 === 1);
+      const r = await repetition(server, builds, { n: Number(values.n), connections: Number(values.connections), body, bWithoutLoadFilter: values["b-without-load-filter"]!, config }, k % 2 === 1);
       reps.push(r);
       console.error(`rep ${k + 1}: A ${r.a.toFixed(3)} ms, B ${r.b.toFixed(3)} ms, B − A ${(r.bMinusA * 1000).toFixed(1)} µs`);
     }

@@ -14,10 +14,10 @@
 import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { Client } from "undici";
 import { InfergateServer } from "../extension-server/src/server.ts";
 import { startSimServer } from "../sim/server.ts";
 import { instantPoolYaml } from "./overhead.ts";
+import { interleave, pairedAdded } from "./interleave.ts";
 import { distribution } from "./summary.ts";
 import { scratchDir } from "../test/support/scratch-dir.ts";
 
@@ -51,27 +51,11 @@ async function repetition(workers: number, n: number, wasmPath: string | undefin
   try {
     const many = await startStack(workers, wasmPath);
     try {
-      const routes: Record<string, string> = { "few plain": few.origins.plain, few: few.origins.inference, "many plain": many.origins.plain, many: many.origins.inference };
-      const names = Object.keys(routes);
-      const clients = Object.fromEntries(names.map((r) => [r, Array.from({ length: CONNECTIONS }, () => new Client(routes[r]!, { pipelining: 1 }))]));
-      const samples = Object.fromEntries(names.map((r) => [r, [] as number[]]));
+      const origins = { "few plain": few.origins.plain, few: few.origins.inference, "many plain": many.origins.plain, many: many.origins.inference };
       const body = JSON.stringify({ model: "m", prompt: "x".repeat(4096 - 48), max_tokens: 1 });
-      try {
-        // Two rounds over the connections to warm up (every worker registers), then n.
-        for (let i = 0; i < 2 * CONNECTIONS + n; i++) {
-          for (let k = 0; k < names.length; k++) {
-            const route = names[(i + k) % names.length]!;
-            const started = performance.now();
-            const res = await clients[route]![i % CONNECTIONS]!.request({ path: "/v1/completions", method: "POST", body, headers: { "content-type": "application/json" } });
-            await res.body.text();
-            if (res.statusCode !== 200) throw new Error(`HTTP ${res.statusCode} on ${route}`);
-            if (i >= 2 * CONNECTIONS) samples[route]!.push(performance.now() - started);
-          }
-        }
-      } finally {
-        await Promise.all(names.flatMap((r) => clients[r]!.map((c) => c.close())));
-      }
-      const added = (route: string): number => distribution(samples[route]!.map((ms, i) => ms - samples[`${route} plain`]![i]!)).median;
+      // Two rounds over the connections to warm up (every worker registers), then n.
+      const samples = await interleave(origins, { connections: CONNECTIONS, warmup: 2 * CONNECTIONS, n, path: "/v1/completions", body });
+      const added = (route: string): number => distribution(pairedAdded(samples, route, `${route} plain`)).median;
       return { few: added("few"), many: added("many"), routing: await many.workersRouting() };
     } finally {
       await many.stop();

@@ -11,6 +11,9 @@
 // Built by bench/filter-ab.ts (`--b probe:read`), with AssemblyScript's stub runtime: nothing is
 // ever freed (each repetition's Envoy serves a few hundred requests per VM, which fit).
 
+// The filter's own header names (a pure module: no host imports of its own).
+import { DESTINATION_HEADER, POOL_HEADER } from "../src/core/routes";
+
 @external("env", "proxy_get_buffer_bytes")
 declare function proxy_get_buffer_bytes(bufferType: i32, start: usize, maxSize: usize, outPtrPtr: usize, outLenPtr: usize): i32;
 @external("env", "proxy_get_header_map_pairs")
@@ -21,8 +24,8 @@ declare function proxy_replace_header_map_value(mapType: i32, keyPtr: usize, key
 const REQUEST_HEADERS = 0;
 const REQUEST_BODY = 0;
 const PLUGIN_CONFIGURATION = 7;
-const DESTINATION = String.UTF8.encode("x-gateway-destination-endpoint");
-const POOL = String.UTF8.encode("x-infergate-pool");
+const DESTINATION = String.UTF8.encode(DESTINATION_HEADER);
+const POOL = String.UTF8.encode(POOL_HEADER);
 const out = memory.data(16);
 
 let route = false;
