@@ -10,13 +10,12 @@
 // plain request of the same iteration (as bench/overhead.ts); B − A is the difference of the two,
 // per repetition.
 //
-//   unshare --net bash -c 'ip link set lo up && npx tsx bench/filter-ab.ts --a A.wasm --b B.wasm [--n 600] [--reps 5] [--bytes 4096] [--text ascii] [--connections 32] [--b-without-load-filter]'
+//   unshare --net bash -c 'ip link set lo up && npx tsx bench/filter-ab.ts --a A.wasm --b B.wasm [--n 600] [--reps 5] [--bytes 4096] [--text ascii] [--connections 32]'
 //
 // A build is a .wasm file, or `probe:MODE`: filter/probe/partial_filter.ts, built here, which does
 // only part of the filter's work (MODE is callbacks, route or read; that file says what each does).
-// `--b-without-load-filter` leaves the load filter out of B's listener (what it costs per request;
-// with build B, the filter then finds no load). Each repetition starts a fresh Envoy, with A and
-// B's listeners in alternating order. With few connections per listener the result depends on
+// Both builds get the live load on the load channel, as the snapshot names it. Each repetition
+// starts a fresh Envoy, with A and B's listeners in alternating order. With few connections per listener the result depends on
 // which worker each connection lands on (tens of µs): keep --connections well above the workers.
 import { execFileSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -27,7 +26,6 @@ import { InfergateServer } from "../extension-server/src/server.ts";
 import { buildBootstrap } from "../extension-server/src/envoy/bootstrap.ts";
 import { EnvoyProcess } from "../extension-server/src/envoy/process.ts";
 import { wasmFilter } from "../extension-server/src/envoy/resources.ts";
-import { LOAD_FILTER_NAME } from "../extension-server/src/contract.ts";
 import { loadConfigFile } from "../extension-server/src/config/file-source.ts";
 import type { RoutingConfig } from "../extension-server/src/config/routing-config.ts";
 import { startSimServer } from "../sim/server.ts";
@@ -65,7 +63,7 @@ function buildOf(spec: string, probe: () => string): Build {
 }
 
 /** The bootstrap's inference listener with its filter replaced by `build`, in VM `vmId`. */
-function inferenceCopy(listener: Json, name: string, build: Build, vmId: string, snapshot: string, withoutLoadFilter: boolean): Json {
+function inferenceCopy(listener: Json, name: string, build: Build, vmId: string, snapshot: string): Json {
   const copy = structuredClone(listener) as { name: string; address: { socket_address: { port_value: number } }; filter_chains: Array<{ filters: Array<{ typed_config: { http_filters: Json[]; stat_prefix: string } }> }> };
   copy.name = name;
   copy.address.socket_address.port_value = 0;
@@ -76,11 +74,10 @@ function inferenceCopy(listener: Json, name: string, build: Build, vmId: string,
   const at = hcm.http_filters.findIndex((f) => f.config_discovery !== undefined && (f.config_discovery as { type_urls: string[] }).type_urls.some((u) => u.endsWith(".wasm.v3.Wasm")));
   if (at < 0) throw new Error("the inference listener has no Wasm filter");
   hcm.http_filters[at] = { name: `infergate-${vmId}`, typed_config: filter };
-  if (withoutLoadFilter) hcm.http_filters = hcm.http_filters.filter((f) => f.name !== LOAD_FILTER_NAME);
   return copy as unknown as Json;
 }
 
-interface Options { n: number; connections: number; body: string; bWithoutLoadFilter: boolean; config: RoutingConfig }
+interface Options { n: number; connections: number; body: string; config: RoutingConfig }
 
 async function repetition(server: InfergateServer, builds: { a: Build; b: Build }, o: Options, swap: boolean): Promise<Repetition> {
   const bootstrap = buildBootstrap({
@@ -89,7 +86,7 @@ async function repetition(server: InfergateServer, builds: { a: Build; b: Build 
   }) as { static_resources: { listeners: Json[] } };
   const listeners = bootstrap.static_resources.listeners;
   const inference = listeners.find((l) => String(l.name).startsWith("inference-"))!;
-  const copies = (swap ? (["b", "a"] as const) : (["a", "b"] as const)).map((k) => inferenceCopy(inference, `build-${k}`, builds[k], `ab-${k}`, server.snapshot, k === "b" && o.bWithoutLoadFilter));
+  const copies = (swap ? (["b", "a"] as const) : (["a", "b"] as const)).map((k) => inferenceCopy(inference, `build-${k}`, builds[k], `ab-${k}`, server.snapshot));
   bootstrap.static_resources.listeners = [listeners.find((l) => String(l.name).startsWith("plain-"))!, ...copies];
   const envoy = await EnvoyProcess.start({ bootstrap, concurrency: 2, logLevel: "error" });
   try {
@@ -110,7 +107,6 @@ if (process.argv[1]?.endsWith("filter-ab.ts")) {
   const { values } = parseArgs({ options: {
     a: { type: "string" }, b: { type: "string" }, n: { type: "string", default: "600" }, reps: { type: "string", default: "5" },
     bytes: { type: "string", default: "4096" }, text: { type: "string", default: "ascii" }, connections: { type: "string", default: "32" },
-    "b-without-load-filter": { type: "boolean", default: false },
   } });
   if (!values.a || !values.b) throw new Error("--a and --b name the two filter builds (.wasm)");
   const text = values.text!;
@@ -129,7 +125,7 @@ if (process.argv[1]?.endsWith("filter-ab.ts")) {
     const config = loadConfigFile(configPath);
     const reps: Repetition[] = [];
     for (let k = 0; k < Number(values.reps); k++) {
-      const r = await repetition(server, builds, { n: Number(values.n), connections: Number(values.connections), body, bWithoutLoadFilter: values["b-without-load-filter"]!, config }, k % 2 === 1);
+      const r = await repetition(server, builds, { n: Number(values.n), connections: Number(values.connections), body, config }, k % 2 === 1);
       reps.push(r);
       console.error(`rep ${k + 1}: A ${r.a.toFixed(3)} ms, B ${r.b.toFixed(3)} ms, B − A ${(r.bMinusA * 1000).toFixed(1)} µs`);
     }

@@ -1,5 +1,5 @@
 // Envoy's CPU time per request on the infergate route against the plain route, to an instant
-// backend: what the filter (and the load filter before it) costs Envoy, measured as CPU rather than
+// backend: what the filter costs Envoy, measured as CPU rather than
 // latency, so that other jobs on the machine barely move it. Blocks of requests alternate between
 // the routes; each block's CPU is the sum over Envoy's threads (/proc/<pid>/task/*/schedstat, ns).
 //

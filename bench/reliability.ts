@@ -98,10 +98,12 @@ to it before its scrape failed were refused at connect and retried on the next l
 ## ${values.pushes} snapshot pushes while traffic flows
 
 One replica's reported queue flips on every 5 ms scrape, with no push rate limit, so every scrape
-pushes a new load over ECDS while 8 clients send completions. Envoy's resident memory is read
-after 500 warm-up pushes and at the end.
+pushes a new load on the load channel while 8 clients send completions. Envoy's resident memory is
+read after 500 warm-up pushes and at the end. "Loads applied" is the filter's \`load_applied_total\`,
+summed over Envoy's workers (each applies each load); "rejected" counts loads the filter rejected
+and Wasm filter configurations Envoy rejected.
 
-| pushes | Envoy applied | of them, Wasm filter rebuilt | Envoy rejected | requests sent | failed | Envoy RSS before → after (MiB) | change | duration |
+| pushes | loads applied | Wasm filter rebuilt | rejected | requests sent | failed | Envoy RSS before → after (MiB) | change | duration |
 |---|---|---|---|---|---|---|---|---|
 | ${fmt(ps.map((r) => r.pushes))} | ${fmt(ps.map((r) => r.accepted))} | ${sum(ps.map((r) => r.wasmReloads))} | ${sum(ps.map((r) => r.rejected))} | ${sum(ps.map((r) => r.load.sent))} | ${sum(ps.map((r) => r.load.failed))} | ${fmt(ps.map((r) => r.rssBeforeMiB), 1)} → ${fmt(ps.map((r) => r.rssAfterMiB), 1)} | ${fmt(ps.map((r) => 100 * (r.rssAfterMiB / r.rssBeforeMiB - 1)), 1)} % | ${fmt(ps.map((r) => r.seconds))} s |
 
@@ -118,9 +120,10 @@ each. First, the filter set a tick period in every root context, and Envoy keeps
 context that ever set one: 22 → 68 MiB heap and 89 → 145 MiB RSS by 9,500 pushes. Without the tick,
 Envoy still kept about 1 KB per push (proxy-wasm-cpp-host keeps each plugin's key, which contains
 its configuration, in per-VM fail callbacks and a canary cache): allocated 12 → 21 MiB and RSS
-+14.9% (14.5–17.4) over 10,000 pushes. The load now travels in a native \`set_filter_state\`
-filter's configuration (README, "the snapshot travels in two parts"), which Envoy frees when it is
-replaced; a load-only push builds no Wasm plugin ("Wasm filter rebuilt" above).
++14.9% (14.5–17.4) over 10,000 pushes. The load then travelled in a native \`set_filter_state\`
+filter's configuration, which Envoy frees when it is replaced; it now travels on the load channel
+(README, "the snapshot travels in two parts"), a gRPC stream each filter instance holds, so a
+load-only push changes no Envoy configuration at all ("Wasm filter rebuilt" above).
 
 ${ps.map((r, i) => `- run ${i + 1}: ${r.samples.map((x) => `${x.pushes}: ${x.rssMiB.toFixed(0)} / ${x.heapMiB.toFixed(0)} / ${x.allocatedMiB.toFixed(0)}`).join(", ")}`).join("\n")}
 

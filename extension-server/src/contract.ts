@@ -27,13 +27,10 @@ export const SNAPSHOT_FORMAT_HEADER = "infergate-snapshot 1";
 /** First line of every load text: the live part of the snapshot, pushed on its own (same file). */
 export const LOAD_FORMAT_HEADER = "infergate-load 1";
 
-/** The `set_filter_state` filter that hands the load text to the Wasm filter (filter/src/live_load.ts),
- * and the name of its ECDS resource. It runs before every infergate Wasm filter. */
-export const LOAD_FILTER_NAME = "infergate-load";
-
-/** Request filter state keys that filter sets: the load's version, and the load text. */
-export const LOAD_VERSION_KEY = "infergate.load_version";
-export const LOAD_TEXT_KEY = "infergate.load";
+/** The gRPC service and method the filter's root contexts stream the load text from
+ * (proto/infergate/load.proto; filter/src/load_channel.ts). */
+export const LOAD_SERVICE = "infergate.load.v1.LoadChannel";
+export const LOAD_METHOD = "Watch";
 
 /**
  * Every name that enters the snapshot (model, target, pool, LoRA adapter) matches this: no

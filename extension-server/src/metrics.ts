@@ -82,6 +82,14 @@ export class ServerMetrics {
     collect: (): void => this.collectXds(this.xdsNackingEnvoys, (s) => s.rejected),
   });
 
+  /** Open load channel streams: one per filter root context per Envoy worker. */
+  readonly loadStreams = new Gauge({
+    name: "infergate_load_streams", help: "Open load channel streams (each infergate filter configuration on each Envoy worker holds one; 0 while Envoys route on their last load).", registers: [this.registry],
+    collect: (): void => { this.loadStreams.set(this.countLoadStreams()); },
+  });
+  /** Where the load stream gauge is read from when scraped. */
+  countLoadStreams: () => number = () => 0;
+
   constructor() {
     // Known label values start at 0, so a rate sees the first event and an alert sees "none".
     for (const result of ["ok", "rejected"]) this.configReloads.inc({ result }, 0);

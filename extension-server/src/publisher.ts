@@ -1,27 +1,32 @@
-// Keeps Envoy in step: renders the routing snapshot for the filter and its load for the load
-// filter (both ECDS), and the pools' endpoints (EDS), and pushes them when they change. Score
+// Keeps Envoy in step: renders the routing snapshot for the filter (ECDS), its load for the load
+// channel (xds/load-channel.ts), and the pools' endpoints (EDS), and pushes them when they change. Score
 // changes are rate-limited (at most one push per `minIntervalMs`, later changes coalescing into a
 // trailing push) so Envoy is never flooded; configuration changes push at once.
 import type { RoutingConfig } from "./config/routing-config.ts";
 import { randomBytes } from "node:crypto";
-import { FILTER_NAME, LOAD_FILTER_NAME } from "./contract.ts";
+import { FILTER_NAME } from "./contract.ts";
 import { pickerClusterName, pickerLoadAssignment } from "./envoy/endpoint-picker.ts";
 import type { PoolEndpoint } from "./config/routing-config.ts";
 import {
-  loadAssignment, loadFilter, poolClusterName, poolsEdsName, routeEdsName, typedExtensionConfig, WASM_TYPE_URL, wasmFilter, type WasmFilterOptions,
+  loadAssignment, loadChannelService, poolClusterName, poolsEdsName, routeEdsName, typedExtensionConfig, WASM_TYPE_URL, wasmFilter, type WasmFilterOptions,
+  type XdsTransport,
 } from "./envoy/resources.ts";
 import { policyWasmFilter } from "./gateway/policy-filter.ts";
 import type { ServerMetrics } from "./metrics.ts";
 import type { Schedule } from "./scheduling/scheduler.ts";
-import { renderLoad, renderSnapshot } from "./snapshot.ts";
+import { loadChannelRecord, renderLoad, renderSnapshot } from "./snapshot.ts";
 import { encodeAny, encodeJson } from "./xds/encode.ts";
 import { protoRoot, typeUrl } from "./xds/protos.ts";
+import type { LoadChannel } from "./xds/load-channel.ts";
 import { TYPE_EXTENSION_CONFIG, TYPE_LOAD_ASSIGNMENT, type EncodedResource, type XdsServer } from "./xds/server.ts";
 
 export interface PublisherOptions {
   /** The compiled filter module: a path on the Envoy host, and/or where Envoys download it. */
   wasmPath: string;
   wasmRemote?: WasmFilterOptions["remote"];
+  /** Where the load goes (each new one, on its own), and how the filters reach it: the snapshot
+   * names that GrpcService in its `load-channel` record. */
+  load: { channel: LoadChannel; via: XdsTransport };
   metrics?: ServerMetrics | undefined;
   log?: ((message: string) => void) | undefined;
 }
@@ -71,11 +76,16 @@ export class Publisher {
   /** EDS names of pool unions the Cluster hook gave Envoy Gateway's clusters (setPoolUnion). */
   private readonly poolUnions = new Set<string>();
 
-  constructor(private readonly xds: XdsServer, private readonly opts: PublisherOptions) {}
+  /** The snapshot's `load-channel` record. */
+  private readonly channelRecord: string;
+
+  constructor(private readonly xds: XdsServer, private readonly opts: PublisherOptions) {
+    this.channelRecord = loadChannelRecord(encodeJson("envoy.config.core.v3.GrpcService", loadChannelService(opts.load.via)));
+  }
 
   /** The snapshot most recently published, with its load in place (what the filters route on). */
   get snapshot(): string {
-    if (this.current === undefined) this.current = this.config && this.routing ? renderSnapshot(this.config, this.snapshotVersion, this.pushedSchedule) : "";
+    if (this.current === undefined) this.current = this.config && this.routing ? renderSnapshot(this.config, this.snapshotVersion, this.pushedSchedule) + this.channelRecord : "";
     return this.current;
   }
 
@@ -144,7 +154,7 @@ export class Publisher {
     if (body === this.lastBody) return false;
     this.lastBody = body;
     this.snapshotVersion++;
-    this.routing = renderSnapshot(config, this.snapshotVersion);
+    this.routing = renderSnapshot(config, this.snapshotVersion) + this.channelRecord;
     return true;
   }
 
@@ -159,23 +169,25 @@ export class Publisher {
       this.opts.metrics?.snapshotRecordsDropped.inc();
     }
     this.dropped = dropped;
-    if (!routingChanged && load === this.lastLoad) return;
-    if (load !== this.lastLoad) {
-      this.lastLoad = load;
-      this.loadVersion++;
-    }
+    const loadChanged = load !== this.lastLoad;
+    if (!routingChanged && !loadChanged) return;
     this.lastPushAt = performance.now();
     this.pushedSchedule = this.schedule;
     this.current = undefined;
-    this.publishFilters();
+    if (loadChanged) {
+      this.lastLoad = load;
+      this.loadVersion++;
+      this.opts.load.channel.publish({ version: `${this.loadEpoch}-${this.loadVersion}`, text: load });
+    }
+    // Before the snapshot: a new root context starts from the last load its VM received.
+    if (routingChanged) this.publishFilters();
     this.opts.metrics?.snapshotVersion.set(this.snapshotVersion);
     this.opts.metrics?.snapshotPushes.inc();
   }
 
   /** The filter's configuration with the routing snapshot (ECDS): under the filter's own name, and
-   * under the name of each EnvoyExtensionPolicy filter, with that policy's module; and the load
-   * filter's, with the load. A push that changes only the load leaves the Wasm filters' resources
-   * as they were, so Envoy keeps their plugins (it skips a resource whose content is unchanged). */
+   * under the name of each EnvoyExtensionPolicy filter, with that policy's module. Only a routing
+   * change publishes it: the load travels on the load channel. */
   private publishFilters(): void {
     if (!this.routing) return; // no snapshot yet: pushSnapshot publishes
     const filter = wasmFilter({ wasmPath: this.opts.wasmPath, remote: this.opts.wasmRemote, snapshot: this.routing });
@@ -190,7 +202,6 @@ export class Publisher {
     });
     this.xds.setResources(TYPE_EXTENSION_CONFIG, [
       resource(FILTER_NAME, TYPED_EXTENSION_CONFIG, typedExtensionConfig(FILTER_NAME, filter)),
-      resource(LOAD_FILTER_NAME, TYPED_EXTENSION_CONFIG, typedExtensionConfig(LOAD_FILTER_NAME, loadFilter({ version: `${this.loadEpoch}-${this.loadVersion}`, text: this.lastLoad }))),
       ...[...this.policyFilters].map(([name, wasm]) => policyFilter(name, wasm)),
     ]);
   }

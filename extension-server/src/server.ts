@@ -13,7 +13,8 @@ import { FileSource } from "./config/file-source.ts";
 import { KubeSource } from "./config/kube-source.ts";
 import type { RoutingConfig } from "./config/routing-config.ts";
 import type { ConfigSource } from "./config/source.ts";
-import { buildBootstrap } from "./envoy/bootstrap.ts";
+import { buildBootstrap, XDS_CLUSTER } from "./envoy/bootstrap.ts";
+import type { XdsClientTls } from "./envoy/resources.ts";
 import { EnvoyProcess } from "./envoy/process.ts";
 import { GatewayHooks } from "./gateway/hooks.ts";
 import { HttpServer, MODULE_PATH, type HttpServerOptions } from "./http-server.ts";
@@ -22,6 +23,7 @@ import { ServerMetrics, type XdsKind } from "./metrics.ts";
 import { Publisher } from "./publisher.ts";
 import type { SchedulerConfig } from "./scheduling/config.ts";
 import { mtlsServerCredentials, readPem, type TlsFiles } from "./tls.ts";
+import { LoadChannel } from "./xds/load-channel.ts";
 import { TYPE_EXTENSION_CONFIG, XdsServer, type IgnoredReason } from "./xds/server.ts";
 
 export const DEFAULT_WASM_PATH = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "build", "infergate.wasm");
@@ -78,6 +80,8 @@ export class InfergateServer {
   private readonly wasmPath: string;
   private readonly source: ConfigSource;
   private readonly xds: XdsServer;
+  /** The load channel, served beside xDS on its port. */
+  private readonly loadChannel = new LoadChannel();
   private publisher?: Publisher;
   private loop?: LoadLoop;
   private readonly http: HttpServer[] = [];
@@ -101,7 +105,8 @@ export class InfergateServer {
         if (error) this.log(`envoy ${node} rejected ${xdsKind(type)} version ${version}: ${error}`);
       },
       onIgnoredNames: (type, node, reason, names) => this.onIgnoredNames(type, node, reason, names),
-    });
+    }, { services: [this.loadChannel.service()] });
+    this.metrics.countLoadStreams = () => this.loadChannel.streams;
     this.metrics.watchXds(() => this.xds.streamStates().map((s) => ({ type: xdsKind(s.typeUrl), node: s.nodeId, rejected: s.rejected })));
   }
 
@@ -133,8 +138,13 @@ export class InfergateServer {
     }
     const tls = this.opts.tls;
     const credentials = tls && await mtlsServerCredentials(tls.files);
+    this.ports.xds = await this.xds.listen(kubernetes ? address : "127.0.0.1", this.opts.xdsPort ?? 0, credentials);
+    const hooksXds = this.hooksXds(tls);
     const publisher = this.publisher = new Publisher(this.xds, {
       wasmPath: this.wasmPath,
+      // Filters reach the load channel as they reach xDS: Envoy Gateway's Envoys through this
+      // server's advertised address, the standalone Envoy through its bootstrap cluster.
+      load: { channel: this.loadChannel, via: this.opts.hooksPort !== undefined ? hooksXds : { cluster: XDS_CLUSTER } },
       metrics: this.metrics,
       log: this.log,
       // Envoys elsewhere download the module from the HTTP listener, checked by its sha256.
@@ -144,7 +154,6 @@ export class InfergateServer {
       },
     });
     const loop = this.loop = new LoadLoop(publisher, this.metrics);
-    this.ports.xds = await this.xds.listen(kubernetes ? address : "127.0.0.1", this.opts.xdsPort ?? 0, credentials);
     await this.source.start({
       onConfig: (config) => {
         this.config = config;
@@ -164,11 +173,9 @@ export class InfergateServer {
       log: this.log,
     });
     if (this.opts.hooksPort !== undefined) {
-      const advertise = this.opts.xdsAdvertise;
       this.hooks = new GatewayHooks({
-        xdsHost: advertise?.host ?? "127.0.0.1", xdsPort: advertise?.port ?? this.ports.xds, config: () => this.currentConfig(), log: this.log,
+        xds: hooksXds, config: () => this.currentConfig(), log: this.log,
         moduleCluster: module && { name: MODULE_CLUSTER, host: module.host, port: module.port },
-        xdsTls: tls && { serverCa: readPem(tls.serverCa ?? tls.files.ca, "TLS server CA"), certFile: join(tls.envoyCertDir, "tls.crt"), keyFile: join(tls.envoyCertDir, "tls.key") },
         onPolicyFilter: (name, wasm) => publisher.setPolicyFilter(name, wasm),
         onPoolUnion: (edsName) => publisher.setPoolUnion(edsName),
       });
@@ -183,6 +190,16 @@ export class InfergateServer {
       const envoy = this.envoyProcess = await EnvoyProcess.start({ bootstrap, concurrency: e.concurrency, logLevel: e.logLevel });
       this.metrics.mirrorStats = () => envoy.mirrorStats();
     }
+  }
+
+  /** How Envoy Gateway's Envoys reach this server (xDS and the load channel): its advertised
+   * address, with mutual TLS when it has certificates. */
+  private hooksXds(tls: InfergateServerOptions["tls"]): { target: string; tls?: XdsClientTls | undefined } {
+    const advertise = this.opts.xdsAdvertise;
+    return {
+      target: `${advertise?.host ?? "127.0.0.1"}:${advertise?.port ?? this.ports.xds}`,
+      tls: tls && { serverCa: readPem(tls.serverCa ?? tls.files.ca, "TLS server CA"), certFile: join(tls.envoyCertDir, "tls.crt"), keyFile: join(tls.envoyCertDir, "tls.key") },
+    };
   }
 
   /** Stops the control plane only; a running Envoy keeps its last snapshot. */

@@ -153,6 +153,12 @@ export function renderLoad(config: RoutingConfig, schedule: Schedule | undefined
   return [LOAD_FORMAT_HEADER, ...config.pools.flatMap((p) => poolLines(p, schedule?.get(p.id), onDropped)), ""].join("\n");
 }
 
+/** The snapshot's `load-channel` record: how the filter reaches the load channel (a serialized
+ * envoy.config.core.v3.GrpcService, in hex). */
+export function loadChannelRecord(grpcService: Uint8Array): string {
+  return `load-channel ${Buffer.from(grpcService).toString("hex")}\n`;
+}
+
 /**
  * The routing snapshot. Without a schedule, every endpoint of every pool is routable at a neutral
  * score and no pool is saturated: what the filter uses until a load text arrives.

@@ -22,6 +22,10 @@ export const MIRROR_PICKED = "mirror_picked_total";
 /** Requests on a pool an endpoint picker routes that were served by another endpoint than this
  * filter picked (the picker chose it, or a retry moved on): their load moved there. */
 export const SERVED_ELSEWHERE = "served_elsewhere_total";
+/** Loads from the load channel applied (load_channel.ts), counted by every worker's VM. */
+export const LOAD_APPLIED = "load_applied_total";
+/** Loads from the load channel that did not decode or parse: the last good load stays. */
+export const LOAD_REJECTED = "load_rejected_total";
 /** Requests answered by the filter itself: `rejected_<status>_total`. */
 export const REJECTED = "rejected_";
 export const REJECTED_SUFFIX = "_total";
@@ -49,6 +53,8 @@ export function defineCounters(): void {
   id(AFFINITY_ROUTED);
   id(MIRROR_PICKED);
   id(SERVED_ELSEWHERE);
+  id(LOAD_APPLIED);
+  id(LOAD_REJECTED);
   const statuses = REJECTED_STATUSES.split(" ");
   for (let i = 0; i < statuses.length; i++) id(REJECTED + statuses[i] + REJECTED_SUFFIX);
 }

@@ -7,6 +7,7 @@ import { parseSnapshot } from "./core/snapshot";
 import { defineCounters } from "./counters";
 import { SharedLoad } from "./shared_load";
 import { collectIfDue } from "./collect";
+import { channelClosed, openChannel, receiveLoad, reopenIfDue, startFromLatest } from "./load_channel";
 import { RootConfig, Stream } from "./stream";
 // Included so asconfig.json can point `abort` at it (see host/abort.ts).
 import "./host/abort";
@@ -50,7 +51,10 @@ export function proxy_on_configure(rootId: u32, configSize: usize): bool {
     log(LogLevel.Error, "infergate: rejected configuration: " + parsed.error);
     return false;
   }
-  roots.set(rootId, new RootConfig(snapshot, DEFAULT_MAX_BODY_BYTES));
+  const root = new RootConfig(snapshot, DEFAULT_MAX_BODY_BYTES);
+  roots.set(rootId, root);
+  startFromLatest(snapshot);
+  openChannel(root.channel);
   // No tick period here: Envoy keeps a timer for every root context that ever set one, and a root
   // context is created on every push, so ticks would grow Envoy's memory with every snapshot.
   // Traffic heartbeats instead (shared_load.ts).
@@ -64,7 +68,9 @@ export function proxy_on_context_create(contextId: u32, parentId: u32): void {
   if (parentId == 0) return; // a root context: configured in proxy_on_configure
   // A root that was never configured still gets a stream: it strips the client's routing headers
   // and answers inference requests with 503 instead of letting them through unrouted.
-  streams.set(contextId, new Stream(roots.has(parentId) ? roots.get(parentId) : null, randomSource(), sharedLoad));
+  const root = roots.has(parentId) ? roots.get(parentId) : null;
+  if (root !== null && !root.channel.open) reopenIfDue(root.channel);
+  streams.set(contextId, new Stream(root, randomSource(), sharedLoad));
   collectIfDue();
 }
 
@@ -100,6 +106,22 @@ export function proxy_on_response_body(contextId: u32, bodySize: usize, endOfStr
 // is read with the answer's first chunk (Stream.followServed). When a stream ends, Envoy calls
 // on_done and then on_delete; on_delete alone does the work (a stream whose answer ended has
 // released its load already, in its last response body chunk).
+
+/** A load on a root context's channel (load_channel.ts): applied to every root's snapshot. */
+export function proxy_on_grpc_receive(contextId: u32, token: u32, size: usize): void {
+  if (roots.has(contextId)) {
+    const load = receiveLoad(roots.get(contextId).channel, token, size);
+    if (load !== null) {
+      const all = roots.values();
+      for (let i = 0; i < all.length; i++) all[i].snapshot.applyLoad(load);
+    }
+  }
+  collectIfDue();
+}
+
+export function proxy_on_grpc_close(contextId: u32, token: u32, status: u32): void {
+  if (roots.has(contextId)) channelClosed(roots.get(contextId).channel, token, status);
+}
 
 export function proxy_on_delete(contextId: u32): void {
   if (streams.has(contextId)) {

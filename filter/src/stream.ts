@@ -22,7 +22,7 @@ import { isInferencePath } from "./core/routes";
 import { CONTENT_ENCODING, CONTENT_LENGTH, DESTINATION, METHOD, MIRROR, MODEL_REWRITE, OBJECTIVE, PATH, POOL, ROUTE_CLUSTER, UPSTREAM_ADDRESS } from "./headers";
 import { HeaderPairs } from "./core/header_pairs";
 import { borrowBufferBytes, BufferType, getBufferBytes, getHeaderMapPairs, getProperty, log, LogLevel, MapType, removeHeaderMapValue, replaceHeaderMapValue, sendLocalResponse, setBufferBytes, Status } from "./host/api";
-import { refreshLoad } from "./live_load";
+import { Channel } from "./load_channel";
 import { SharedLoad } from "./shared_load";
 
 export const enum HeadersAction { Continue = 0, StopIteration = 1 }
@@ -32,9 +32,11 @@ const enum Phase { Start, Passthrough, ReadingBody, Routed, Rejected }
 
 /** Settings shared by every stream of one plugin configuration (one ECDS version). */
 export class RootConfig {
-  /** Version of the load (live_load.ts) applied to the snapshot; "" before the first. */
-  loadVersion: string = "";
-  constructor(public snapshot: Snapshot, public maxBodyBytes: i64) {}
+  /** The stream the live load arrives on (load_channel.ts). */
+  channel: Channel;
+  constructor(public snapshot: Snapshot, public maxBodyBytes: i64) {
+    this.channel = new Channel(snapshot.loadChannel, snapshot.version);
+  }
 }
 
 export class Stream {
@@ -185,7 +187,6 @@ export class Stream {
 
   private route(): void {
     const config = this.config!;
-    config.loadVersion = refreshLoad(config.snapshot, config.loadVersion);
     const requested = this.scanner.model;
     const route = this.routeOf(config.snapshot);
     const context = this.contextOf(route);

@@ -263,6 +263,7 @@ describe("Envoy Gateway extension, end to end", () => {
     assert.doesNotMatch(metrics, /result="nack"\} [1-9]/);
     assert.match(metrics, /^infergate_xds_connected_envoys\{type="ecds"\} [1-9]/m, "Envoy Gateway's Envoy holds an ECDS stream");
     assert.match(metrics, /^infergate_xds_nacking_envoys\{type="ecds"\} 0$/m);
+    assert.match(metrics, /^infergate_load_streams [1-9]/m, "its filters hold load channel streams, over the same mutual TLS");
   });
 
   it("serves xDS only over mutual TLS: Envoy Gateway's Envoys connect with their certificate, a plaintext client is refused", async () => {

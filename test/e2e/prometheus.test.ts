@@ -146,9 +146,11 @@ describe("the dashboard and the alerting rules in a real Prometheus", () => {
     }
 
     // A configuration with no valid pool is rejected as a whole; the previous one keeps serving.
+    // Then a good one with one more model: a new routing snapshot, pushed over ECDS and ACKed (the
+    // loads go out on the load channel, so only a configuration change moves the xDS panels).
     stack.writeConfig("apiVersion: v1\nkind: Pod\nmetadata: {name: lonely}\n");
     await waitFor(async () => stack!.server.lastRejection.length > 0, 5000);
-    stack.writeConfig(CONFIG);
+    stack.writeConfig(CONFIG + model("extra", "pool", "Standard"));
     await waitFor(async () => stack!.server.lastRejection.length === 0, 5000);
 
     // Saturate the pool: Sheddable requests are shed (429), Critical ones still routed.
@@ -180,8 +182,9 @@ describe("the dashboard and the alerting rules in a real Prometheus", () => {
       const samples = await prometheus!.query(q.expr);
       t.diagnostic(`${q.panel} [${q.refId}] ${q.expr} → ${show(samples)}`);
       const values = samples.map((s) => s.value);
-      // 0 is the healthy answer for Envoys NACKing a push; every other query shows something.
-      const healthyZero = /nacking/.test(q.expr);
+      // 0 is the healthy answer for Envoys NACKing a push and for loads the filters rejected;
+      // every other query shows something.
+      const healthyZero = /nacking|load_rejected/.test(q.expr);
       if (samples.length === 0) failures.push(`${q.panel} [${q.refId}]: no data for ${q.expr}`);
       else if (!values.every(Number.isFinite)) failures.push(`${q.panel} [${q.refId}]: ${show(samples)}`);
       else if (healthyZero ? values.some((v) => v !== 0) : Math.max(...values) <= 0) failures.push(`${q.panel} [${q.refId}]: ${show(samples)} for ${q.expr}`);

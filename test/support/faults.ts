@@ -10,7 +10,7 @@ import { createServer } from "node:net";
 import { join } from "node:path";
 import { Agent, request } from "undici";
 import { parseRoutingConfig } from "../../extension-server/src/config/routing-config.ts";
-import { FILTER_NAME, LOAD_FILTER_NAME } from "../../extension-server/src/contract.ts";
+import { FILTER_NAME } from "../../extension-server/src/contract.ts";
 import { buildBootstrap } from "../../extension-server/src/envoy/bootstrap.ts";
 import { EnvoyProcess } from "../../extension-server/src/envoy/process.ts";
 import { DEFAULT_WASM_PATH } from "../../extension-server/src/server.ts";
@@ -225,10 +225,10 @@ spec: {scrape: {intervalMs: ${scrape}}}
 export interface PushStormResult {
   load: LoadReport;
   pushes: number;
-  /** Configurations Envoy accepted and rejected over the storm (its ECDS stats). */
+  /** Loads the filter applied (summed over workers) and loads or configurations rejected over the storm. */
   accepted: number;
   rejected: number;
-  /** New Wasm filter configurations among them (a push that changes only the load makes none). */
+  /** New Wasm filter configurations over the storm (a push that changes only the load makes none). */
   wasmReloads: number;
   rssBeforeMiB: number;
   rssAfterMiB: number;
@@ -258,10 +258,14 @@ spec: {scrape: {intervalMs: 5}, push: {minIntervalMs: 0}}
 `, ips.map((ip) => ({ ip, models: ["llm"] })));
   const envoy = stack.server.envoy!;
   const pushed = async (): Promise<number> => metricSamples(await stack.server.metricsText(), "infergate_snapshot_pushes_total")[0]?.value ?? 0;
-  // A push reaches Envoy as a new configuration of the load filter, of the Wasm filter, or both.
+  // A new load reaches the filter on the load channel (the filter counts what it applies and what
+  // it rejects, on every worker); a new routing snapshot, as a new Wasm filter configuration (ECDS).
   const ecdsOf = async (filter: string, stat: string): Promise<number> =>
     Number(new RegExp(`^extension_config_discovery\\.http_filter\\.${filter}\\.${stat}: (\\d+)$`, "m").exec(await envoy.admin("stats?filter=extension_config_discovery"))?.[1] ?? 0);
-  const ecds = async (stat: string): Promise<number> => (await ecdsOf(FILTER_NAME, stat)) + (await ecdsOf(LOAD_FILTER_NAME, stat));
+  const filterCount = async (counter: string): Promise<number> =>
+    Number(new RegExp(`^wasmcustom\\.infergate\\.${counter}: (\\d+)$`, "m").exec(await envoy.admin("stats?filter=wasmcustom"))?.[1] ?? 0);
+  const accepted = (): Promise<number> => filterCount("load_applied_total");
+  const rejected = async (): Promise<number> => (await filterCount("load_rejected_total")) + (await ecdsOf(FILTER_NAME, "config_fail"));
   let flipping = true;
   const flipper = (async () => {
     for (let i = 0; flipping; i++) {
@@ -275,7 +279,7 @@ spec: {scrape: {intervalMs: 5}, push: {minIntervalMs: 0}}
     const base = await pushed();
     await waitFor(async () => (await pushed()) - base >= opts.warmup, 600_000, 50);
     const rssBeforeMiB = rssMiB(envoy.pid!);
-    const [acceptedBefore, rejectedBefore, wasmBefore] = [await ecds("config_reload"), await ecds("config_fail"), await ecdsOf(FILTER_NAME, "config_reload")];
+    const [acceptedBefore, rejectedBefore, wasmBefore] = [await accepted(), await rejected(), await ecdsOf(FILTER_NAME, "config_reload")];
     const samples: PushStormResult["samples"] = [];
     const sample = async (n: number): Promise<void> => {
       const memory = JSON.parse(await envoy.admin("memory")) as { heap_size?: string; allocated?: string };
@@ -295,7 +299,7 @@ spec: {scrape: {intervalMs: 5}, push: {minIntervalMs: 0}}
     await sleep(2000);
     return {
       load: report, pushes: (await pushed()) - base,
-      accepted: (await ecds("config_reload")) - acceptedBefore, rejected: (await ecds("config_fail")) - rejectedBefore,
+      accepted: (await accepted()) - acceptedBefore, rejected: (await rejected()) - rejectedBefore,
       wasmReloads: (await ecdsOf(FILTER_NAME, "config_reload")) - wasmBefore,
       rssBeforeMiB, rssAfterMiB: rssMiB(envoy.pid!), samples: (await sample((await pushed()) - base), samples), seconds: (performance.now() - started) / 1000,
     };

@@ -1,7 +1,8 @@
 // A small in-process proxy-wasm ABI 0.2.1 host for fast unit tests of the compiled filter
 // (build/infergate.wasm): the calls it imports, with Envoy's semantics where the filter depends on
 // them (buffered bodies, prefix replacement, shared data with compare-and-swap across VMs,
-// counters, local replies). Several VMs can share one SharedData, as Envoy's worker threads do.
+// counters, local replies, gRPC streams bound to the root context). Several VMs can share one
+// SharedData, as Envoy's worker threads do.
 // Any host call can be made to fail with a chosen status, to test how the filter handles it.
 // This host is never the only proof: test/integration runs the same module in a real Envoy.
 import { readFileSync } from "node:fs";
@@ -43,6 +44,8 @@ export class HostStream {
   localReply?: LocalReply;
   /** The action the filter returned for the last callback (0 = continue). */
   lastAction = 0;
+  /** The root context it belongs to. */
+  rootId = 1;
   constructor(readonly id: number, headers: Record<string, string>) {
     this.headers = Object.entries(headers).map(([k, v]) => [k.toLowerCase(), v]);
   }
@@ -55,6 +58,21 @@ export class HostStream {
 }
 
 export interface VmOptions { shared?: SharedData; clock?: Clock; wasm?: Uint8Array }
+
+/** A gRPC stream the module opened (proxy_grpc_stream): Envoy binds it to the root context. */
+export interface GrpcStream {
+  token: number;
+  rootId: number;
+  /** The serialized GrpcService (or cluster name) it was opened with. */
+  service: Uint8Array;
+  serviceName: string;
+  method: string;
+  /** Messages the module sent, and whether it ended its side. */
+  sent: Uint8Array[];
+  halfClosed: boolean;
+  /** Open until the module cancels it or the host closes it (grpcClose). */
+  open: boolean;
+}
 
 export class WasmVm {
   readonly shared: SharedData;
@@ -74,6 +92,13 @@ export class WasmVm {
   private current?: HostStream;
   private pluginConfig = new Uint8Array(0);
   private nextContext = 100;
+  /** gRPC streams the module opened, by token. */
+  readonly grpcStreams = new Map<number, GrpcStream>();
+  private nextGrpcToken = 1;
+  /** The message being delivered (buffer type 5), during proxy_on_grpc_receive. */
+  private grpcMessage?: Uint8Array;
+  /** The root context of the callback running now (a stream's parent, or the root itself). */
+  private activeRoot = 0;
 
   constructor(opts: VmOptions = {}) {
     this.shared = opts.shared ?? new SharedData();
@@ -127,7 +152,7 @@ export class WasmVm {
       proxy_get_buffer_bytes: (type: number, start: number, max: number, ptrOut: number, lenOut: number) => {
         const f = this.fail("proxy_get_buffer_bytes");
         if (f !== undefined) return f;
-        const source = type === 7 ? this.pluginConfig : type === 0 ? stream().body : undefined;
+        const source = type === 7 ? this.pluginConfig : type === 5 ? this.grpcMessage : type === 0 ? stream().body : undefined;
         if (!source) return Status.NotFound;
         if (start >= source.length) return Status.NotFound;
         this.give(source.subarray(start, Math.min(source.length, start + max)), ptrOut, lenOut);
@@ -206,6 +231,32 @@ export class WasmVm {
         if (f !== undefined) return f;
         return this.shared.set(this.text(kPtr, kLen), this.read(vPtr, vLen), cas);
       },
+      proxy_grpc_stream: (sPtr: number, sLen: number, nPtr: number, nLen: number, mPtr: number, mLen: number, _mdPtr: number, _mdLen: number, tokenOut: number) => {
+        const f = this.fail("proxy_grpc_stream");
+        if (f !== undefined) return f;
+        const token = this.nextGrpcToken++;
+        this.grpcStreams.set(token, {
+          token, rootId: this.activeRoot, service: this.read(sPtr, sLen), serviceName: this.text(nPtr, nLen), method: this.text(mPtr, mLen),
+          sent: [], halfClosed: false, open: true,
+        });
+        this.view.setUint32(tokenOut, token, true);
+        return Status.Ok;
+      },
+      proxy_grpc_send: (token: number, ptr: number, len: number, endStream: number) => {
+        const f = this.fail("proxy_grpc_send");
+        if (f !== undefined) return f;
+        const g = this.grpcStreams.get(token);
+        if (!g || !g.open) return Status.NotFound;
+        g.sent.push(this.read(ptr, len));
+        g.halfClosed ||= endStream !== 0;
+        return Status.Ok;
+      },
+      proxy_grpc_cancel: (token: number) => {
+        const g = this.grpcStreams.get(token);
+        if (!g || !g.open) return Status.NotFound;
+        g.open = false;
+        return Status.Ok;
+      },
       proxy_define_metric: (_type: number, nPtr: number, nLen: number, idOut: number) => {
         const name = this.text(nPtr, nLen);
         let id = this.metricNames.indexOf(name);
@@ -224,22 +275,54 @@ export class WasmVm {
   /** Starts a root context with a snapshot, as Envoy does for each plugin configuration. */
   configure(snapshot: string, rootId = 1): boolean {
     this.pluginConfig = Buffer.from(snapshot, "utf8");
+    this.activeRoot = rootId;
     this.exports.proxy_on_vm_start(rootId, 0);
     this.exports.proxy_on_context_create(rootId, 0);
     return Boolean(this.exports.proxy_on_configure(rootId, this.pluginConfig.length));
   }
 
+  /** Deletes a root context, as Envoy does when its plugin configuration is replaced; Envoy resets
+   * the root's gRPC streams without a callback. */
+  deleteRoot(rootId: number): void {
+    this.exports.proxy_on_delete(rootId);
+    for (const g of this.grpcStreams.values()) if (g.rootId === rootId) g.open = false;
+  }
+
+  /** Delivers a message on an open gRPC stream (to its root context). */
+  grpcReceive(token: number, message: Uint8Array): void {
+    const g = this.grpcStreams.get(token);
+    if (!g?.open) throw new Error(`gRPC stream ${token} is not open`);
+    this.grpcMessage = message;
+    this.activeRoot = g.rootId;
+    try { this.exports.proxy_on_grpc_receive(g.rootId, token, message.length); } finally { this.grpcMessage = undefined; }
+  }
+
+  /** Closes an open gRPC stream from the far side, with a gRPC status. */
+  grpcClose(token: number, status: number): void {
+    const g = this.grpcStreams.get(token);
+    if (!g?.open) throw new Error(`gRPC stream ${token} is not open`);
+    g.open = false;
+    this.activeRoot = g.rootId;
+    this.exports.proxy_on_grpc_close(g.rootId, token, status);
+  }
+
+  /** The streams open now. */
+  openGrpcStreams(): GrpcStream[] { return [...this.grpcStreams.values()].filter((g) => g.open); }
+
 
   /** Opens a stream under `rootId`. */
   open(headers: Record<string, string>, rootId = 1): HostStream {
     const s = new HostStream(this.nextContext++, headers);
+    s.rootId = rootId;
     this.streams.set(s.id, s);
+    this.activeRoot = rootId;
     this.exports.proxy_on_context_create(s.id, rootId);
     return s;
   }
 
   private on<T>(s: HostStream, call: () => T): T {
     this.current = s;
+    this.activeRoot = s.rootId;
     try { return call(); } finally { this.current = undefined; }
   }
 

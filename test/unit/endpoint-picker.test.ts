@@ -155,7 +155,7 @@ describe("Envoy resources for a picker", () => {
     const bootstrap = buildBootstrap({ listenAddress: "127.0.0.1", adminPort: 0, plainPort: 0, inferencePort: 0, xdsAddress: "127.0.0.1", xdsPort: 1, wasmPath: "/m.wasm", snapshot: "s", config }) as any;
     const inference = bootstrap.static_resources.listeners.find((l: any) => l.name.startsWith("inference-"));
     const hcm = inference.filter_chains[0].filters[0].typed_config;
-    assert.deepEqual(hcm.http_filters.map((f: any) => f.name), ["infergate-load", "infergate", PICKER_FILTER_NAME, "envoy.filters.http.router"]);
+    assert.deepEqual(hcm.http_filters.map((f: any) => f.name), ["infergate", PICKER_FILTER_NAME, "envoy.filters.http.router"]);
     const routes = hcm.route_config.virtual_hosts[0].routes;
     const picked = (id: string) => routes.find((r: any) => r.route.cluster === `infergate-pool/${id}-picked`);
     assert.ok(picked("team/llm").typed_per_filter_config[PICKER_FILTER_NAME]);
@@ -164,6 +164,6 @@ describe("Envoy resources for a picker", () => {
     assert.deepEqual(bootstrap.static_resources.clusters.filter((c: any) => c.name.startsWith("infergate-picker/")).map((c: any) => c.name), ["infergate-picker/team/llm"]);
     // No picker anywhere: no ext_proc filter at all.
     const none = buildBootstrap({ listenAddress: "127.0.0.1", adminPort: 0, plainPort: 0, inferencePort: 0, xdsAddress: "127.0.0.1", xdsPort: 1, wasmPath: "/m.wasm", snapshot: "s", config: parseRoutingConfig(pool(""), "t.yaml") }) as any;
-    assert.deepEqual(none.static_resources.listeners[1].filter_chains[0].filters[0].typed_config.http_filters.map((f: any) => f.name), ["infergate-load", "infergate", "envoy.filters.http.router"]);
+    assert.deepEqual(none.static_resources.listeners[1].filter_chains[0].filters[0].typed_config.http_filters.map((f: any) => f.name), ["infergate", "envoy.filters.http.router"]);
   });
 });

@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import protobuf from "protobufjs";
-import { hostCluster, loadAssignment, loadFilter, overrideHostPolicy, poolCluster, wasmFilter } from "../../extension-server/src/envoy/resources.ts";
+import { hostCluster, loadAssignment, loadChannelService, overrideHostPolicy, poolCluster, wasmFilter, type XdsTransport } from "../../extension-server/src/envoy/resources.ts";
 import { encodeAny, encodeJson } from "../../extension-server/src/xds/encode.ts";
 import { protoRoot, typeUrl } from "../../extension-server/src/xds/protos.ts";
 
@@ -77,15 +77,19 @@ describe("Envoy resources", () => {
     assert.deepEqual(decode("envoy.config.cluster.v3.LoadBalancingPolicy", encodeJson("envoy.config.cluster.v3.LoadBalancingPolicy", overrideHostPolicy())), c.load_balancing_policy);
   });
 
-  it("reconnects to a restarted server within 2 s over Envoy's own gRPC client, and gives the load filter the load verbatim, refusing a '%' (it would start a format command)", () => {
+  it("reconnects to a restarted server within 2 s over Envoy's own gRPC client; the load channel is reached as xDS is", () => {
     const c = decode("envoy.config.cluster.v3.Cluster", encodeJson("envoy.config.cluster.v3.Cluster", poolCluster("c", "ns/p", { cluster: "infergate_xds" }, "override_host")));
     const backoff = c.eds_cluster_config.eds_config.api_config_source.grpc_services[0].envoy_grpc.retry_policy.retry_back_off;
     assert.deepEqual([Number(backoff.base_interval.nanos) / 1e6, Number(backoff.max_interval.seconds)], [250, 2]);
-    const load = decode("envoy.extensions.filters.http.set_filter_state.v3.Config", encodeAny(loadFilter({ version: "ab-3", text: "infergate-load 1\npool p\n" })).value);
-    assert.deepEqual(load.on_request_headers.map((v: any) => [v.object_key, v.factory_key, v.format_string.text_format_source.inline_string]),
-      [["infergate.load_version", "envoy.string", "ab-3"], ["infergate.load", "envoy.string", "infergate-load 1\npool p\n"]]);
-    assert.deepEqual(decode("envoy.extensions.filters.http.set_filter_state.v3.Config", encodeAny(loadFilter()).value).on_request_headers ?? [], []);
-    assert.throws(() => loadFilter({ version: "1", text: "pool %REQ(:path)%" }), /cannot contain '%'/);
+    const service = (xds: XdsTransport) => decode("envoy.config.core.v3.GrpcService", encodeJson("envoy.config.core.v3.GrpcService", loadChannelService(xds)));
+    assert.deepEqual(service({ cluster: "infergate_xds" }), { envoy_grpc: { cluster_name: "infergate_xds" } }, "the filter retries itself: no retry policy");
+    const tls = { serverCa: "-----BEGIN CERTIFICATE-----\n", certFile: "/certs/tls.crt", keyFile: "/certs/tls.key" };
+    const google = service({ target: "infergate.infergate-system:18000", tls }).google_grpc;
+    assert.equal(google.target_uri, "infergate.infergate-system:18000");
+    assert.equal(google.stat_prefix, "infergate_load");
+    assert.deepEqual(google.channel_credentials.ssl_credentials.cert_chain, { filename: "/certs/tls.crt" });
+    assert.deepEqual(google.channel_credentials.ssl_credentials.private_key, { filename: "/certs/tls.key" });
+    assert.equal(google.channel_credentials.ssl_credentials.root_certs.inline_string, tls.serverCa);
   });
 
   it("encodes the endpoints and the module cluster", () => {

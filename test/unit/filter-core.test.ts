@@ -204,3 +204,26 @@ describe("request header map (one host call, looked up in the filter)", () => {
     it(name, () => assert.equal(core.lookupHeaderPairs(bytes, names.join("\0")), want));
   }
 });
+
+describe("load channel wire formats (core/load_message.ts)", () => {
+  it("decodes the load-channel record's hex, any case, and refuses anything else", () => {
+    assert.equal(core.hexBytes("00ff7Fa0"), "0,255,127,160");
+    for (const bad of ["", "0", "0g", "zz", "0 1"]) assert.equal(core.hexBytes(bad), "null", bad);
+  });
+
+  it("decodes a Load message field by field, skipping unknown fields, refusing a cut one", () => {
+    const str = (field: number, text: string) => { const b = Buffer.from(text); return [(field << 3) | 2, b.length, ...b]; };
+    assert.equal(core.decodeLoad(Uint8Array.from([...str(1, "v1"), ...str(2, "infergate-load 1\n")])), "ok v1\ninfergate-load 1\n");
+    // Unknown fields of every wire type (varint, fixed64, bytes, fixed32) before and between.
+    const unknown = [(7 << 3) | 0, 0x96, 0x01, (8 << 3) | 1, 1, 2, 3, 4, 5, 6, 7, 8, ...str(9, "x"), (10 << 3) | 5, 1, 2, 3, 4];
+    assert.equal(core.decodeLoad(Uint8Array.from([...unknown, ...str(2, "t"), ...unknown, ...str(1, "v2")])), "ok v2\nt");
+    assert.equal(core.decodeLoad(Uint8Array.from(str(2, "t"))), "error no version");
+    assert.match(core.decodeLoad(Uint8Array.from([0x0a, 0x05, 0x41])), /^error truncated length-delimited field/);
+    assert.match(core.decodeLoad(Uint8Array.from([0x0a])), /^error truncated length-delimited field/);
+    assert.match(core.decodeLoad(Uint8Array.from([0x80])), /^error truncated field key/);
+    assert.match(core.decodeLoad(Uint8Array.from([(3 << 3) | 3])), /^error unsupported wire type 3/);
+    assert.match(core.decodeLoad(Uint8Array.from([(3 << 3) | 1, 1, 2])), /^error truncated fixed field/);
+    // A length that would run past the end, however large.
+    assert.match(core.decodeLoad(Uint8Array.from([0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x41])), /^error truncated/);
+  });
+});

@@ -38,7 +38,7 @@ describe("Envoy Gateway hooks for splits and mirrors", () => {
 
   before(async () => {
     assert.deepEqual(CONFIG.problems, []);
-    hooks = new GatewayHooks({ xdsHost: "infergate", xdsPort: 18000, config: () => CONFIG, log: () => undefined, onPoolUnion: (name) => unions.push(name) });
+    hooks = new GatewayHooks({ xds: { target: "infergate:18000" }, config: () => CONFIG, log: () => undefined, onPoolUnion: (name) => unions.push(name) });
     client = new grpc.Client(`127.0.0.1:${await hooks.listen("127.0.0.1", 0)}`, grpc.credentials.createInsecure());
   });
   after(() => { client.close(); hooks.close(); });

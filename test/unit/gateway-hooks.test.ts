@@ -74,7 +74,7 @@ describe("Envoy Gateway extension hooks", () => {
   const listenerCall = async (bytes: Uint8Array) => (await call("PostHTTPListenerModify", new WireMessage([{ field: 1, wireType: 2, bytes }]))).first(1)!.bytes;
 
   before(async () => {
-    hooks = new GatewayHooks({ xdsHost: "infergate.infergate-system.svc.cluster.local", xdsPort: 18000, config: () => seed, log: () => undefined });
+    hooks = new GatewayHooks({ xds: { target: "infergate.infergate-system.svc.cluster.local:18000" }, config: () => seed, log: () => undefined });
     const port = await hooks.listen("127.0.0.1", 0);
     client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
   });
@@ -82,19 +82,14 @@ describe("Envoy Gateway extension hooks", () => {
 
   it("inserts the ECDS-fed filter before the router on the listener attach-to names, keeping unknown fields", async () => {
     const out = await listenerCall(listenerBytes("default/inference-gateway/llm-gw", 8081, hcmBytes()));
-    assert.deepEqual(httpFilterNames(out), ["infergate-load", "infergate", "envoy.filters.http.router"]);
+    assert.deepEqual(httpFilterNames(out), ["infergate", "envoy.filters.http.router"]);
     assert.equal(WireMessage.decode(out).string(9000), "listener-future-field");
     const decoded = Listener.toObject(Listener.decode(out)) as any;
     const hcm = HCM.toObject(HCM.decode(decoded.filter_chains[0].filters[0].typed_config.value)) as any;
-    assert.deepEqual(hcm.http_filters[1].config_discovery.type_urls, [typeUrl("envoy.extensions.filters.http.wasm.v3.Wasm")]);
-    assert.equal(hcm.http_filters[1].config_discovery.config_source.api_config_source.grpc_services[0].google_grpc.target_uri, "infergate.infergate-system.svc.cluster.local:18000");
-    // The load filter before it: fed over ECDS from the same server, setting nothing until then.
-    const load = hcm.http_filters[0].config_discovery;
-    assert.deepEqual(load.type_urls, [typeUrl("envoy.extensions.filters.http.set_filter_state.v3.Config")]);
-    assert.equal(load.config_source.api_config_source.grpc_services[0].google_grpc.target_uri, "infergate.infergate-system.svc.cluster.local:18000");
-    assert.equal(load.apply_default_config_without_warming, true);
-    assert.equal(load.default_config.type_url, typeUrl("envoy.extensions.filters.http.set_filter_state.v3.Config"));
-    assert.deepEqual(httpFilterNames(await listenerCall(out)), ["infergate-load", "infergate", "envoy.filters.http.router"], "idempotent");
+    assert.deepEqual(hcm.http_filters[0].config_discovery.type_urls, [typeUrl("envoy.extensions.filters.http.wasm.v3.Wasm")]);
+    assert.equal(hcm.http_filters[0].config_discovery.config_source.api_config_source.grpc_services[0].google_grpc.target_uri, "infergate.infergate-system.svc.cluster.local:18000");
+    // No filter but ours: the live load reaches it on its own stream (the snapshot's load-channel record).
+    assert.deepEqual(httpFilterNames(await listenerCall(out)), ["infergate", "envoy.filters.http.router"], "idempotent");
   });
 
   it("gives other listeners no filter, only the early removal of a client-sent destination header", async () => {
@@ -119,7 +114,7 @@ describe("Envoy Gateway extension hooks", () => {
       { name: "envoy.http.early_header_mutation.header_mutation", remove: ["x-debug"] },
       { name: "infergate.strip-client-destination", remove: ["x-gateway-destination-endpoint", "x-infergate-mirror-endpoint"] },
     ]);
-    assert.deepEqual(httpFilterNames(out), ["infergate-load", "infergate", "envoy.filters.http.router"], "the filter still sets the header afterwards");
+    assert.deepEqual(httpFilterNames(out), ["infergate", "envoy.filters.http.router"], "the filter still sets the header afterwards");
   });
 
   it("attaches to a Gateway in another namespace only with that namespace's ReferenceGrant", async () => {
@@ -136,14 +131,14 @@ spec: {from: [{group: inference.networking.x-k8s.io, kind: InferencePool, namesp
 `;
     for (const [yaml, attached] of [[pool, false], [pool + grant, true]] as const) {
       const config = parseRoutingConfig(yaml, "team-a.yaml");
-      const h = new GatewayHooks({ xdsHost: "x", xdsPort: 1, config: () => config, log: () => undefined });
+      const h = new GatewayHooks({ xds: { target: "x:1" }, config: () => config, log: () => undefined });
       const port = await h.listen("127.0.0.1", 0);
       const c = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
       try {
         const request = new WireMessage([{ field: 1, wireType: 2, bytes: listenerBytes("prod/shared-gw/http", 80, hcmBytes()) }]);
         const out: WireMessage = await new Promise((resolve, reject) => c.makeUnaryRequest(`/${SERVICE}/PostHTTPListenerModify`, (m: WireMessage) => Buffer.from(m.encode()),
           (b: Buffer) => WireMessage.decode(new Uint8Array(b)), request, (err, res) => (err ? reject(err) : resolve(res!))));
-        assert.deepEqual(httpFilterNames(out.first(1)!.bytes), attached ? ["infergate-load", "infergate", "envoy.filters.http.router"] : ["envoy.filters.http.router"], attached ? "granted" : "not granted");
+        assert.deepEqual(httpFilterNames(out.first(1)!.bytes), attached ? ["infergate", "envoy.filters.http.router"] : ["envoy.filters.http.router"], attached ? "granted" : "not granted");
       } finally {
         c.close();
         h.close();
@@ -155,9 +150,9 @@ spec: {from: [{group: inference.networking.x-k8s.io, kind: InferencePool, namesp
     const wasm = Wasm.encode(Wasm.fromObject({ config: { name: "infergate", root_id: "infergate", vm_config: { runtime: "envoy.wasm.runtime.v8", code: { remote: { http_uri: { uri: "https://eg:18002/x", cluster: "wasm_cluster", timeout: { seconds: 10 } }, sha256: "ab" } } } } })).finish();
     const eep = { name: "envoy.filters.http.wasm/default/infergate-policy/0", disabled: true, typed_config: { type_url: typeUrl("envoy.extensions.filters.http.wasm.v3.Wasm"), value: wasm } };
     const out = await listenerCall(listenerBytes("default/plain-gateway/http", 80, hcmBytes([eep])));
-    assert.deepEqual(httpFilterNames(out), ["infergate-load", "envoy.filters.http.wasm/default/infergate-policy/0", "envoy.filters.http.router"]);
+    assert.deepEqual(httpFilterNames(out), ["envoy.filters.http.wasm/default/infergate-policy/0", "envoy.filters.http.router"]);
     const decoded = Listener.toObject(Listener.decode(out)) as any;
-    const filter = (HCM.toObject(HCM.decode(decoded.filter_chains[0].filters[0].typed_config.value)) as any).http_filters[1];
+    const filter = (HCM.toObject(HCM.decode(decoded.filter_chains[0].filters[0].typed_config.value)) as any).http_filters[0];
     assert.equal(filter.disabled, true, "still enabled per route by Envoy Gateway");
     assert.equal(filter.typed_config, undefined);
     assert.ok(filter.config_discovery, "now fed over ECDS");
@@ -199,7 +194,7 @@ spec: {from: [{group: inference.networking.x-k8s.io, kind: InferencePool, namesp
     const truncated = Buffer.from([0x0a, 0x64, 0x61]);
     await assert.rejects(listenerCall(truncated), (err: grpc.ServiceError) => err.code === grpc.status.INTERNAL);
     // No configuration loaded yet: nothing to decide with, so no answer either.
-    const early = new GatewayHooks({ xdsHost: "x", xdsPort: 1, config: () => { throw new Error("no configuration loaded yet"); }, log: () => undefined });
+    const early = new GatewayHooks({ xds: { target: "x:1" }, config: () => { throw new Error("no configuration loaded yet"); }, log: () => undefined });
     const port = await early.listen("127.0.0.1", 0);
     const c = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
     try {
@@ -223,7 +218,7 @@ spec: {from: [{group: inference.networking.x-k8s.io, kind: InferencePool, namesp
     assert.deepEqual(Buffer.from(out.all(1)[0]!.bytes), Buffer.from(other));
     assert.equal(out.all(1).length, 1);
     assert.equal(out.all(2).length, 1);
-    assert.deepEqual(httpFilterNames(out.all(3)[0]!.bytes), ["infergate-load", "infergate", "envoy.filters.http.router"]);
+    assert.deepEqual(httpFilterNames(out.all(3)[0]!.bytes), ["infergate", "envoy.filters.http.router"]);
   });
 });
 
@@ -266,7 +261,7 @@ spec: {clusterIP: 10.96.0.20, ports: [{port: 9002}]}
 
   before(async () => {
     assert.deepEqual(config.problems, []);
-    hooks = new GatewayHooks({ xdsHost: "infergate.infergate-system.svc.cluster.local", xdsPort: 18000, config: () => config, log: () => undefined });
+    hooks = new GatewayHooks({ xds: { target: "infergate.infergate-system.svc.cluster.local:18000" }, config: () => config, log: () => undefined });
     client = new grpc.Client(`127.0.0.1:${await hooks.listen("127.0.0.1", 0)}`, grpc.credentials.createInsecure());
   });
   after(() => { client.close(); hooks.close(); });
@@ -274,8 +269,8 @@ spec: {clusterIP: 10.96.0.20, ports: [{port: 9002}]}
   it("puts the picker's ext_proc filter between the infergate filter and the router, once", async () => {
     const listener = async (bytes: Uint8Array) => (await call("PostHTTPListenerModify", new WireMessage([{ field: 1, wireType: 2, bytes }]))).first(1)!.bytes;
     const out = await listener(listenerBytes("default/inference-gateway/llm-gw", 8081, hcmBytes()));
-    assert.deepEqual(httpFilterNames(out), ["infergate-load", "infergate", "infergate-endpoint-picker", "envoy.filters.http.router"]);
-    assert.deepEqual(httpFilterNames(await listener(out)), ["infergate-load", "infergate", "infergate-endpoint-picker", "envoy.filters.http.router"], "idempotent");
+    assert.deepEqual(httpFilterNames(out), ["infergate", "infergate-endpoint-picker", "envoy.filters.http.router"]);
+    assert.deepEqual(httpFilterNames(await listener(out)), ["infergate", "infergate-endpoint-picker", "envoy.filters.http.router"], "idempotent");
     // A listener without the infergate filter gets no picker either (only the early header
     // mutation every HTTP listener gets).
     const plain = listenerBytes("default/inference-gateway/http", 8080, hcmBytes());

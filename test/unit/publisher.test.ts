@@ -1,6 +1,7 @@
 // The publisher's rate limiting: a configuration change pushes at once; score changes push at most
 // once per push.minIntervalMs, later ones coalescing into one trailing push of the latest scores;
-// a schedule that renders the same snapshot pushes nothing.
+// a schedule that renders the same snapshot pushes nothing. Scores go out on the load channel only;
+// the filter's configuration (ECDS) changes only with the configuration.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { parseRoutingConfig } from "../../extension-server/src/config/routing-config.ts";
@@ -8,7 +9,17 @@ import { Publisher } from "../../extension-server/src/publisher.ts";
 import type { Schedule } from "../../extension-server/src/scheduling/scheduler.ts";
 import { TYPE_EXTENSION_CONFIG, TYPE_LOAD_ASSIGNMENT, XdsServer, type EncodedResource } from "../../extension-server/src/xds/server.ts";
 import { protoRoot } from "../../extension-server/src/xds/protos.ts";
-import { FILTER_NAME, LOAD_FILTER_NAME, LOAD_TEXT_KEY, LOAD_VERSION_KEY } from "../../extension-server/src/contract.ts";
+import { FILTER_NAME } from "../../extension-server/src/contract.ts";
+import { LoadChannel, type Load } from "../../extension-server/src/xds/load-channel.ts";
+
+/** Publisher options with a load channel that records what it is sent. */
+function options(extra: { log?: (m: string) => void } = {}) {
+  const channel = new LoadChannel();
+  const loads: Load[] = [];
+  const publish = channel.publish.bind(channel);
+  channel.publish = (load) => { loads.push(load); publish(load); };
+  return { loads, opts: { wasmPath: "/m.wasm", load: { channel, via: { cluster: "infergate_xds" } }, ...extra } };
+}
 
 const MIN_INTERVAL_MS = 200;
 
@@ -39,8 +50,9 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 describe("publisher", () => {
   it("pushes a configuration at once, and score changes at most once per minIntervalMs, coalesced", async () => {
     const xds = new XdsServer();
-    const publisher = new Publisher(xds, { wasmPath: "/m.wasm" });
-    const pushes = () => xds.version(TYPE_EXTENSION_CONFIG);
+    const { loads, opts } = options();
+    const publisher = new Publisher(xds, opts);
+    const pushes = () => loads.length;
     try {
       const started = performance.now();
       publisher.setConfig(config(1), scored(1000));
@@ -66,8 +78,10 @@ describe("publisher", () => {
       assert.equal(pushes(), 3);
       publisher.setSchedule(scored(500)); // inside the next interval: waits
       assert.equal(pushes(), 3);
+      assert.equal(xds.version(TYPE_EXTENSION_CONFIG), 1, "scores never change the filter's configuration");
       publisher.setConfig(config(2)); // a configuration change does not wait
-      assert.equal(pushes(), 4);
+      assert.equal(xds.version(TYPE_EXTENSION_CONFIG), 2);
+      assert.equal(pushes(), 4, "and its load (no schedule yet: every endpoint neutral) goes with it");
       assert.match(publisher.snapshot, /^target t 2$/m);
       assert.equal(xds.version(TYPE_LOAD_ASSIGNMENT), 1, "same endpoints: no EDS push");
     } finally {
@@ -76,33 +90,40 @@ describe("publisher", () => {
     }
   });
 
-  it("a score change changes only the load filter's resource; the Wasm filter's stays byte for byte the same", async () => {
+  it("a score change goes out on the load channel only; the snapshot names the channel", async () => {
     const xds = new XdsServer();
     const published: EncodedResource[][] = [];
     const set = xds.setResources.bind(xds);
     xds.setResources = (type, resources) => { if (type === TYPE_EXTENSION_CONFIG) published.push(resources); return set(type, resources); };
-    const publisher = new Publisher(xds, { wasmPath: "/m.wasm" });
-    const byName = (i: number) => new Map(published[i]!.map((r) => [r.name, Buffer.from(r.any.value)]));
-    const loadOf = (i: number) => {
+    const { loads, opts } = options();
+    const publisher = new Publisher(xds, opts);
+    const snapshotOf = (i: number): string => {
       const ext = protoRoot().lookupType("envoy.config.core.v3.TypedExtensionConfig");
-      const decoded = ext.toObject(ext.decode(byName(i).get(LOAD_FILTER_NAME)!)) as any;
-      const config = protoRoot().lookupType("envoy.extensions.filters.http.set_filter_state.v3.Config");
-      const values = (config.toObject(config.decode(decoded.typed_config.value)) as any).on_request_headers;
-      return Object.fromEntries(values.map((v: any) => [v.object_key, v.format_string.text_format_source.inline_string]));
+      const wasm = protoRoot().lookupType("envoy.extensions.filters.http.wasm.v3.Wasm");
+      const resource = ext.toObject(ext.decode(published[i]!.find((r) => r.name === FILTER_NAME)!.any.value)) as any;
+      const config = (wasm.toObject(wasm.decode(resource.typed_config.value)) as any).config;
+      const text = protoRoot().lookupType("google.protobuf.StringValue");
+      return (text.toObject(text.decode(config.configuration.value)) as any).value;
     };
     try {
       publisher.setConfig(config(1), scored(1000));
       await sleep(MIN_INTERVAL_MS + 50);
       publisher.setSchedule(scored(640));
-      assert.equal(published.length, 2);
-      assert.deepEqual(byName(1).get(FILTER_NAME), byName(0).get(FILTER_NAME), "the Wasm filter's configuration is unchanged");
-      const [before, after] = [loadOf(0), loadOf(1)];
-      assert.notEqual(after[LOAD_VERSION_KEY], before[LOAD_VERSION_KEY]);
-      assert.match(before[LOAD_TEXT_KEY], /^endpoint 10\.0\.0\.1:80 1000$/m);
-      assert.match(after[LOAD_TEXT_KEY], /^infergate-load 1\npool default\/p\nendpoint 10\.0\.0\.1:80 640\nsaturation default\/p 0\n$/);
+      assert.equal(published.length, 1, "no ECDS push for a score change");
+      assert.equal(loads.length, 2);
+      assert.notEqual(loads[1]!.version, loads[0]!.version);
+      assert.match(loads[0]!.text, /^endpoint 10\.0\.0\.1:80 1000$/m);
+      assert.match(loads[1]!.text, /^infergate-load 1\npool default\/p\nendpoint 10\.0\.0\.1:80 640\nsaturation default\/p 0\n$/);
+      assert.deepEqual(opts.load.channel.current, loads[1], "what a new stream is sent first");
+      // The filter's snapshot names the channel: this server's GrpcService, as Envoy reaches its xDS.
+      const record = /^load-channel ([0-9a-f]+)$/m.exec(snapshotOf(0));
+      assert.ok(record, "a load-channel record");
+      const service = protoRoot().lookupType("envoy.config.core.v3.GrpcService");
+      assert.deepEqual(service.toObject(service.decode(Buffer.from(record[1]!, "hex"))), { envoy_grpc: { cluster_name: "infergate_xds" } });
       publisher.setConfig(config(2), scored(640)); // a configuration change: a new Wasm configuration, the same load
-      assert.notDeepEqual(byName(2).get(FILTER_NAME), byName(1).get(FILTER_NAME));
-      assert.deepEqual(loadOf(2), after);
+      assert.equal(published.length, 2);
+      assert.notEqual(snapshotOf(1), snapshotOf(0));
+      assert.equal(loads.length, 2, "the same load is not sent again");
     } finally {
       publisher.stop();
       await xds.close();
@@ -112,7 +133,7 @@ describe("publisher", () => {
   it("logs a record left out of the snapshot once, while it stays left out, and again when it returns to being left out", async () => {
     const xds = new XdsServer();
     const logs: string[] = [];
-    const publisher = new Publisher(xds, { wasmPath: "/m.wasm", log: (m) => logs.push(m) });
+    const publisher = new Publisher(xds, options({ log: (m) => logs.push(m) }).opts);
     const broken = (score: number): Schedule => new Map([["default/p", { saturation: Number.NaN, endpoints: new Map([["10.0.0.1:80", { ready: true, score }]]) }]]);
     const leftOut = () => logs.filter((l) => l.startsWith("left out of the snapshot: saturation default/p")).length;
     try {

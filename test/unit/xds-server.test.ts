@@ -11,6 +11,7 @@ import * as grpc from "@grpc/grpc-js";
 import { protoRoot, typeUrl } from "../../extension-server/src/xds/protos.ts";
 import { readFileSync } from "node:fs";
 import { parseRoutingConfig } from "../../extension-server/src/config/routing-config.ts";
+import { LoadChannel } from "../../extension-server/src/xds/load-channel.ts";
 import { Publisher } from "../../extension-server/src/publisher.ts";
 import { InfergateServer } from "../../extension-server/src/server.ts";
 import { TYPE_EXTENSION_CONFIG, TYPE_LOAD_ASSIGNMENT, XdsServer, type EncodedResource, type IgnoredReason } from "../../extension-server/src/xds/server.ts";
@@ -211,7 +212,7 @@ metadata: {name: qwq-0, labels: {app: qwq-32b}}
 status: {podIP: 10.0.0.1}
 `, "seed.yaml");
     const xds = new XdsServer();
-    const publisher = new Publisher(xds, { wasmPath: "/m.wasm", wasmRemote: { uri: "http://infergate:18001/filter/infergate.wasm", cluster: "infergate_module", sha256: "ab".repeat(32) } });
+    const publisher = new Publisher(xds, { wasmPath: "/m.wasm", load: { channel: new LoadChannel(), via: { cluster: "infergate_xds" } }, wasmRemote: { uri: "http://infergate:18001/filter/infergate.wasm", cluster: "infergate_module", sha256: "ab".repeat(32) } });
     publisher.setConfig(seed);
     const port = await xds.listen("127.0.0.1", 0);
     const client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), { "grpc.max_receive_message_length": 64 * 1024 * 1024 });
@@ -267,7 +268,7 @@ spec:
   it("serves the names a rule's clusters use (standalone, Cluster and Translation hooks), a union the Cluster hook handed out, and no other", async () => {
     assert.deepEqual(config.problems, []);
     const xds = new XdsServer();
-    const publisher = new Publisher(xds, { wasmPath: "/m.wasm" });
+    const publisher = new Publisher(xds, { wasmPath: "/m.wasm", load: { channel: new LoadChannel(), via: { cluster: "infergate_xds" } } });
     publisher.setConfig(config);
     const port = await xds.listen("127.0.0.1", 0);
     const client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());

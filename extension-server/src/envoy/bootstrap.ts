@@ -12,9 +12,9 @@ import { DESTINATION_HEADER, FILTER_NAME, POOL_HEADER } from "../contract.ts";
 import type { Json } from "../xds/encode.ts";
 import type { RouteConfig, RouteMatchConfig, StringMatchConfig } from "../config/routes.ts";
 import { pickerCluster, pickerClusterName, pickerHttpFilter, pickerRouteConfig, PICKER_FILTER_NAME, servedEndpointHeader } from "./endpoint-picker.ts";
-import { ecdsHttpFilter, loadHttpFilter, mirrorCluster, pathNormalization, poolCluster, poolClusterName, routeEdsName, typed, wasmFilter, type XdsTransport } from "./resources.ts";
+import { ecdsHttpFilter, mirrorCluster, pathNormalization, poolCluster, poolClusterName, routeEdsName, typed, wasmFilter, type XdsTransport } from "./resources.ts";
 
-const XDS_CLUSTER = "infergate_xds";
+export const XDS_CLUSTER = "infergate_xds";
 const XDS: XdsTransport = { cluster: XDS_CLUSTER };
 
 const DEFAULT_INFERENCE_PORT = 8081;
@@ -138,8 +138,7 @@ function inferenceListener(opts: BootstrapOptions, port: number, pool: PoolConfi
   // Start routing with the snapshot known when the bootstrap was written, even if the extension
   // server is not reachable yet; ECDS replaces it as soon as it connects.
   const filter = ecdsHttpFilter(FILTER_NAME, XDS, wasmFilter({ wasmPath: opts.wasmPath, snapshot: opts.snapshot }));
-  // The live load reaches the filter through the load filter before it (live_load.ts in the filter).
-  return httpListener(`inference-${port}`, opts.listenAddress, port, envoyRoutes, [loadHttpFilter(XDS), filter, ...pickerFilters(opts.config)]);
+  return httpListener(`inference-${port}`, opts.listenAddress, port, envoyRoutes, [filter, ...pickerFilters(opts.config)]);
 }
 
 function clusters(opts: BootstrapOptions): Json[] {

@@ -7,7 +7,7 @@
 // to protobuf is mechanical given the types (and the encoder refuses anything the types do not
 // know); going the other way would mean decoding every nested Any back out of its bytes.
 import {
-  DESTINATION_HEADER, FILTER_NAME, LB_METADATA_NAMESPACE, LOAD_FILTER_NAME, LOAD_TEXT_KEY, LOAD_VERSION_KEY, MIRROR_HEADER, SERVED_ENDPOINT_KEY,
+  DESTINATION_HEADER, FILTER_NAME, LB_METADATA_NAMESPACE, MIRROR_HEADER, SERVED_ENDPOINT_KEY,
 } from "../contract.ts";
 import type { Json } from "../xds/encode.ts";
 import { typeUrl } from "../xds/protos.ts";
@@ -55,9 +55,9 @@ export interface XdsClientTls {
   keyFile: string;
 }
 
-function googleGrpc(target: string, tls: XdsClientTls | undefined): Json {
+function googleGrpc(target: string, tls: XdsClientTls | undefined, statPrefix: string): Json {
   return {
-    target_uri: target, stat_prefix: "infergate_xds",
+    target_uri: target, stat_prefix: statPrefix,
     ...(tls ? {
       channel_credentials: { ssl_credentials: { root_certs: { inline_string: tls.serverCa }, cert_chain: { filename: tls.certFile }, private_key: { filename: tls.keyFile } } },
     } : {}),
@@ -69,11 +69,20 @@ export function xdsConfigSource(xds: XdsTransport): Json {
     // A restarted server is reached within 2 s: Envoy's default xDS backoff grows to 30 s while the
     // server is down, so a configuration edit made after it returns could wait that long.
     ? { envoy_grpc: { cluster_name: xds.cluster, retry_policy: { retry_back_off: { base_interval: "0.25s", max_interval: "2s" } } } }
-    : { google_grpc: googleGrpc(xds.target, xds.tls) };
+    : { google_grpc: googleGrpc(xds.target, xds.tls, "infergate_xds") };
   return {
     api_config_source: { api_type: "GRPC", transport_api_version: "V3", grpc_services: [service], set_node_on_first_message_only: true },
     resource_api_version: "V3",
   };
+}
+
+/**
+ * The GrpcService the filter's root contexts open the load channel with (the snapshot's
+ * `load-channel` record; filter/src/load_channel.ts): this server, reached as its xDS is. The
+ * filter reopens a closed stream itself, so no retry policy.
+ */
+export function loadChannelService(xds: XdsTransport): Json {
+  return "cluster" in xds ? { envoy_grpc: { cluster_name: xds.cluster } } : { google_grpc: googleGrpc(xds.target, xds.tls, "infergate_load") };
 }
 
 /** Cluster.eds_cluster_config of a pool's cluster: its endpoints come from this server. */
@@ -256,30 +265,6 @@ export function filterConfigDiscovery(xds: XdsTransport, defaultConfig?: Json): 
     ...(defaultConfig ? { default_config: defaultConfig, apply_default_config_without_warming: true } : {}),
     type_urls: [WASM_TYPE_URL],
   };
-}
-
-export const SET_FILTER_STATE_TYPE_URL = typeUrl("envoy.extensions.filters.http.set_filter_state.v3.Config");
-
-/**
- * The `set_filter_state` configuration that hands the load text (snapshot.ts: renderLoad) to the
- * Wasm filter on every request, under LOAD_TEXT_KEY, with its version under LOAD_VERSION_KEY
- * (filter/src/live_load.ts reads both). Without a load it sets nothing, and the filter routes on
- * its snapshot alone.
- */
-export function loadFilter(load?: { version: string; text: string }): Json {
-  if (!load) return typed("envoy.extensions.filters.http.set_filter_state.v3.Config", { on_request_headers: [] });
-  // The value is an Envoy format string: `%` would start a command. No name in the load can hold one
-  // (SNAPSHOT_NAME), nor can a number or an address.
-  if (load.text.includes("%") || load.version.includes("%")) throw new Error("a load text cannot contain '%'");
-  const value = (key: string, text: string): Json => ({ object_key: key, factory_key: "envoy.string", format_string: { text_format_source: { inline_string: text } } });
-  return typed("envoy.extensions.filters.http.set_filter_state.v3.Config", {
-    on_request_headers: [value(LOAD_VERSION_KEY, load.version), value(LOAD_TEXT_KEY, load.text)],
-  });
-}
-
-/** The load filter as an HTTP filter: its configuration arrives over ECDS; until then it sets nothing. */
-export function loadHttpFilter(xds: XdsTransport): Json {
-  return { name: LOAD_FILTER_NAME, config_discovery: { ...filterConfigDiscovery(xds, loadFilter()), type_urls: [SET_FILTER_STATE_TYPE_URL] } };
 }
 
 /** The ECDS resource: a named filter configuration. */

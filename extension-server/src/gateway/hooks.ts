@@ -23,9 +23,9 @@
 // and every Envoy keeps its last good configuration; a half-edited resource is never sent.
 import * as grpc from "@grpc/grpc-js";
 import { poolId, type PoolConfig, type RoutingConfig } from "../config/routing-config.ts";
-import { FILTER_NAME, LOAD_FILTER_NAME } from "../contract.ts";
+import { FILTER_NAME } from "../contract.ts";
 import {
-  ecdsHttpFilter, edsClusterConfig, filterConfigDiscovery, hostCluster, loadHttpFilter, mirrorCluster, overrideHostPolicy, poolCircuitBreakers, poolsEdsName, routeEdsName,
+  ecdsHttpFilter, edsClusterConfig, filterConfigDiscovery, hostCluster, mirrorCluster, overrideHostPolicy, poolCircuitBreakers, poolsEdsName, routeEdsName,
   STRIP_DESTINATION_NAME, stripClientDestination, WASM_TYPE_URL, type XdsClientTls, type XdsTransport,
 } from "../envoy/resources.ts";
 import { editPickerRoute, insertPickerFilter, missingPickerClusters, poolOf } from "./endpoint-picker-hooks.ts";
@@ -74,11 +74,9 @@ const HCM_NAME = "envoy.filters.network.http_connection_manager";
 const ROUTER_NAME = "envoy.filters.http.router";
 
 export interface HookOptions {
-  /** Where Envoy reaches this server's xDS (a Service name in a cluster). */
-  xdsHost: string;
-  xdsPort: number;
-  /** Envoy's side of mutual TLS to this server's xDS, when the xDS server requires it. */
-  xdsTls?: XdsClientTls | undefined;
+  /** Where Envoy reaches this server's xDS (`host:port`, a Service name in a cluster), with Envoy's
+   * side of mutual TLS when the xDS server requires it. */
+  xds: { target: string; tls?: XdsClientTls | undefined };
   /** The current routing configuration (pools with their attach-to targets). */
   config: () => RoutingConfig;
   /** When Envoys fetch the filter module from this server over HTTP: the cluster to add for it. */
@@ -119,11 +117,9 @@ export type PolicyFilterSeen = (name: string, wasm: Uint8Array) => void;
 function editHttpFilters(hcm: WireMessage, attach: boolean, xds: XdsTransport, seen: PolicyFilterSeen): boolean {
   let changed = false;
   const filters = hcm.all(HCM.http_filters);
-  const infergate = new Set([FILTER_NAME]);
   for (const f of filters) {
     const filter = WireMessage.decode(f.bytes);
     if (!isOurWasm(filter)) continue;
-    infergate.add(filter.string(HTTP_FILTER.name) ?? "");
     // An EnvoyExtensionPolicy put our module here inline; keep its name and flags, feed it over ECDS
     // (with the policy's own module: policy-filter.ts).
     const wasm = WireMessage.decode(filter.first(HTTP_FILTER.typed_config)!.bytes).first(ANY.value)?.bytes ?? new Uint8Array();
@@ -141,17 +137,7 @@ function editHttpFilters(hcm: WireMessage, attach: boolean, xds: XdsTransport, s
     else hcm.fields.push(entry);
     changed = true;
   }
-  return insertLoadFilter(hcm, infergate, xds) || changed;
-}
-
-/** Puts the load filter (live load for filter/src/live_load.ts) before the first infergate filter, once. */
-function insertLoadFilter(hcm: WireMessage, infergate: ReadonlySet<string>, xds: XdsTransport): boolean {
-  const names = hcm.fields.map((f) => (f.field === HCM.http_filters ? WireMessage.decode(f.bytes).string(HTTP_FILTER.name) : undefined));
-  if (names.includes(LOAD_FILTER_NAME)) return false;
-  const first = names.findIndex((n) => n !== undefined && infergate.has(n));
-  if (first < 0) return false;
-  hcm.fields.splice(first, 0, { field: HCM.http_filters, wireType: WIRE_LENGTH_DELIMITED, bytes: encodeJson(T.httpFilter, loadHttpFilter(xds)) });
-  return true;
+  return changed;
 }
 
 /** Removes client-sent destination and mirror headers before any filter (once per HCM; Envoy
@@ -355,6 +341,6 @@ export class GatewayHooks {
   private readonly policyFilterSeen: PolicyFilterSeen = (name, wasm) => this.opts.onPolicyFilter?.(name, wasm);
 
   private get xds(): XdsTransport {
-    return { target: `${this.opts.xdsHost}:${this.opts.xdsPort}`, tls: this.opts.xdsTls };
+    return this.opts.xds;
   }
 }

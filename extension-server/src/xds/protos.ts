@@ -38,9 +38,9 @@ const FILES = [
   "envoy/extensions/upstreams/http/v3/http_protocol_options.proto",
   "envoy/config/listener/v3/listener.proto",
   "envoy/extensions/filters/http/ext_proc/v3/ext_proc.proto",
-  "envoy/extensions/filters/http/set_filter_state/v3/set_filter_state.proto",
   "envoy/extensions/transport_sockets/tls/v3/tls.proto",
   "infergate/envoy_newer.proto",
+  "infergate/load.proto",
   // Envoy Gateway's extension service (our copy, written from the public definition).
   "proto/extension/service.proto",
 ];

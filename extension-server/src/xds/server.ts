@@ -47,6 +47,8 @@ export const DEFAULT_MAX_NAMES: Readonly<Record<string, number>> = {
 
 export interface XdsServerOptions {
   maxNames?: Readonly<Record<string, number>> | undefined;
+  /** Other gRPC services served on the same port, with the same credentials (the load channel). */
+  services?: Array<{ definition: grpc.ServiceDefinition; implementation: grpc.UntypedServiceImplementation }> | undefined;
 }
 
 /** An open stream: which Envoy (node id), which type, and whether its last answer was a NACK. */
@@ -99,6 +101,7 @@ export class XdsServer {
         [method]: (call: grpc.ServerDuplexStream<DiscoveryRequest, object>) => this.handleStream(call, typeUrl),
       });
     }
+    for (const { definition, implementation } of opts.services ?? []) this.server.addService(definition, implementation);
   }
 
   get port(): number { return this.boundPort; }

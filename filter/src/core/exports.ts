@@ -9,6 +9,7 @@ import { LocalLoad, PrefixMemory, Random } from "./pick";
 import { parseLoad, parseSnapshot, Pool, Route, Snapshot } from "./snapshot";
 import { mirrorDestinations } from "./mirror";
 import { chooseRoutePool, NO_CONTEXT, RequestContext, shedThreshold } from "./request";
+import { decodeHex, decodeLoadMessage, encodeWatchRequest } from "./load_message";
 
 /**
  * Feeds `body` to the scanner in chunks of `chunkSize` bytes (the last call marks end of stream)
@@ -340,4 +341,25 @@ export function lookupHeaderPairs(data: Uint8Array, names: string): string {
     out.push(value === null ? "-" : value);
   }
   return out.join("\n");
+}
+
+/** A load channel message (load_message.ts): "ok <version>\n<text>" or "error <reason>". */
+export function decodeLoad(bytes: Uint8Array): string {
+  const m = decodeLoadMessage(bytes.dataStart, <usize>bytes.length);
+  return m.error.length > 0 ? "error " + m.error : "ok " + m.version + "\n" + m.text;
+}
+
+/** The bytes of a `load-channel` record's hex, as comma-separated numbers; "null" if not hex. */
+export function hexBytes(text: string): string {
+  const bytes = decodeHex(text);
+  if (bytes === null) return "null";
+  const view = Uint8Array.wrap(bytes);
+  const out = new Array<string>(view.length);
+  for (let i = 0; i < view.length; i++) out[i] = view[i].toString();
+  return out.join(",");
+}
+
+/** The stream's request for a snapshot version, as the filter sends it. */
+export function watchRequest(snapshotVersion: string): Uint8Array {
+  return Uint8Array.wrap(encodeWatchRequest(snapshotVersion));
 }

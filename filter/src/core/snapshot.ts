@@ -36,6 +36,8 @@
 //   mirror <cluster> <pool>       the route also mirrors to <pool>: the filter picks an endpoint there too
 //   picker <pool>                 an endpoint picker (a v1 pool's endpointPickerRef) routes the pool's
 //                                 requests: the filter follows its requests to the endpoint that served them
+//   load-channel <hex>            where the live load comes from: a serialized
+//                                 envoy.config.core.v3.GrpcService, in hex (load_channel.ts)
 //
 // The live part of those records (each pool's `endpoint` lines and `saturation`) also arrives on
 // its own, as the load text, on every scrape that changes it; the rest arrives only when the
@@ -50,13 +52,15 @@
 // It replaces, for each pool it names that the snapshot has, that pool's endpoints and saturation
 // (applyLoad). Why two texts: Envoy builds a new Wasm plugin for every new plugin configuration and
 // keeps a few hundred bytes of each for good (proxy-wasm-cpp-host's per-VM fail callbacks and
-// canary cache hold its key, which holds the configuration), so the load travels outside it
-// (the `set_filter_state` filter the extension server configures: live_load.ts reads it).
+// canary cache hold its key, which holds the configuration), so the load travels outside it: the
+// extension server pushes it on a gRPC stream each root context holds (load_channel.ts).
 //
 // A model named `*` applies to every model name no other record declares (an InferenceModelRewrite
 // rule without matches).
 //
 // Pure module: no host imports.
+
+import { decodeHex } from "./load_message";
 
 export const FORMAT_HEADER = "infergate-snapshot 1";
 export const LOAD_FORMAT_HEADER = "infergate-load 1";
@@ -194,6 +198,8 @@ export class Snapshot {
   objectives: Map<string, i32> = new Map<string, i32>();
   /** Routes, by cluster name. */
   routes: Map<string, Route> = new Map<string, Route>();
+  /** The `load-channel` record: the GrpcService the live load arrives over; null if none. */
+  loadChannel: ArrayBuffer | null = null;
 
   /**
    * Applies a load text's pools (parseLoad): each pool of this snapshot that the load names gets
@@ -286,6 +292,7 @@ class Parser {
     if (kind == "route") return this.expectAtLeast(fields, 4, lineNo) && this.addRoute(fields, lineNo);
     if (kind == "mirror") return this.expect(fields, 3, lineNo) && this.addMirror(fields[1], fields[2], lineNo);
     if (kind == "picker") return this.expect(fields, 2, lineNo) && this.setPicker(fields[1], lineNo);
+    if (kind == "load-channel") return this.expect(fields, 2, lineNo) && this.setLoadChannel(fields[1], lineNo);
     return true; // unknown record kinds are for newer filters
   }
 
@@ -310,6 +317,13 @@ class Parser {
   private setPicker(poolName: string, lineNo: i32): bool {
     if (!this.snapshot.pools.has(poolName)) return this.fail(lineNo, "picker of unknown pool " + poolName);
     this.snapshot.pools.get(poolName).picker = true;
+    return true;
+  }
+
+  private setLoadChannel(hex: string, lineNo: i32): bool {
+    const service = decodeHex(hex);
+    if (service === null) return this.fail(lineNo, "load-channel must be hex");
+    this.snapshot.loadChannel = service;
     return true;
   }
 

@@ -6,7 +6,7 @@
 import {
   proxy_define_metric, proxy_get_buffer_bytes, proxy_get_current_time_nanoseconds, proxy_get_header_map_pairs, proxy_get_header_map_value,
   proxy_get_property, proxy_get_shared_data, proxy_increment_metric, proxy_log, proxy_remove_header_map_value, proxy_replace_header_map_value,
-  proxy_send_local_response, proxy_set_buffer_bytes, proxy_set_shared_data,
+  proxy_grpc_cancel, proxy_grpc_send, proxy_grpc_stream, proxy_send_local_response, proxy_set_buffer_bytes, proxy_set_shared_data,
 } from "./imports";
 
 /** proxy-wasm ABI WasmResult: every value a host call can return. */
@@ -17,7 +17,7 @@ export const enum Status {
 }
 
 export const enum LogLevel { Trace = 0, Debug = 1, Info = 2, Warn = 3, Error = 4, Critical = 5 }
-export const enum BufferType { RequestBody = 0, ResponseBody = 1, PluginConfiguration = 7 }
+export const enum BufferType { RequestBody = 0, ResponseBody = 1, GrpcReceive = 5, PluginConfiguration = 7 }
 export const enum MapType { RequestHeaders = 0, ResponseHeaders = 2 }
 export const enum MetricType { Counter = 0, Gauge = 1, Histogram = 2 }
 
@@ -27,6 +27,9 @@ const OUT_LEN: usize = OUT_PTR + 4;
 const OUT_CAS: usize = memory.data(4);
 const OUT_ID: usize = memory.data(4);
 const OUT_TIME: usize = memory.data(8);
+const OUT_TOKEN: usize = memory.data(4);
+/** A serialized header map with no pairs (a u32 count of 0): a stream's initial metadata. */
+const NO_PAIRS: usize = memory.data(4);
 
 /** A copy of bytes the host returned (the host's allocation is already freed). */
 export class Bytes {
@@ -193,4 +196,29 @@ export function getProperty(path: ArrayBuffer): Bytes {
   const status = <Status>proxy_get_property(changetype<usize>(path), path.byteLength, OUT_PTR, OUT_LEN);
   if (status != Status.Ok) return new Bytes(status, null);
   return new Bytes(status, takeOut());
+}
+
+/** A gRPC stream the host opened; the token is valid only when the status is Ok. */
+export class GrpcStreamToken {
+  constructor(public status: Status, public token: u32) {}
+}
+
+/** Opens a gRPC stream owned by the current root context (the host binds it there even when called
+ * from a request's callback). `service` is a serialized envoy.config.core.v3.GrpcService. */
+export function grpcStream(service: ArrayBuffer, serviceName: string, method: string): GrpcStreamToken {
+  const s = String.UTF8.encode(serviceName);
+  const m = String.UTF8.encode(method);
+  store<u32>(OUT_TOKEN, 0);
+  const status = <Status>proxy_grpc_stream(changetype<usize>(service), service.byteLength, changetype<usize>(s), s.byteLength,
+    changetype<usize>(m), m.byteLength, NO_PAIRS, 4, OUT_TOKEN);
+  return new GrpcStreamToken(status, load<u32>(OUT_TOKEN));
+}
+
+export function grpcSend(token: u32, message: ArrayBuffer, endStream: bool): Status {
+  return <Status>proxy_grpc_send(token, changetype<usize>(message), message.byteLength, endStream ? 1 : 0);
+}
+
+/** Cancels a stream this module opened: no callback follows. */
+export function grpcCancel(token: u32): Status {
+  return <Status>proxy_grpc_cancel(token);
 }

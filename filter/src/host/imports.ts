@@ -43,3 +43,13 @@ export declare function proxy_increment_metric(metricId: u32, offset: i64): i32;
 
 @external("env", "proxy_get_property")
 export declare function proxy_get_property(pathPtr: usize, pathLen: usize, outPtrPtr: usize, outLenPtr: usize): i32;
+
+@external("env", "proxy_grpc_stream")
+export declare function proxy_grpc_stream(servicePtr: usize, serviceLen: usize, serviceNamePtr: usize, serviceNameLen: usize,
+  methodPtr: usize, methodLen: usize, metadataPtr: usize, metadataLen: usize, tokenOutPtr: usize): i32;
+
+@external("env", "proxy_grpc_send")
+export declare function proxy_grpc_send(token: u32, messagePtr: usize, messageLen: usize, endStream: u32): i32;
+
+@external("env", "proxy_grpc_cancel")
+export declare function proxy_grpc_cancel(token: u32): i32;
