@@ -205,7 +205,7 @@ describe("request header map (one host call, looked up in the filter)", () => {
   }
 });
 
-describe("load channel wire formats (core/load_message.ts)", () => {
+describe("load channel wire formats (core/hex.ts, core/load_message.ts)", () => {
   it("decodes the load-channel record's hex, any case, and refuses anything else", () => {
     assert.equal(core.hexBytes("00ff7Fa0"), "0,255,127,160");
     for (const bad of ["", "0", "0g", "zz", "0 1"]) assert.equal(core.hexBytes(bad), "null", bad);

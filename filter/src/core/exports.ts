@@ -9,7 +9,8 @@ import { LocalLoad, PrefixMemory, Random } from "./pick";
 import { parseLoad, parseSnapshot, Pool, Route, Snapshot } from "./snapshot";
 import { mirrorDestinations } from "./mirror";
 import { chooseRoutePool, NO_CONTEXT, RequestContext, shedThreshold } from "./request";
-import { decodeHex, decodeLoadMessage, encodeWatchRequest } from "./load_message";
+import { decodeHex } from "./hex";
+import { decodeLoadMessage, encodeWatchRequest } from "./load_message";
 
 /**
  * Feeds `body` to the scanner in chunks of `chunkSize` bytes (the last call marks end of stream)

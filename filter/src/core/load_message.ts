@@ -1,35 +1,11 @@
-// The load channel's two wire formats, decoded without host calls (load_channel.ts uses them):
+// The load channel's messages, encoded and decoded without host calls (load_channel.ts uses them):
 //
-// - the snapshot's `load-channel <hex>` record: the serialized envoy.config.core.v3.GrpcService
-//   the filter opens its stream with, as lowercase or uppercase hex;
 // - the one request the filter sends: an `infergate.load.v1.WatchRequest`;
 // - each message the extension server sends on that stream: an `infergate.load.v1.Load`
 //   (proto/infergate/load.proto), fields `string version = 1; string text = 2;`. Fields of other
 //   numbers are skipped, so a newer server can add some.
 //
 // Pure module: no host imports.
-
-/** The bytes `text` spells in hex; null if it is empty, of odd length or not hex. */
-export function decodeHex(text: string): ArrayBuffer | null {
-  const n = text.length;
-  if (n == 0 || (n & 1) != 0) return null;
-  const out = new ArrayBuffer(n >> 1);
-  const base = changetype<usize>(out);
-  for (let i = 0; i < n; i += 2) {
-    const hi = hexDigit(text.charCodeAt(i));
-    const lo = hexDigit(text.charCodeAt(i + 1));
-    if (hi < 0 || lo < 0) return null;
-    store<u8>(base + <usize>(i >> 1), <u8>((hi << 4) | lo));
-  }
-  return out;
-}
-
-function hexDigit(c: i32): i32 {
-  if (c >= 0x30 && c <= 0x39) return c - 0x30;
-  if (c >= 0x61 && c <= 0x66) return c - 0x61 + 10;
-  if (c >= 0x41 && c <= 0x46) return c - 0x41 + 10;
-  return -1;
-}
 
 /** The stream's one request, `infergate.load.v1.WatchRequest { string snapshot_version = 1; }`,
  * with the field written even when empty: an empty message is never sent (Envoy's Google gRPC

@@ -1,6 +1,7 @@
 // Which requests the filter routes, and the headers it routes them with. Pure module: no host
 // imports. The header names are the contract with the extension server's Envoy configuration
 // (test/unit/contract.test.ts compares them with the server's definitions).
+import { hexDigit } from "./hex";
 
 /** Set to `ip:port[,ip:port...]`: the chosen endpoint, then fallbacks (override_host reads it). */
 export const DESTINATION_HEADER = "x-gateway-destination-endpoint";
@@ -29,13 +30,6 @@ export const INFERENCE_PATHS: string[] = [
  */
 export function isInferencePath(path: string): bool {
   return INFERENCE_PATHS.includes(normalizePath(path));
-}
-
-function hexDigit(c: i32): i32 {
-  if (c >= 0x30 && c <= 0x39) return c - 0x30;
-  if (c >= 0x61 && c <= 0x66) return c - 0x61 + 10;
-  if (c >= 0x41 && c <= 0x46) return c - 0x41 + 10;
-  return -1;
 }
 
 /** The path without its query, percent-decoded, with empty and `.` segments dropped and `..`

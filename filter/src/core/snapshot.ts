@@ -60,7 +60,7 @@
 //
 // Pure module: no host imports.
 
-import { decodeHex } from "./load_message";
+import { decodeHex } from "./hex";
 
 export const FORMAT_HEADER = "infergate-snapshot 1";
 export const LOAD_FORMAT_HEADER = "infergate-load 1";
