@@ -82,9 +82,9 @@ export class ServerMetrics {
     collect: (): void => this.collectXds(this.xdsNackingEnvoys, (s) => s.rejected),
   });
 
-  /** Open load channel streams: one per filter root context per Envoy worker. */
+  /** Open load channel streams: one per filter root context per Envoy thread. */
   readonly loadStreams = new Gauge({
-    name: "infergate_load_streams", help: "Open load channel streams (each infergate filter configuration on each Envoy worker holds one; 0 while Envoys route on their last load).", registers: [this.registry],
+    name: "infergate_load_streams", help: "Open load channel streams (each infergate filter configuration on each Envoy thread holds one; 0 while Envoys route on their last load).", registers: [this.registry],
     collect: (): void => { this.loadStreams.set(this.countLoadStreams()); },
   });
   /** Where the load stream gauge is read from when scraped. */

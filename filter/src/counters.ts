@@ -22,7 +22,8 @@ export const MIRROR_PICKED = "mirror_picked_total";
 /** Requests on a pool an endpoint picker routes that were served by another endpoint than this
  * filter picked (the picker chose it, or a retry moved on): their load moved there. */
 export const SERVED_ELSEWHERE = "served_elsewhere_total";
-/** Loads from the load channel applied (load_channel.ts), counted by every worker's VM. */
+/** Loads from the load channel applied (load_channel.ts), counted by every VM (each worker's and
+ * the main thread's). */
 export const LOAD_APPLIED = "load_applied_total";
 /** Loads from the load channel that did not decode or parse: the last good load stays. */
 export const LOAD_REJECTED = "load_rejected_total";

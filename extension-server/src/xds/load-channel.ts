@@ -1,6 +1,6 @@
 // The load channel's server side (proto/infergate/load.proto): every infergate filter root context
-// on every Envoy worker holds one Watch stream, and each load the publisher renders is written to
-// all of them at once. A new stream is answered with the current load. A stream that cannot take
+// on every Envoy thread (its workers and its main thread) holds one Watch stream, and each load the
+// publisher renders is written to all of them at once. A new stream is answered with the current load. A stream that cannot take
 // more (its Envoy reads slowly) is written again only when it drains, and then with the newest
 // load only: nothing queues up behind a slow reader.
 import * as grpc from "@grpc/grpc-js";
@@ -10,7 +10,7 @@ import { protoRoot } from "./protos.ts";
 export interface Load { version: string; text: string }
 
 /** Streams served at most; more are refused (RESOURCE_EXHAUSTED) until some close. An Envoy holds
- * one per worker per live filter configuration (a few per worker while a push is applied). */
+ * one per thread per live filter configuration (a few per thread while a push is applied). */
 export const DEFAULT_MAX_LOAD_STREAMS = 4096;
 
 class Watcher {
@@ -27,7 +27,7 @@ export class LoadChannel {
 
   constructor(private readonly maxStreams = DEFAULT_MAX_LOAD_STREAMS) {}
 
-  /** Open streams (each an Envoy worker's root context). */
+  /** Open streams (each a root context on an Envoy thread). */
   get streams(): number { return this.watchers.size; }
 
   /** The last load published. */
