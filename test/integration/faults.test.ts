@@ -7,11 +7,15 @@ import { controlPlaneKill, pushStorm, replicaKillUnderLoad, steadyLoad } from ".
 import { chatPoolYaml, metricSamples, podsYaml, postJson, SIM_PORT, startStack } from "../support/stack.ts";
 
 describe("faults under load", () => {
-  it("the extension server SIGKILLed: no request fails, routing goes on, pushes resume when it returns", async () => {
+  it("the extension server SIGKILLed: no request fails, routing goes on, pushes resume when it returns", async (t) => {
     const r = await controlPlaneKill({ loadMs: 2000, downMs: 1500, concurrency: 4 });
+    t.diagnostic(`served while down ${r.servedWhileDown}; configuration edit applied ${r.resumeMs.toFixed(0)} ms, a load applied ${r.loadResumeMs.toFixed(0)} ms after the server returned`);
     assert.deepEqual(r.load.failures, [], `${r.load.failed} of ${r.load.sent} failed`);
     assert.ok(r.servedWhileDown > 20, `${r.servedWhileDown} requests served while it was down`);
     assert.ok(r.resumeMs < 20_000);
+    // The load channel too: the filters reopened their streams and applied a load from the new
+    // server (after at most the filter's 4 s back-off, with traffic flowing).
+    assert.ok(r.loadResumeMs < 20_000, `${r.loadResumeMs} ms`);
   });
 
   it("a replica SIGKILLed: only the requests it was serving fail, and it gets no more traffic", async () => {

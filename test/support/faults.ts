@@ -102,6 +102,9 @@ export interface ControlPlaneKillResult {
   /** From the restarted server listening to Envoy applying a configuration edit it pushed (Envoy
    * reconnects with its own backoff). */
   resumeMs: number;
+  /** From the restarted server listening to a filter having applied a load from it: the load
+   * channel reopened (by traffic, after the filter's back-off). */
+  loadResumeMs: number;
 }
 
 /**
@@ -147,14 +150,20 @@ spec: {modelName: moving, poolRef: {name: pool}, targetModels: [{name: ${target}
     const killedAt = performance.now();
     await sleep(opts.downMs);
     const restartedAt = performance.now();
+    // Loads the filters applied so far (the counter sums Envoy's threads); the restarted server's
+    // first load is new to each of them (a new server never repeats a load version).
+    const applied = async (): Promise<number> => Number(/^wasmcustom\.infergate\.load_applied_total: (\d+)$/m.exec(await envoy!.admin("stats?filter=load_applied"))?.[1] ?? 0);
+    const appliedBefore = await applied();
     server = await startChild(serverArgs, "infergate: xDS on");
     const listening = performance.now();
+    const loadResumed = waitFor(async () => (await applied()) > appliedBefore, 20_000, 20).then(() => performance.now() - listening);
     write(yaml("llm-next"));
     await waitFor(async () => (await served("moving")) === "llm-next", 20_000, 20);
     const resumeMs = performance.now() - listening;
+    const loadResumeMs = await loadResumed;
     await sleep(opts.loadMs / 2);
     const report = await load.stop();
-    return { load: report, servedWhileDown: report.records.filter((r) => r.status === 200 && r.startMs > killedAt && r.endMs < restartedAt).length, resumeMs };
+    return { load: report, servedWhileDown: report.records.filter((r) => r.status === 200 && r.startMs > killedAt && r.endMs < restartedAt).length, resumeMs, loadResumeMs };
   } finally {
     server.kill("SIGKILL");
     await envoy?.stop();
