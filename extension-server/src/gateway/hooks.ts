@@ -296,7 +296,7 @@ export class GatewayHooks {
   private onListener(req: WireMessage): WireMessage {
     const listener = req.first(LISTENER_REQUEST.listener);
     if (!listener) return new WireMessage();
-    return single(LISTENER_RESPONSE.listener, modifyListener(listener.bytes, this.opts.config().pools, this.xds, this.policyFilterSeen).bytes);
+    return single(LISTENER_RESPONSE.listener, modifyListener(listener.bytes, this.opts.config().pools, this.opts.xds, this.policyFilterSeen).bytes);
   }
 
   /** A route to a v1 pool with an endpoint picker calls it; any other route comes back as given. */
@@ -312,7 +312,7 @@ export class GatewayHooks {
     const cluster = req.first(CLUSTER_REQUEST.cluster);
     if (!cluster) return new WireMessage();
     const resources = decodeResources(req.first(CLUSTER_REQUEST.post_cluster_context), CLUSTER_CONTEXT.backend_extension_resources);
-    return single(CLUSTER_RESPONSE.cluster, modifyCluster(cluster.bytes, resources, this.xds, this.opts.onPoolUnion).bytes);
+    return single(CLUSTER_RESPONSE.cluster, modifyCluster(cluster.bytes, resources, this.opts.xds, this.opts.onPoolUnion).bytes);
   }
 
   /** Each list in the response replaces Envoy Gateway's, so everything is returned. Listeners
@@ -323,7 +323,7 @@ export class GatewayHooks {
     const mirrors = new Set(this.opts.config().routes.flatMap((r) => r.mirrors.map((m) => m.cluster)));
     for (const c of clusters) {
       const mirror = mirrors.size > 0 && mirrors.has(WireMessage.decode(c.bytes).string(CLUSTER.name) ?? "");
-      out.add(TRANSLATE_RESPONSE.clusters, mirror ? modifyMirrorCluster(c.bytes, this.xds) : c.bytes);
+      out.add(TRANSLATE_RESPONSE.clusters, mirror ? modifyMirrorCluster(c.bytes, this.opts.xds) : c.bytes);
     }
     const module = this.opts.moduleCluster;
     if (module && !clusters.some((c) => WireMessage.decode(c.bytes).string(CLUSTER.name) === module.name)) {
@@ -331,16 +331,12 @@ export class GatewayHooks {
     }
     const pools = this.opts.config().pools;
     const names = new Set(clusters.map((c) => WireMessage.decode(c.bytes).string(CLUSTER.name) ?? ""));
-    for (const c of missingPickerClusters(pools, names, this.xds)) out.add(TRANSLATE_RESPONSE.clusters, c);
+    for (const c of missingPickerClusters(pools, names, this.opts.xds)) out.add(TRANSLATE_RESPONSE.clusters, c);
     for (const s of req.all(TRANSLATE_REQUEST.secrets)) out.add(TRANSLATE_RESPONSE.secrets, s.bytes);
-    for (const l of req.all(TRANSLATE_REQUEST.listeners)) out.add(TRANSLATE_RESPONSE.listeners, modifyListener(l.bytes, pools, this.xds, this.policyFilterSeen).bytes);
+    for (const l of req.all(TRANSLATE_REQUEST.listeners)) out.add(TRANSLATE_RESPONSE.listeners, modifyListener(l.bytes, pools, this.opts.xds, this.policyFilterSeen).bytes);
     for (const r of req.all(TRANSLATE_REQUEST.routes)) out.add(TRANSLATE_RESPONSE.routes, r.bytes);
     return out;
   }
 
   private readonly policyFilterSeen: PolicyFilterSeen = (name, wasm) => this.opts.onPolicyFilter?.(name, wasm);
-
-  private get xds(): XdsTransport {
-    return this.opts.xds;
-  }
 }
